@@ -1,0 +1,92 @@
+//! Command-line definitions (clap). The commands themselves are in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custodian",
+    version,
+    about = "A data-use policy gateway for LLM APIs"
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CUSTODIAN_CONFIG",
+        default_value = "config/custodian.toml"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (proxy and admin listeners).
+    Serve {
+        /// Do not apply migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply the database migrations and prepare partitions, then exit.
+    Migrate,
+    /// Validate the configuration file and exit (non-zero when invalid).
+    CheckConfig,
+    /// Record or show training consent.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Issue managed keys and compute pass-through fingerprints.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Record consent obtained outside the gateway (append-only).
+    Record(ConsentRecordArgs),
+    /// Show a tenant's consent history and current choice.
+    Show {
+        /// The tenant id.
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConsentRecordArgs {
+    /// The tenant id, as configured.
+    #[arg(long)]
+    pub tenant: String,
+    /// The tenant opts in to training use.
+    #[arg(long, conflicts_with = "opt_out", required_unless_present = "opt_out")]
+    pub opt_in: bool,
+    /// The tenant opts out of training use.
+    #[arg(long)]
+    pub opt_out: bool,
+    /// When the choice takes effect (RFC 3339); default now.
+    #[arg(long)]
+    pub effective_at: Option<String>,
+    /// Who records it (a person or system).
+    #[arg(long)]
+    pub actor: String,
+    /// Where the consent was obtained.
+    #[arg(long, default_value = "operator")]
+    pub source: String,
+    /// Why, or a reference to the agreement.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a managed key (`cst_…`). Prints the key once and the hash to
+    /// put under the tenant's `managed_keys`.
+    Issue,
+    /// Read a pass-through key from standard input and print its fingerprint
+    /// for the tenant's `passthrough_fingerprints` (needs `auth.fingerprint_key`).
+    Fingerprint,
+}

@@ -1,0 +1,1161 @@
+//! Configuration: one TOML file, overridable by `CUSTODIAN__SECTION__KEY`
+//! environment variables, parsed into a raw form and validated into
+//! [`Config`]. Secrets never live in the file: only references to an
+//! environment variable or a file that holds them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use toml::Spanned;
+use url::Url;
+
+use crate::domain::TenantId;
+use crate::policy::{Retention, RetentionError};
+
+pub const ENV_PREFIX: &str = "CUSTODIAN__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: after applying environment overrides ({vars}): {source}")]
+    Override {
+        path: PathBuf,
+        vars: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(*****)")
+    }
+}
+
+/// Where the caller's API key is read from, and the error shape its SDK expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// `Authorization: Bearer <key>`; errors as `{"error": {"message","type","code"}}`.
+    Openai,
+    /// `x-api-key: <key>`; errors as `{"type":"error","error":{"type","message"}}`.
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub database: DatabaseConfig,
+    pub capture: CaptureConfig,
+    pub writer: WriterConfig,
+    pub consent: ConsentConfig,
+    pub logging: LoggingConfig,
+    pub auth: AuthConfig,
+    pub routes: Vec<Route>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub tenants: Vec<Tenant>,
+    /// Hash of the effective policy (profiles, routes, tenants' policy fields).
+    pub policy_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_request_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub shutdown_drain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub migrate_on_start: bool,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    pub partitions_ahead: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub max_retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsentConfig {
+    pub refresh_interval: Duration,
+    pub max_staleness: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub default_tenant: Option<usize>,
+    pub fingerprint_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub prefix: String,
+    pub upstream: Url,
+    pub profile: String,
+    pub flavor: Flavor,
+    pub upstream_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    #[serde(serialize_with = "ser_duration")]
+    pub content_retention: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub metadata_retention: Duration,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub training_cutover: Option<OffsetDateTime>,
+    pub zero_data_retention: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub profile: Option<String>,
+    pub zero_data_retention: bool,
+    pub content_retention: Option<Duration>,
+    pub metadata_retention: Option<Duration>,
+    pub managed_key_hashes: Vec<String>,
+    pub passthrough_fingerprints: Vec<String>,
+    /// The effective policy of this tenant on each route, by route index.
+    pub policies: Vec<Arc<EffectivePolicy>>,
+}
+
+/// What applies to one tenant on one route: computed once at load.
+#[derive(Debug, Clone)]
+pub struct EffectivePolicy {
+    pub profile: Arc<str>,
+    pub retention: Retention,
+    pub zero_data_retention: bool,
+    pub training_cutover: Option<OffsetDateTime>,
+    pub retention_receipt: HeaderValue,
+}
+
+impl Config {
+    /// Read, override from the process environment, and validate.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(path, &text, std::env::vars())
+    }
+
+    /// Parse `text` (named `path` in errors) with the given environment.
+    pub fn from_toml(
+        path: &Path,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        // The file alone first, so errors in it carry its line and column.
+        let raw: RawConfig = toml::from_str(text).map_err(parse_err)?;
+        let env: HashMap<String, String> = env.into_iter().collect();
+        let mut overrides: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        overrides.sort();
+        if overrides.is_empty() {
+            return Validator {
+                path,
+                text,
+                env: &env,
+            }
+            .validate(raw);
+        }
+        let merged = apply_overrides(path, text, &overrides)?;
+        let raw: RawConfig = toml::from_str(&merged).map_err(|source| ConfigError::Override {
+            path: path.to_owned(),
+            vars: override_names(&overrides),
+            source: Box::new(source),
+        })?;
+        // Line numbers now refer to the merged document, so name it as such.
+        let merged_path = PathBuf::from(format!(
+            "{} (merged with {})",
+            path.display(),
+            override_names(&overrides)
+        ));
+        Validator {
+            path: &merged_path,
+            text: &merged,
+            env: &env,
+        }
+        .validate(raw)
+    }
+
+    pub fn route_index(&self, name: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.name == name)
+    }
+
+    /// The longest retention of any profile: how far ahead the store must be ready.
+    pub fn max_retention(&self) -> Retention {
+        let mut max = Retention {
+            content: Duration::ZERO,
+            metadata: Duration::ZERO,
+        };
+        for p in self.profiles.values() {
+            max.content = max.content.max(p.content_retention);
+            max.metadata = max.metadata.max(p.metadata_retention);
+        }
+        max
+    }
+}
+
+/// The file with the environment overrides applied, as TOML text.
+fn apply_overrides(
+    path: &Path,
+    text: &str,
+    overrides: &[(String, String)],
+) -> Result<String, ConfigError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    for (var, value) in overrides {
+        let keys: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        set_path(&mut table, &keys, parse_env_value(value));
+    }
+    toml::to_string(&table).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: 0,
+        key: override_names(overrides),
+        message: e.to_string(),
+    })
+}
+
+fn override_names(overrides: &[(String, String)]) -> String {
+    overrides
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `true`, `42`, `1.5` become typed values; anything else stays a string.
+fn parse_env_value(value: &str) -> toml::Value {
+    #[derive(Deserialize)]
+    struct Probe {
+        v: toml::Value,
+    }
+    match toml::from_str::<Probe>(&format!("v = {value}")) {
+        Ok(Probe { v }) if !v.is_table() && !v.is_datetime() => v,
+        _ => toml::Value::String(value.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) {
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        current = next;
+    }
+    current.insert(last.clone(), value);
+}
+
+// ---------------------------------------------------------------------------
+// Raw form: exactly what the file says.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    writer: RawWriter,
+    #[serde(default)]
+    consent: RawConsent,
+    #[serde(default)]
+    logging: RawLogging,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    profiles: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    max_request_body_bytes: usize,
+    #[serde(deserialize_with = "de_duration")]
+    header_read_timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    shutdown_drain: Duration,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_request_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_drain: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    #[serde(deserialize_with = "de_duration")]
+    connect_timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    first_byte_timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    idle_timeout: Duration,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: String,
+    migrate_on_start: bool,
+    max_connections: u32,
+    #[serde(deserialize_with = "de_duration")]
+    connect_timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    partitions_ahead: Duration,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://custodian.db".to_owned(),
+            migrate_on_start: true,
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+            partitions_ahead: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCapture {
+    max_body_bytes: usize,
+}
+
+impl Default for RawCapture {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWriter {
+    queue_capacity: usize,
+    batch_size: usize,
+    #[serde(deserialize_with = "de_duration")]
+    max_retry_backoff: Duration,
+}
+
+impl Default for RawWriter {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 20_000,
+            batch_size: 200,
+            max_retry_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConsent {
+    #[serde(deserialize_with = "de_duration")]
+    refresh_interval: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    max_staleness: Duration,
+}
+
+impl Default for RawConsent {
+    fn default() -> Self {
+        Self {
+            refresh_interval: Duration::from_secs(2),
+            max_staleness: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLogging {
+    format: LogFormat,
+    filter: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    default_tenant: Option<Spanned<String>>,
+    fingerprint_key: Option<Spanned<RawSecretRef>>,
+}
+
+/// A reference to a secret: exactly one of `env` or `file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    prefix: Spanned<String>,
+    upstream: Spanned<String>,
+    profile: Spanned<String>,
+    #[serde(default = "default_flavor")]
+    flavor: Flavor,
+    upstream_key: Option<Spanned<RawSecretRef>>,
+}
+
+fn default_flavor() -> Flavor {
+    Flavor::Openai
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    #[serde(
+        default = "default_content_retention",
+        deserialize_with = "de_duration"
+    )]
+    content_retention: Duration,
+    #[serde(
+        default = "default_metadata_retention",
+        deserialize_with = "de_duration"
+    )]
+    metadata_retention: Duration,
+    #[serde(default, deserialize_with = "de_opt_instant")]
+    training_cutover: Option<OffsetDateTime>,
+    #[serde(default)]
+    zero_data_retention: bool,
+}
+
+fn default_content_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+fn default_metadata_retention() -> Duration {
+    Duration::from_secs(365 * 86_400)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    id: Spanned<String>,
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    zero_data_retention: bool,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    content_retention: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    metadata_retention: Option<Duration>,
+    #[serde(default)]
+    managed_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    passthrough_fingerprints: Vec<Spanned<String>>,
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+fn de_opt_instant<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_instant(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// Durations like `"30d"`, `"12h"`, `"1m 30s"`, `"250ms"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. \"30d\", \"12h\", \"500ms\""))
+}
+
+/// RFC 3339 instants like `2023-03-01T00:00:00Z`.
+pub fn parse_instant(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).map_err(|e| {
+        format!("invalid instant {s:?} ({e}); use RFC 3339, e.g. 2023-03-01T00:00:00Z")
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Validation: raw → Config, with errors that name file, line and key.
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    env: &'a HashMap<String, String>,
+}
+
+impl Validator<'_> {
+    fn err<T>(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> Result<T, ConfigError> {
+        let line = span
+            .map(|s| {
+                self.text[..s.start.min(self.text.len())]
+                    .lines()
+                    .count()
+                    .max(1)
+            })
+            .unwrap_or(0);
+        Err(ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            key: key.into(),
+            message: message.to_string(),
+        })
+    }
+
+    fn secret(&self, key: &str, raw: &Spanned<RawSecretRef>) -> Result<Secret, ConfigError> {
+        let span = Some(raw.span());
+        match (&raw.get_ref().env, &raw.get_ref().file) {
+            (Some(var), None) => match self.env.get(var) {
+                Some(v) if !v.is_empty() => Ok(Secret::new(v.as_str())),
+                _ => self.err(span, key, format!("environment variable {var} is not set")),
+            },
+            (None, Some(file)) => match std::fs::read_to_string(file) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+                Ok(_) => self.err(
+                    span,
+                    key,
+                    format!("secret file {} is empty", file.display()),
+                ),
+                Err(e) => self.err(span, key, format!("cannot read {}: {e}", file.display())),
+            },
+            _ => self.err(span, key, "give exactly one of `env` or `file`"),
+        }
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let profiles = self.profiles(&raw.profiles)?;
+        let routes = self.routes(&raw.routes, &profiles)?;
+        let tenants = self.tenants(&raw.tenants, &routes, &profiles)?;
+        let auth = self.auth(&raw.auth, &tenants)?;
+        self.positive(&raw)?;
+        let policy_version = policy_version(&profiles, &routes, &tenants);
+        Ok(Config {
+            server: ServerConfig {
+                listen: raw.server.listen,
+                admin_listen: raw.server.admin_listen,
+                max_request_body_bytes: raw.server.max_request_body_bytes,
+                header_read_timeout: raw.server.header_read_timeout,
+                shutdown_drain: raw.server.shutdown_drain,
+            },
+            upstream: UpstreamConfig {
+                connect_timeout: raw.upstream.connect_timeout,
+                first_byte_timeout: raw.upstream.first_byte_timeout,
+                idle_timeout: raw.upstream.idle_timeout,
+            },
+            database: DatabaseConfig {
+                url: raw.database.url,
+                migrate_on_start: raw.database.migrate_on_start,
+                max_connections: raw.database.max_connections,
+                connect_timeout: raw.database.connect_timeout,
+                partitions_ahead: raw.database.partitions_ahead,
+            },
+            capture: CaptureConfig {
+                max_body_bytes: raw.capture.max_body_bytes,
+            },
+            writer: WriterConfig {
+                queue_capacity: raw.writer.queue_capacity,
+                batch_size: raw.writer.batch_size,
+                max_retry_backoff: raw.writer.max_retry_backoff,
+            },
+            consent: ConsentConfig {
+                refresh_interval: raw.consent.refresh_interval,
+                max_staleness: raw.consent.max_staleness,
+            },
+            logging: LoggingConfig {
+                format: raw.logging.format,
+                filter: raw.logging.filter,
+            },
+            auth,
+            routes,
+            profiles,
+            tenants,
+            policy_version,
+        })
+    }
+
+    fn positive(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        let checks = [
+            (
+                "server.max_request_body_bytes",
+                raw.server.max_request_body_bytes,
+            ),
+            ("writer.queue_capacity", raw.writer.queue_capacity),
+            ("writer.batch_size", raw.writer.batch_size),
+            (
+                "database.max_connections",
+                raw.database.max_connections as usize,
+            ),
+        ];
+        for (key, value) in checks {
+            if value == 0 {
+                return self.err(None, key, "must be greater than zero");
+            }
+        }
+        if raw.consent.max_staleness < raw.consent.refresh_interval {
+            return self.err(
+                None,
+                "consent.max_staleness",
+                "must be at least consent.refresh_interval",
+            );
+        }
+        Ok(())
+    }
+
+    fn profiles(
+        &self,
+        raw: &BTreeMap<String, RawProfile>,
+    ) -> Result<BTreeMap<String, Profile>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, p) in raw {
+            let retention = Retention {
+                content: p.content_retention,
+                metadata: p.metadata_retention,
+            };
+            if let Err(e) = retention.validated() {
+                return self.err(None, format!("profiles.{name}"), e);
+            }
+            out.insert(
+                name.clone(),
+                Profile {
+                    content_retention: p.content_retention,
+                    metadata_retention: p.metadata_retention,
+                    training_cutover: p.training_cutover,
+                    zero_data_retention: p.zero_data_retention,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn routes(
+        &self,
+        raw: &[RawRoute],
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<Vec<Route>, ConfigError> {
+        if raw.is_empty() {
+            return self.err(None, "routes", "at least one [[routes]] entry is required");
+        }
+        let mut out: Vec<Route> = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let key = |field: &str| format!("routes[{i}].{field}");
+            let prefix = r.prefix.get_ref();
+            if !prefix.starts_with('/') || !prefix.ends_with('/') {
+                return self.err(
+                    Some(r.prefix.span()),
+                    key("prefix"),
+                    format!("{prefix:?} must start and end with '/'"),
+                );
+            }
+            if out.iter().any(|o| &o.prefix == prefix) {
+                return self.err(
+                    Some(r.prefix.span()),
+                    key("prefix"),
+                    format!("{prefix:?} is used by another route"),
+                );
+            }
+            let mut upstream = match Url::parse(r.upstream.get_ref()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => u,
+                Ok(_) => {
+                    return self.err(
+                        Some(r.upstream.span()),
+                        key("upstream"),
+                        "must be an http(s) URL without a query",
+                    )
+                }
+                Err(e) => return self.err(Some(r.upstream.span()), key("upstream"), e),
+            };
+            if !upstream.path().ends_with('/') {
+                let path = format!("{}/", upstream.path());
+                upstream.set_path(&path);
+            }
+            if !profiles.contains_key(r.profile.get_ref()) {
+                return self.err(
+                    Some(r.profile.span()),
+                    key("profile"),
+                    format!("unknown profile {:?}", r.profile.get_ref()),
+                );
+            }
+            let upstream_key = match &r.upstream_key {
+                Some(s) => Some(self.secret(&key("upstream_key"), s)?),
+                None => None,
+            };
+            out.push(Route {
+                name: r
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| prefix.trim_matches('/').to_owned()),
+                prefix: prefix.clone(),
+                upstream,
+                profile: r.profile.get_ref().clone(),
+                flavor: r.flavor,
+                upstream_key,
+            });
+        }
+        Ok(out)
+    }
+
+    fn tenants(
+        &self,
+        raw: &[RawTenant],
+        routes: &[Route],
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<Vec<Tenant>, ConfigError> {
+        let mut out: Vec<Tenant> = Vec::with_capacity(raw.len());
+        let mut seen_keys: HashMap<&str, &str> = HashMap::new();
+        for (i, t) in raw.iter().enumerate() {
+            let key = |field: &str| format!("tenants[{i}].{field}");
+            let id = t.id.get_ref();
+            if id.is_empty() || out.iter().any(|o| &o.id.0 == id) {
+                return self.err(
+                    Some(t.id.span()),
+                    key("id"),
+                    format!("{id:?} is empty or used twice"),
+                );
+            }
+            if let Some(p) = &t.profile {
+                if !profiles.contains_key(p.get_ref()) {
+                    return self.err(
+                        Some(p.span()),
+                        key("profile"),
+                        format!("unknown profile {:?}", p.get_ref()),
+                    );
+                }
+            }
+            for (field, list, scheme) in [
+                ("managed_keys", &t.managed_keys, "sha256:"),
+                (
+                    "passthrough_fingerprints",
+                    &t.passthrough_fingerprints,
+                    "hmac-sha256:",
+                ),
+            ] {
+                for k in list {
+                    let hex_part = k.get_ref().strip_prefix(scheme).unwrap_or("");
+                    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return self.err(
+                            Some(k.span()),
+                            key(field),
+                            format!("expected \"{scheme}<64 hex digits>\" (see `custodian keys`)"),
+                        );
+                    }
+                    if let Some(other) = seen_keys.insert(k.get_ref(), id) {
+                        return self.err(
+                            Some(k.span()),
+                            key(field),
+                            format!("also listed for tenant {other:?}"),
+                        );
+                    }
+                }
+            }
+            let mut policies = Vec::with_capacity(routes.len());
+            for route in routes {
+                let profile_name = t.profile.as_ref().map_or(&route.profile, |p| p.get_ref());
+                let Some(profile) = profiles.get(profile_name) else {
+                    return self.err(Some(t.id.span()), key("profile"), "unknown profile");
+                };
+                let retention = Retention {
+                    content: profile.content_retention,
+                    metadata: profile.metadata_retention,
+                }
+                .narrowed(t.content_retention, t.metadata_retention);
+                let retention = match retention {
+                    Ok(r) => r,
+                    Err(e @ RetentionError::LongerThanProfile { .. })
+                    | Err(e @ RetentionError::ContentOutlivesMetadata { .. }) => {
+                        return self.err(
+                            Some(t.id.span()),
+                            key("content_retention"),
+                            format!(
+                                "under profile {profile_name:?} (route {:?}): {e}",
+                                route.name
+                            ),
+                        )
+                    }
+                };
+                let receipt = HeaderValue::from_str(&retention.receipt())
+                    .unwrap_or(HeaderValue::from_static("unknown"));
+                policies.push(Arc::new(EffectivePolicy {
+                    profile: Arc::from(profile_name.as_str()),
+                    retention,
+                    zero_data_retention: profile.zero_data_retention || t.zero_data_retention,
+                    training_cutover: profile.training_cutover,
+                    retention_receipt: receipt,
+                }));
+            }
+            out.push(Tenant {
+                id: TenantId(id.clone()),
+                profile: t.profile.as_ref().map(|p| p.get_ref().clone()),
+                zero_data_retention: t.zero_data_retention,
+                content_retention: t.content_retention,
+                metadata_retention: t.metadata_retention,
+                managed_key_hashes: t.managed_keys.iter().map(|k| k.get_ref().clone()).collect(),
+                passthrough_fingerprints: t
+                    .passthrough_fingerprints
+                    .iter()
+                    .map(|k| k.get_ref().clone())
+                    .collect(),
+                policies,
+            });
+        }
+        Ok(out)
+    }
+
+    fn auth(&self, raw: &RawAuth, tenants: &[Tenant]) -> Result<AuthConfig, ConfigError> {
+        let default_tenant = match &raw.default_tenant {
+            None => None,
+            Some(name) => match tenants.iter().position(|t| &t.id.0 == name.get_ref()) {
+                Some(i) => Some(i),
+                None => {
+                    return self.err(
+                        Some(name.span()),
+                        "auth.default_tenant",
+                        format!("no tenant with id {:?}", name.get_ref()),
+                    )
+                }
+            },
+        };
+        let fingerprint_key = match &raw.fingerprint_key {
+            Some(s) => Some(self.secret("auth.fingerprint_key", s)?),
+            None => None,
+        };
+        let uses_fingerprints = tenants
+            .iter()
+            .any(|t| !t.passthrough_fingerprints.is_empty());
+        if uses_fingerprints && fingerprint_key.is_none() {
+            return self.err(
+                None,
+                "auth.fingerprint_key",
+                "tenants list passthrough_fingerprints, so a fingerprint key is required",
+            );
+        }
+        Ok(AuthConfig {
+            default_tenant,
+            fingerprint_key,
+        })
+    }
+}
+
+/// A short, stable hash of everything that decides how a request is treated.
+fn policy_version(
+    profiles: &BTreeMap<String, Profile>,
+    routes: &[Route],
+    tenants: &[Tenant],
+) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        profiles: &'a BTreeMap<String, Profile>,
+        routes: Vec<(&'a str, &'a str)>,
+        tenants: Vec<(&'a str, Option<&'a str>, bool, Option<u64>, Option<u64>)>,
+    }
+    let canonical = Canonical {
+        profiles,
+        routes: routes
+            .iter()
+            .map(|r| (r.prefix.as_str(), r.profile.as_str()))
+            .collect(),
+        tenants: tenants
+            .iter()
+            .map(|t| {
+                (
+                    t.id.0.as_str(),
+                    t.profile.as_deref(),
+                    t.zero_data_retention,
+                    t.content_retention.map(|d| d.as_secs()),
+                    t.metadata_retention.map(|d| d.as_secs()),
+                )
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    format!("pv_{}", &hex::encode(digest)[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[profiles.api]
+training_cutover = "2023-03-01T00:00:00Z"
+
+[[routes]]
+prefix = "/v1/"
+upstream = "http://127.0.0.1:1/v1"
+profile = "api"
+
+[[tenants]]
+id = "acme"
+managed_keys = ["sha256:0000000000000000000000000000000000000000000000000000000000000000"]
+"#;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("test.toml"), text, Vec::new())
+    }
+
+    fn load_err(text: &str) -> String {
+        match load(text) {
+            Ok(_) => panic!("config should have been rejected"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.database.url, "sqlite://custodian.db");
+        assert_eq!(c.routes[0].upstream.as_str(), "http://127.0.0.1:1/v1/");
+        let policy = &c.tenants[0].policies[0];
+        assert_eq!(policy.retention.content, Duration::from_secs(30 * 86_400));
+        assert_eq!(policy.retention.metadata, Duration::from_secs(365 * 86_400));
+        assert!(c.policy_version.starts_with("pv_"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = format!("{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        let err = load_err(&text);
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("line 16"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_line() {
+        let text = MINIMAL.replace(
+            "training_cutover = \"2023-03-01T00:00:00Z\"",
+            "content_retention = \"thirty days\"",
+        );
+        let err = load_err(&text);
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn unknown_profile_reference_names_line_and_key() {
+        let err = load_err(&MINIMAL.replace("profile = \"api\"", "profile = \"apx\""));
+        assert!(err.starts_with("test.toml:8: routes[0].profile"), "{err}");
+    }
+
+    #[test]
+    fn tenant_cannot_lengthen_retention() {
+        let text = format!("{MINIMAL}content_retention = \"31d\"\n");
+        let err = load_err(&text);
+        assert!(err.contains("tenants[0].content_retention"), "{err}");
+        assert!(err.contains("may only shorten"), "{err}");
+    }
+
+    #[test]
+    fn malformed_key_hash_is_rejected() {
+        let err = load_err(&MINIMAL.replace("sha256:0000", "sha256:zz00"));
+        assert!(err.contains("tenants[0].managed_keys"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply_with_types() {
+        let env = vec![
+            (
+                "CUSTODIAN__DATABASE__URL".to_owned(),
+                "postgres://x/y".to_owned(),
+            ),
+            (
+                "CUSTODIAN__DATABASE__MAX_CONNECTIONS".to_owned(),
+                "3".to_owned(),
+            ),
+            (
+                "CUSTODIAN__SERVER__SHUTDOWN_DRAIN".to_owned(),
+                "5s".to_owned(),
+            ),
+            ("OTHER".to_owned(), "ignored".to_owned()),
+        ];
+        let c = Config::from_toml(Path::new("t.toml"), MINIMAL, env).unwrap();
+        assert_eq!(c.database.url, "postgres://x/y");
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(c.server.shutdown_drain, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_env_override_names_the_variable() {
+        let env = vec![("CUSTODIAN__SERVER__LISTEN".to_owned(), "nowhere".to_owned())];
+        let err = Config::from_toml(Path::new("t.toml"), MINIMAL, env)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CUSTODIAN__SERVER__LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_env_is_an_error_naming_the_key() {
+        let text = MINIMAL.replace(
+            "profile = \"api\"\n\n[[tenants]]",
+            "profile = \"api\"\nupstream_key = { env = \"CUSTODIAN_TEST_SURELY_UNSET\" }\n\n[[tenants]]",
+        );
+        let err = load_err(&text);
+        assert!(err.contains("routes[0].upstream_key"), "{err}");
+        assert!(err.contains("CUSTODIAN_TEST_SURELY_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("sk-live")), "Secret(*****)");
+    }
+
+    #[test]
+    fn policy_version_changes_with_policy_only() {
+        let a = load(MINIMAL).unwrap().policy_version;
+        let b = load(&format!("{MINIMAL}\n[server]\nshutdown_drain = \"1s\"\n"))
+            .unwrap()
+            .policy_version;
+        let c = load(&MINIMAL.replace("2023-03-01", "2024-03-01"))
+            .unwrap()
+            .policy_version;
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

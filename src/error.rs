@@ -1,0 +1,107 @@
+//! The one place that turns gateway errors into HTTP responses, in the error
+//! JSON shape of the API the route fronts, so SDKs surface them cleanly.
+//! Internal detail (database text, upstream addresses) never reaches a client.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+
+use crate::config::Flavor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("No API key was provided. Send it as the route's API key header.")]
+    MissingKey,
+    #[error("The API key is not recognised by the gateway.")]
+    UnknownKey,
+    #[error("No route is configured for this path.")]
+    NoRoute,
+    #[error("The request path is not allowed.")]
+    BadPath,
+    #[error("The request body exceeds the gateway's limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("The request body could not be read.")]
+    BadBody,
+    #[error("The upstream API could not be reached.")]
+    UpstreamUnreachable,
+    #[error("The upstream API did not answer in time.")]
+    UpstreamTimeout,
+    #[error("The gateway has no upstream credential for this route.")]
+    MissingUpstreamCredential,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BadPath | Self::BadBody => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpstreamUnreachable | Self::MissingUpstreamCredential => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable, low-cardinality code: the `code` field and a metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_api_key",
+            Self::UnknownKey => "invalid_api_key",
+            Self::NoRoute => "unknown_route",
+            Self::BadPath => "invalid_path",
+            Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::BadBody => "invalid_body",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::MissingUpstreamCredential => "upstream_credential_missing",
+        }
+    }
+
+    /// The OpenAI `type` / Anthropic `error.type` for this error.
+    fn error_type(&self, flavor: Flavor) -> &'static str {
+        match (flavor, self) {
+            (Flavor::Openai, Self::MissingKey | Self::UnknownKey) => "invalid_request_error",
+            (Flavor::Anthropic, Self::MissingKey | Self::UnknownKey) => "authentication_error",
+            (
+                Flavor::Openai,
+                Self::NoRoute | Self::BadPath | Self::BadBody | Self::PayloadTooLarge { .. },
+            ) => "invalid_request_error",
+            (Flavor::Anthropic, Self::NoRoute) => "not_found_error",
+            (Flavor::Anthropic, Self::PayloadTooLarge { .. }) => "request_too_large",
+            (Flavor::Anthropic, Self::BadPath | Self::BadBody) => "invalid_request_error",
+            (
+                Flavor::Openai,
+                Self::UpstreamUnreachable | Self::UpstreamTimeout | Self::MissingUpstreamCredential,
+            ) => "server_error",
+            (
+                Flavor::Anthropic,
+                Self::UpstreamUnreachable | Self::UpstreamTimeout | Self::MissingUpstreamCredential,
+            ) => "api_error",
+        }
+    }
+
+    /// The response in the route's error shape.
+    pub fn to_response(&self, flavor: Flavor) -> Response {
+        let message = self.to_string();
+        let body = match flavor {
+            Flavor::Openai => serde_json::json!({
+                "error": {
+                    "message": message,
+                    "type": self.error_type(flavor),
+                    "param": null,
+                    "code": self.code(),
+                }
+            }),
+            Flavor::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": { "type": self.error_type(flavor), "message": message },
+            }),
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, Self::MissingKey | Self::UnknownKey) && flavor == Flavor::Openai {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

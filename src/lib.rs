@@ -1,0 +1,20 @@
+//! Custodian: a data-use policy gateway for LLM APIs.
+//!
+//! The modules follow the data path: `config` → `auth` (who is calling) →
+//! `policy` (pure decisions) → `proxy` (forward and capture) → `store`
+//! (batched persistence). `startup` is the one place that wires them.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod consent;
+pub mod domain;
+pub mod error;
+pub mod policy;
+pub mod proxy;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

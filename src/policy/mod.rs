@@ -1,0 +1,8 @@
+//! Pure policy decisions: no I/O, no async, no clock of their own.
+//! Every input (configuration, consent history, request, instant) is passed in.
+
+pub mod retention;
+pub mod training;
+
+pub use retention::{Retention, RetentionError};
+pub use training::{decide_training_use, TrainingInputs};

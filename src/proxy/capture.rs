@@ -1,0 +1,204 @@
+//! The tee: bodies flow through unchanged while a capped copy is kept for
+//! the record. When the response ends (or the client goes away, or the
+//! upstream fails) the exchange is finished and its record queued.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::exchange::Exchange;
+use crate::domain::Outcome;
+
+/// A capped copy of a body.
+#[derive(Debug, Default)]
+pub struct Capture {
+    buf: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+    total: u64,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            truncated: false,
+            total: 0,
+        }
+    }
+
+    /// A capture of a body held whole in memory.
+    pub fn of(body: &[u8], cap: usize) -> Self {
+        let mut c = Self::new(cap);
+        c.push(body);
+        c
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let room = self.cap.saturating_sub(self.buf.len());
+        if chunk.len() > room {
+            self.truncated = true;
+        }
+        self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn into_parts(self) -> (Vec<u8>, bool) {
+        (self.buf, self.truncated)
+    }
+}
+
+/// A request body streamed to the upstream, counted against the size limit
+/// and copied aside up to the capture cap.
+pub struct RequestTee<S> {
+    inner: S,
+    capture: Arc<Mutex<Capture>>,
+    limit: u64,
+    exceeded: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S> RequestTee<S> {
+    pub fn new(
+        inner: S,
+        capture: Arc<Mutex<Capture>>,
+        limit: usize,
+        exceeded: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        Self {
+            inner,
+            capture,
+            limit: limit as u64,
+            exceeded,
+        }
+    }
+}
+
+impl<S, E> Stream for RequestTee<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let mut capture = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+                capture.push(&chunk);
+                if capture.total() > self.limit {
+                    drop(capture);
+                    self.exceeded
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Poll::Ready(Some(Err("request body exceeds the limit".into())));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
+}
+
+/// The response body relayed to the client. Chunks pass through as they
+/// arrive (no buffering); a copy goes to the capture. Dropping it before the
+/// end means the client went away: the upstream stream is dropped with it,
+/// which cancels the upstream call, and the record says so.
+pub struct ResponseTee<S> {
+    inner: S,
+    exchange: Option<Exchange>,
+}
+
+impl<S> ResponseTee<S> {
+    pub fn new(inner: S, exchange: Exchange) -> Self {
+        Self {
+            inner,
+            exchange: Some(exchange),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish(outcome, Instant::now());
+        }
+    }
+}
+
+impl<S, E> Stream for ResponseTee<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.exchange.is_none() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(exchange) = self.exchange.as_mut() {
+                    exchange.response_chunk(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The client gets a clean end of what was relayed; the record
+                // says the upstream failed.
+                tracing::warn!(error = %e, "upstream failed mid-response");
+                self.finish(Outcome::UpstreamFailed);
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                self.finish(Outcome::Completed);
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl<S> Drop for ResponseTee<S> {
+    fn drop(&mut self) {
+        self.finish(Outcome::ClientDisconnected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_a_prefix_and_flags_truncation() {
+        let mut c = Capture::new(5);
+        c.push(b"abc");
+        assert!(!c.truncated());
+        c.push(b"defg");
+        assert_eq!(c.bytes(), b"abcde");
+        assert!(c.truncated());
+        assert_eq!(c.total(), 7);
+    }
+
+    #[test]
+    fn zero_cap_keeps_nothing_but_counts() {
+        let c = Capture::of(b"secret", 0);
+        assert!(c.bytes().is_empty());
+        assert_eq!(c.total(), 6);
+    }
+}

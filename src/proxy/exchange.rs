@@ -1,0 +1,200 @@
+//! One request/response exchange as it will be recorded. Created once the
+//! caller is known; finished exactly once, when the response ends, fails, or
+//! is abandoned (dropped): every path yields one record.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use super::capture::Capture;
+use super::extract;
+use crate::config::EffectivePolicy;
+use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
+use crate::store::writer::RecordSink;
+use crate::store::{Record, RecordContent, RecordMeta};
+
+/// Status recorded for a client that left before any response (nginx's 499).
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// The request body as captured: held whole, or copied aside while streamed.
+pub enum RequestCapture {
+    Whole(Bytes),
+    Streamed(Arc<Mutex<Capture>>),
+}
+
+/// What is known about the request when the exchange starts.
+pub struct ExchangeStart {
+    pub id: RecordId,
+    pub request_id: String,
+    pub tenant: TenantId,
+    pub key_id: KeyId,
+    pub route: Arc<str>,
+    pub method: String,
+    pub path: String,
+    pub training: TrainingTag,
+    pub policy: Arc<EffectivePolicy>,
+    pub policy_version: Arc<str>,
+    pub received_at: OffsetDateTime,
+    pub started: Instant,
+    pub capture_cap: usize,
+}
+
+pub struct Exchange {
+    sink: RecordSink,
+    state: Option<State>,
+}
+
+struct State {
+    start: ExchangeStart,
+    request: Option<RequestCapture>,
+    response: Capture,
+    status: u16,
+    streamed: bool,
+    upstream_sent: Option<Instant>,
+    upstream_headers: Option<Instant>,
+}
+
+impl Exchange {
+    pub fn new(start: ExchangeStart, sink: RecordSink) -> Self {
+        let cap = start.capture_cap;
+        Self {
+            sink,
+            state: Some(State {
+                start,
+                request: None,
+                response: Capture::new(cap),
+                status: CLIENT_CLOSED_REQUEST,
+                streamed: false,
+                upstream_sent: None,
+                upstream_headers: None,
+            }),
+        }
+    }
+
+    pub fn request_body(&mut self, capture: RequestCapture) {
+        if let Some(s) = self.state.as_mut() {
+            s.request = Some(capture);
+        }
+    }
+
+    pub fn upstream_sent(&mut self, at: Instant) {
+        if let Some(s) = self.state.as_mut() {
+            s.upstream_sent = Some(at);
+        }
+    }
+
+    pub fn upstream_headers(&mut self, status: u16, streamed: bool, at: Instant) {
+        if let Some(s) = self.state.as_mut() {
+            s.status = status;
+            s.streamed = streamed;
+            s.upstream_headers = Some(at);
+        }
+    }
+
+    pub fn response_chunk(&mut self, chunk: &[u8]) {
+        if let Some(s) = self.state.as_mut() {
+            s.response.push(chunk);
+        }
+    }
+
+    /// The gateway answered `status` itself.
+    pub fn gateway_error(mut self, status: u16) {
+        if let Some(s) = self.state.as_mut() {
+            s.status = status;
+        }
+        self.finish(Outcome::GatewayError, Instant::now());
+    }
+
+    pub fn finish(mut self, outcome: Outcome, at: Instant) {
+        self.complete(outcome, at);
+    }
+
+    fn complete(&mut self, outcome: Outcome, at: Instant) {
+        if let Some(state) = self.state.take() {
+            let record = state.into_record(outcome, at);
+            self.sink.submit(record);
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.complete(Outcome::ClientDisconnected, Instant::now());
+    }
+}
+
+fn micros_between(from: Instant, to: Instant) -> i64 {
+    i64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(i64::MAX)
+}
+
+impl State {
+    fn into_record(self, outcome: Outcome, at: Instant) -> Record {
+        let State {
+            start,
+            request,
+            response,
+            status,
+            streamed,
+            upstream_sent,
+            upstream_headers,
+        } = self;
+        let request = match request {
+            Some(RequestCapture::Whole(body)) => Capture::of(&body, start.capture_cap),
+            Some(RequestCapture::Streamed(shared)) => {
+                std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            None => Capture::new(0),
+        };
+        let fields = extract::response_fields(response.bytes(), streamed);
+        let model = extract::request_model(request.bytes()).or(fields.model);
+        let policy = &start.policy;
+        let received_at = start.received_at;
+        let zdr = policy.zero_data_retention;
+        let content_expires_at = (!zdr).then(|| policy.retention.content_expires_at(received_at));
+        let meta = RecordMeta {
+            id: start.id,
+            request_id: start.request_id,
+            tenant: start.tenant,
+            key_id: start.key_id,
+            route: start.route.to_string(),
+            method: start.method,
+            path: start.path,
+            status,
+            model,
+            usage: fields.usage,
+            streamed,
+            outcome,
+            total_us: micros_between(start.started, at),
+            upstream_ttfb_us: upstream_sent
+                .zip(upstream_headers)
+                .map(|(s, h)| micros_between(s, h)),
+            upstream_total_us: upstream_headers
+                .and(upstream_sent)
+                .map(|s| micros_between(s, at)),
+            request_bytes: i64::try_from(request.total()).unwrap_or(i64::MAX),
+            response_bytes: i64::try_from(response.total()).unwrap_or(i64::MAX),
+            training: start.training,
+            profile: policy.profile.to_string(),
+            policy_version: start.policy_version.to_string(),
+            zero_data_retention: zdr,
+            received_at,
+            content_expires_at,
+            expires_at: policy.retention.metadata_expires_at(received_at),
+        };
+        // Zero data retention: the bodies were only ever in memory, and go no further.
+        let content = content_expires_at.map(|expires_at| {
+            let (request_body, request_truncated) = request.into_parts();
+            let (response_body, response_truncated) = response.into_parts();
+            RecordContent {
+                request_body,
+                request_truncated,
+                response_body,
+                response_truncated,
+                expires_at,
+            }
+        });
+        Record { meta, content }
+    }
+}

@@ -1,0 +1,193 @@
+//! Header rules: hop-by-hop headers (RFC 9110 §7.6.1) never cross the
+//! gateway; headers that imitate the gateway's own are stripped before
+//! anything reads them; policy receipts go on every response.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::EffectivePolicy;
+use crate::domain::{RecordId, TrainingTag};
+
+/// The per-request opt-out header (`x-custodian-training: off`) on requests,
+/// and the training-use receipt (`allowed` / `denied`) on responses.
+pub const TRAINING: HeaderName = HeaderName::from_static("x-custodian-training");
+pub const TRAINING_BASIS: HeaderName = HeaderName::from_static("x-custodian-training-basis");
+pub const RETENTION: HeaderName = HeaderName::from_static("x-custodian-retention");
+pub const POLICY_VERSION: HeaderName = HeaderName::from_static("x-custodian-policy-version");
+pub const RECORD_ID: HeaderName = HeaderName::from_static("x-custodian-record-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const GATEWAY_PREFIX: &str = "x-custodian-";
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Remove hop-by-hop headers, including any the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// True when the caller asked that this request not be used for training.
+/// Read before [`strip_gateway_headers`] removes the header.
+pub fn requests_opt_out(headers: &HeaderMap) -> bool {
+    headers.get_all(TRAINING).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"))
+    })
+}
+
+/// Drop every `x-custodian-*` header a client sent: only the gateway says
+/// what its receipts, tags and tenants are.
+pub fn strip_gateway_headers(headers: &mut HeaderMap) {
+    let imitations: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(GATEWAY_PREFIX))
+        .cloned()
+        .collect();
+    for name in imitations {
+        headers.remove(name);
+    }
+}
+
+/// The caller's `x-request-id` when it is sane, else a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"))
+        })
+}
+
+/// The policy receipts of one request.
+pub struct Receipts {
+    pub training: TrainingTag,
+    pub retention: HeaderValue,
+    pub policy_version: HeaderValue,
+    pub record_id: RecordId,
+    pub request_id: HeaderValue,
+}
+
+const ZDR_RETENTION_PREFIX: &str = "content=none; ";
+
+impl Receipts {
+    pub fn new(
+        training: TrainingTag,
+        policy: &EffectivePolicy,
+        policy_version: HeaderValue,
+        record_id: RecordId,
+        request_id: HeaderValue,
+    ) -> Self {
+        let retention = if policy.zero_data_retention {
+            let metadata = policy.retention_receipt.to_str().unwrap_or("");
+            let metadata = metadata.split("; ").nth(1).unwrap_or(metadata);
+            HeaderValue::from_str(&format!("{ZDR_RETENTION_PREFIX}{metadata}"))
+                .unwrap_or(HeaderValue::from_static("content=none"))
+        } else {
+            policy.retention_receipt.clone()
+        };
+        Self {
+            training,
+            retention,
+            policy_version,
+            record_id,
+            request_id,
+        }
+    }
+
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(TRAINING, HeaderValue::from_static(self.training.receipt()));
+        headers.insert(
+            TRAINING_BASIS,
+            HeaderValue::from_static(self.training.basis.as_str()),
+        );
+        headers.insert(RETENTION, self.retention.clone());
+        headers.insert(POLICY_VERSION, self.policy_version.clone());
+        if let Ok(v) = HeaderValue::from_str(&self.record_id.to_string()) {
+            headers.insert(RECORD_ID, v);
+        }
+        headers.insert(REQUEST_ID, self.request_id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn gateway_headers_from_clients_are_stripped_after_reading_opt_out() {
+        let mut h = HeaderMap::new();
+        h.insert(TRAINING, HeaderValue::from_static("OFF"));
+        h.insert(TRAINING_BASIS, HeaderValue::from_static("explicit_opt_in"));
+        h.insert(
+            "x-custodian-tenant",
+            HeaderValue::from_static("someone-else"),
+        );
+        assert!(requests_opt_out(&h));
+        strip_gateway_headers(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn only_off_opts_out() {
+        for v in ["on", "allowed", "true", ""] {
+            let mut h = HeaderMap::new();
+            h.insert(TRAINING, HeaderValue::from_str(v).unwrap());
+            assert!(!requests_opt_out(&h), "{v}");
+        }
+    }
+
+    #[test]
+    fn request_id_is_kept_when_sane_and_replaced_otherwise() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+        assert!(!request_id(&HeaderMap::new()).is_empty());
+    }
+}

@@ -1,0 +1,420 @@
+//! The data path: identify the caller, decide the policy, forward upstream
+//! with both bodies streamed, relay the response chunk by chunk while a
+//! capped copy is taken, and queue one record per exchange.
+
+pub mod capture;
+pub mod exchange;
+pub mod extract;
+pub mod headers;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http_body_util::BodyExt;
+
+use self::capture::{Capture, RequestTee, ResponseTee};
+use self::exchange::{Exchange, ExchangeStart, RequestCapture};
+use self::headers::Receipts;
+use self::upstream::{UpstreamBody, UpstreamClient};
+use crate::auth::{Caller, KeyKind, KeyRing};
+use crate::clock::Clock;
+use crate::config::{Config, Flavor, Route};
+use crate::consent::ConsentCache;
+use crate::domain::RecordId;
+use crate::error::ApiError;
+use crate::policy::{decide_training_use, TrainingInputs};
+use crate::store::writer::RecordSink;
+
+/// A configured route with what the data path needs precomputed.
+pub struct RouteRuntime {
+    pub route: Route,
+    pub name: Arc<str>,
+    /// The upstream credential injected for managed keys, if configured.
+    pub credential: Option<HeaderValue>,
+}
+
+impl RouteRuntime {
+    pub fn new(route: Route) -> Self {
+        let credential = route.upstream_key.as_ref().and_then(|key| {
+            let value = match route.flavor {
+                Flavor::Openai => format!("Bearer {}", key.expose()),
+                Flavor::Anthropic => key.expose().to_owned(),
+            };
+            let mut v = HeaderValue::from_str(&value).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Self {
+            name: Arc::from(route.name.as_str()),
+            route,
+            credential,
+        }
+    }
+}
+
+/// Everything the proxy handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct ProxyState {
+    pub config: Arc<Config>,
+    pub routes: Arc<[RouteRuntime]>,
+    pub keyring: Arc<KeyRing>,
+    pub consent: Arc<ConsentCache>,
+    pub sink: RecordSink,
+    pub upstream: UpstreamClient,
+    pub clock: Arc<dyn Clock>,
+    pub policy_version: HeaderValue,
+    pub policy_version_str: Arc<str>,
+}
+
+/// The proxy listener's only handler: every path goes through here.
+pub async fn handle(State(state): State<ProxyState>, request: Request) -> Response {
+    let started = Instant::now();
+    let received_at = truncate_to_micros(state.clock.now());
+    let (mut parts, body) = request.into_parts();
+    let request_id = headers::request_id(&parts.headers);
+
+    let route_index = match select_route(&state.routes, parts.uri.path()) {
+        Ok(i) => i,
+        Err(e) => return reject(e, Flavor::Openai, &request_id, "none"),
+    };
+    let route = &state.routes[route_index];
+    let flavor = route.route.flavor;
+    let caller = match state.keyring.identify(flavor, &parts.headers) {
+        Ok(c) => c,
+        Err(crate::auth::AuthError::MissingKey) => {
+            return reject(ApiError::MissingKey, flavor, &request_id, &route.name)
+        }
+        Err(crate::auth::AuthError::UnknownKey) => {
+            return reject(ApiError::UnknownKey, flavor, &request_id, &route.name)
+        }
+    };
+    let tenant = &state.config.tenants[caller.tenant_index];
+    let policy = Arc::clone(&tenant.policies[route_index]);
+
+    let opt_out = headers::requests_opt_out(&parts.headers);
+    headers::strip_gateway_headers(&mut parts.headers);
+    let training = state.consent.with_events(&tenant.id, |events| {
+        decide_training_use(TrainingInputs {
+            zero_data_retention: policy.zero_data_retention,
+            request_opt_out: opt_out,
+            consent_events: events,
+            cutover: policy.training_cutover,
+            received_at,
+        })
+    });
+
+    let record_id = RecordId::new();
+    let receipts = Receipts::new(
+        training,
+        &policy,
+        state.policy_version.clone(),
+        record_id,
+        request_id.clone(),
+    );
+    let exchange = Exchange::new(
+        ExchangeStart {
+            id: record_id,
+            request_id: request_id.to_str().unwrap_or("").to_owned(),
+            tenant: tenant.id.clone(),
+            key_id: caller.key_id.clone(),
+            route: Arc::clone(&route.name),
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            training,
+            policy,
+            policy_version: Arc::clone(&state.policy_version_str),
+            received_at,
+            started,
+            capture_cap: state.config.capture.max_body_bytes,
+        },
+        state.sink.clone(),
+    );
+    let mut response = match forward(
+        &state,
+        route,
+        &caller,
+        parts,
+        body,
+        &request_id,
+        exchange,
+        started,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err((e, exchange)) => {
+            exchange.gateway_error(e.status().as_u16());
+            e.to_response(flavor)
+        }
+    };
+    receipts.apply(response.headers_mut());
+    count_request(&route.name, response.status().as_u16());
+    response
+}
+
+type ForwardResult = Result<Response, (ApiError, Exchange)>;
+
+async fn forward(
+    state: &ProxyState,
+    route: &RouteRuntime,
+    caller: &Caller,
+    mut parts: Parts,
+    body: Body,
+    request_id: &HeaderValue,
+    mut exchange: Exchange,
+    started: Instant,
+) -> ForwardResult {
+    let limit = state.config.server.max_request_body_bytes;
+    let declared_length = content_length(&parts.headers);
+    if declared_length.is_some_and(|len| len > limit as u64) {
+        return Err((ApiError::PayloadTooLarge { limit }, exchange));
+    }
+    let url = upstream_url(&route.route, &parts);
+    if let Err(e) = prepare_upstream_headers(route, caller, &mut parts.headers, request_id) {
+        return Err((e, exchange));
+    }
+
+    // Bodies of known, capturable size are read whole (they are small and
+    // later checks need them in memory); others stream through a tee.
+    let cap = state.config.capture.max_body_bytes;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let upstream_body = match declared_length {
+        Some(len) if len <= cap as u64 => match Limited::read(body, limit).await {
+            Ok(bytes) => {
+                exchange.request_body(RequestCapture::Whole(bytes.clone()));
+                UpstreamBody::Bytes(bytes)
+            }
+            Err(e) => return Err((e, exchange)),
+        },
+        _ => {
+            let shared = Arc::new(Mutex::new(Capture::new(cap)));
+            exchange.request_body(RequestCapture::Streamed(Arc::clone(&shared)));
+            let tee = RequestTee::new(
+                body.into_data_stream(),
+                shared,
+                limit,
+                Arc::clone(&exceeded),
+            );
+            UpstreamBody::Stream(upstream::body_from_stream(tee))
+        }
+    };
+
+    let sent_at = Instant::now();
+    exchange.upstream_sent(sent_at);
+    let sent = state
+        .upstream
+        .send(parts.method, &url, parts.headers, upstream_body)
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(_) if exceeded.load(Ordering::Relaxed) => {
+            return Err((ApiError::PayloadTooLarge { limit }, exchange))
+        }
+        Err(e) => {
+            tracing::warn!(route = %route.name, error = ?e, "upstream request failed");
+            return Err((e.into(), exchange));
+        }
+    };
+    let headers_at = Instant::now();
+    let status = response.status();
+    let mut response_headers = response.headers().clone();
+    headers::strip_hop_by_hop(&mut response_headers);
+    let streamed = is_event_stream(&response_headers);
+    exchange.upstream_headers(status.as_u16(), streamed, headers_at);
+
+    let body = Body::from_stream(ResponseTee::new(response.bytes_stream(), exchange));
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = response_headers;
+    record_latency(&route.name, started, sent_at, headers_at);
+    Ok(out)
+}
+
+/// Upstream time to response headers, and what the gateway added around it.
+fn record_latency(route: &Arc<str>, started: Instant, sent_at: Instant, headers_at: Instant) {
+    let upstream = headers_at.duration_since(sent_at);
+    let overhead = started.elapsed().saturating_sub(upstream);
+    metrics::histogram!("custodian_upstream_first_byte_seconds", "route" => route.to_string())
+        .record(upstream.as_secs_f64());
+    metrics::histogram!("custodian_gateway_overhead_seconds", "route" => route.to_string())
+        .record(overhead.as_secs_f64());
+}
+
+fn count_request(route: &str, status: u16) {
+    metrics::counter!(
+        "custodian_requests_total",
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// Answer an error before any exchange exists (no tenant: nothing to record).
+fn reject(e: ApiError, flavor: Flavor, request_id: &HeaderValue, route: &str) -> Response {
+    let mut response = e.to_response(flavor);
+    response
+        .headers_mut()
+        .insert(headers::REQUEST_ID, request_id.clone());
+    count_request(route, response.status().as_u16());
+    response
+}
+
+/// The longest route prefix that `path` falls under. Paths that could
+/// escape a prefix once decoded or normalised upstream are refused.
+pub fn select_route(routes: &[RouteRuntime], path: &str) -> Result<usize, ApiError> {
+    if !is_safe_path(path) {
+        return Err(ApiError::BadPath);
+    }
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| path.starts_with(r.route.prefix.as_str()))
+        .max_by_key(|(_, r)| r.route.prefix.len())
+        .map(|(i, _)| i)
+        .ok_or(ApiError::NoRoute)
+}
+
+fn is_safe_path(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    // Encoded '/', '\\' and '.' could turn into a traversal after decoding.
+    if ["%2f", "%5c", "%2e", "%00"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        return false;
+    }
+    !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
+/// The upstream URL: the route's base, the path past the prefix, the query.
+fn upstream_url(route: &Route, parts: &Parts) -> String {
+    let rest = &parts.uri.path()[route.prefix.len()..];
+    let mut url = String::with_capacity(route.upstream.as_str().len() + rest.len() + 64);
+    url.push_str(route.upstream.as_str());
+    url.push_str(rest);
+    if let Some(query) = parts.uri.query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+fn prepare_upstream_headers(
+    route: &RouteRuntime,
+    caller: &Caller,
+    headers: &mut http::HeaderMap,
+    request_id: &HeaderValue,
+) -> Result<(), ApiError> {
+    headers::strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    headers.insert(headers::REQUEST_ID, request_id.clone());
+    if caller.kind == KeyKind::Managed {
+        // The caller's gateway key never leaves the gateway.
+        let Some(credential) = route.credential.clone() else {
+            return Err(ApiError::MissingUpstreamCredential);
+        };
+        match route.route.flavor {
+            Flavor::Openai => {
+                headers.insert(header::AUTHORIZATION, credential);
+            }
+            Flavor::Anthropic => {
+                headers.insert("x-api-key", credential);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+}
+
+/// Instants are stored to the microsecond (PostgreSQL's precision), so the
+/// tag is decided on the same instant that is stored.
+fn truncate_to_micros(t: time::OffsetDateTime) -> time::OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
+}
+
+struct Limited;
+
+impl Limited {
+    /// Read a whole body, refusing more than `limit` bytes.
+    async fn read(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(ApiError::PayloadTooLarge { limit })
+            }
+            Err(_) => Err(ApiError::BadBody),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_and_encoded_separators_are_refused() {
+        for bad in [
+            "/v1/../admin",
+            "/v1/./x",
+            "/v1/%2e%2e/x",
+            "/v1/a%2Fb",
+            "/v1/a%5cb",
+            "/v1/a\\b",
+            "/v1/..",
+            "v1/x",
+            "/v1/%00",
+        ] {
+            assert!(!is_safe_path(bad), "{bad}");
+        }
+        for good in [
+            "/v1/chat/completions",
+            "/v1/files/file-abc",
+            "/anthropic/v1/messages",
+            "/v1/a..b",
+        ] {
+            assert!(is_safe_path(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn micros_truncation_drops_only_sub_microseconds() {
+        let t = time::macros::datetime!(2026-01-01 00:00:00.123456789 UTC);
+        assert_eq!(
+            truncate_to_micros(t),
+            time::macros::datetime!(2026-01-01 00:00:00.123456 UTC)
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The one place that wires the gateway: store, background tasks, the two
+//! listeners, and an orderly shutdown (stop accepting, drain in-flight
+//! requests, flush the record queue).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::auth::KeyRing;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::consent::ConsentCache;
+use crate::proxy::upstream::UpstreamClient;
+use crate::proxy::{self, ProxyState, RouteRuntime};
+use crate::store::{self, writer, Store};
+use crate::telemetry;
+
+/// How often partitions are checked ahead of need.
+const PARTITION_UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A running gateway.
+pub struct Gateway {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub consent: Arc<ConsentCache>,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Gateway {
+    /// Connect, migrate (unless `migrate` is false), bind and start serving.
+    pub async fn start(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        migrate: bool,
+    ) -> anyhow::Result<Self> {
+        let store = store::connect(&config.database)
+            .await
+            .context("opening the store")?;
+        Self::start_with_store(config, clock, store, migrate).await
+    }
+
+    pub async fn start_with_store(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+        migrate: bool,
+    ) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        if migrate {
+            store.migrate().await.context("applying migrations")?;
+        }
+        prepare_partitions(&config, store.as_ref(), clock.as_ref())
+            .await
+            .context("preparing partitions")?;
+
+        let shutdown = CancellationToken::new();
+        let consent = Arc::new(ConsentCache::new(config.consent.max_staleness));
+        if let Err(e) = consent.refresh(store.as_ref()).await {
+            // Not fatal: requests are tagged consent_unavailable until it loads.
+            tracing::warn!(error = %e, "consent not loaded at start");
+        }
+        let writer_stop = CancellationToken::new();
+        let (sink, writer) = writer::spawn(Arc::clone(&store), &config.writer, writer_stop.clone());
+        let background = vec![
+            Arc::clone(&consent).spawn_refresher(
+                Arc::clone(&store),
+                config.consent.refresh_interval,
+                shutdown.clone(),
+            ),
+            spawn_partition_upkeep(
+                Arc::clone(&config),
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                shutdown.clone(),
+            ),
+        ];
+
+        let proxy_state = ProxyState {
+            routes: config
+                .routes
+                .iter()
+                .cloned()
+                .map(RouteRuntime::new)
+                .collect(),
+            keyring: Arc::new(KeyRing::new(&config)),
+            consent: Arc::clone(&consent),
+            sink,
+            upstream: UpstreamClient::new(&config.upstream)
+                .context("building the upstream client")?,
+            clock,
+            policy_version: http::HeaderValue::from_str(&config.policy_version)
+                .context("policy version is not a header value")?,
+            policy_version_str: Arc::from(config.policy_version.as_str()),
+            config: Arc::clone(&config),
+        };
+        let proxy_router = Router::new()
+            .fallback(proxy::handle)
+            .with_state(proxy_state);
+        let admin_router = admin::router(AdminState {
+            store: Arc::clone(&store),
+            metrics: telemetry::metrics_handle(),
+        });
+
+        let proxy_listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding the proxy listener {}", config.server.listen))?;
+        let admin_listener = TcpListener::bind(config.server.admin_listen)
+            .await
+            .with_context(|| {
+                format!("binding the admin listener {}", config.server.admin_listen)
+            })?;
+        let proxy_addr = proxy_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+        tracing::info!(%proxy_addr, %admin_addr, store = store.backend(), policy_version = %config.policy_version, "custodian listening");
+
+        let limits = ListenerLimits {
+            header_read_timeout: config.server.header_read_timeout,
+            drain: config.server.shutdown_drain,
+        };
+        let admin_task = tokio::spawn(serve(
+            admin_listener,
+            admin_router,
+            limits,
+            shutdown.clone(),
+        ));
+        let proxy_task = serve(proxy_listener, proxy_router, limits, shutdown.clone());
+        let task = tokio::spawn(async move {
+            proxy_task.await;
+            let _ = admin_task.await;
+            // Every exchange has ended (or the drain deadline passed): flush.
+            writer_stop.cancel();
+            writer.await.context("record writer panicked")?;
+            for task in background {
+                let _ = task.await;
+            }
+            tracing::info!("custodian stopped");
+            Ok(())
+        });
+        Ok(Self {
+            proxy_addr,
+            admin_addr,
+            store,
+            consent,
+            shutdown,
+            task,
+        })
+    }
+
+    /// A token that, when cancelled, starts the orderly shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Shut down and wait until queued records are flushed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Wait until the gateway has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("gateway task panicked")?
+    }
+}
+
+/// Create partitions for everything that may be written before the next upkeep.
+pub async fn prepare_partitions(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> Result<(), store::StoreError> {
+    let now = clock.now();
+    let max = config.max_retention();
+    let ahead = config.database.partitions_ahead;
+    store
+        .prepare_partitions(now, now + max.content + ahead, now + max.metadata + ahead)
+        .await
+}
+
+fn spawn_partition_upkeep(
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(PARTITION_UPKEEP_INTERVAL) => {}
+                () = shutdown.cancelled() => return,
+            }
+            if let Err(e) = prepare_partitions(&config, store.as_ref(), clock.as_ref()).await {
+                tracing::error!(error = %e, "partition upkeep failed");
+            }
+        }
+    })
+}
+
+#[derive(Clone, Copy)]
+struct ListenerLimits {
+    header_read_timeout: Duration,
+    drain: Duration,
+}
+
+/// Accept connections until `shutdown`, then let in-flight requests finish
+/// (up to the drain deadline). Our own loop rather than `axum::serve`, which
+/// has no header-read timeout: a client that never finishes its headers
+/// (slowloris) is cut off.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.drain) => {
+            tracing::warn!(deadline = ?limits.drain, "drain deadline passed; in-flight requests cut off");
+        }
+    }
+}

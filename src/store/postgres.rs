@@ -1,0 +1,478 @@
+//! PostgreSQL store: production, several replicas on one database.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+use time::{Date, Duration, Month, OffsetDateTime};
+
+use super::{Record, RecordContent, RecordMeta, Store, StoreError, StoredConsentEvent, Usage};
+use crate::config::DatabaseConfig;
+use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
+
+/// Serialises partition creation between replicas (any constant works; this
+/// one spells "cstd" in ASCII).
+const PARTITION_LOCK: i64 = 0x6373_7464;
+
+const META_COLUMNS: &str =
+    "id, request_id, tenant_id, key_id, route, method, path, status, model, \
+    prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, upstream_ttfb_us, \
+    upstream_total_us, request_bytes, response_bytes, training_usable, training_basis, profile, \
+    policy_version, zero_data_retention, received_at, content_expires_at, expires_at";
+
+const CONTENT_COLUMNS: &str =
+    "record_id, tenant_id, request_body, request_truncated, response_body, \
+    response_truncated, received_at, expires_at";
+
+const EXISTING_PARTITIONS: &str = "SELECT c.relname FROM pg_inherits i \
+    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+    WHERE p.relname IN ('record_meta', 'record_content')";
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(&config.url)?.application_name("custodian");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.connect_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn insert_batch(&self, records: &[Record]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut qb =
+            QueryBuilder::<Postgres>::new(format!("INSERT INTO record_meta ({META_COLUMNS}) "));
+        qb.push_values(records, |mut b, r| {
+            let m = &r.meta;
+            b.push_bind(m.id.0)
+                .push_bind(&m.request_id)
+                .push_bind(&m.tenant.0)
+                .push_bind(&m.key_id.0)
+                .push_bind(&m.route)
+                .push_bind(&m.method)
+                .push_bind(&m.path)
+                .push_bind(i32::from(m.status))
+                .push_bind(&m.model)
+                .push_bind(m.usage.prompt_tokens)
+                .push_bind(m.usage.completion_tokens)
+                .push_bind(m.usage.total_tokens)
+                .push_bind(m.streamed)
+                .push_bind(m.outcome.as_str())
+                .push_bind(m.total_us)
+                .push_bind(m.upstream_ttfb_us)
+                .push_bind(m.upstream_total_us)
+                .push_bind(m.request_bytes)
+                .push_bind(m.response_bytes)
+                .push_bind(m.training.usable)
+                .push_bind(m.training.basis.as_str())
+                .push_bind(&m.profile)
+                .push_bind(&m.policy_version)
+                .push_bind(m.zero_data_retention)
+                .push_bind(m.received_at)
+                .push_bind(m.content_expires_at)
+                .push_bind(m.expires_at);
+        });
+        qb.push(" ON CONFLICT DO NOTHING");
+        qb.build().execute(&mut *tx).await?;
+
+        let with_content: Vec<(&RecordMeta, &RecordContent)> = records
+            .iter()
+            .filter_map(|r| r.content.as_ref().map(|c| (&r.meta, c)))
+            .collect();
+        if !with_content.is_empty() {
+            let mut qb = QueryBuilder::<Postgres>::new(format!(
+                "INSERT INTO record_content ({CONTENT_COLUMNS}) "
+            ));
+            qb.push_values(with_content, |mut b, (m, c)| {
+                b.push_bind(m.id.0)
+                    .push_bind(&m.tenant.0)
+                    .push_bind(&c.request_body)
+                    .push_bind(c.request_truncated)
+                    .push_bind(&c.response_body)
+                    .push_bind(c.response_truncated)
+                    .push_bind(m.received_at)
+                    .push_bind(c.expires_at);
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// True when an insert failed because no partition covers a row.
+fn is_missing_partition(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23514"))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn prepare_partitions(
+        &self,
+        now: OffsetDateTime,
+        content_until: OffsetDateTime,
+        metadata_until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let existing: HashSet<String> = sqlx::query_scalar(EXISTING_PARTITIONS)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+        let wanted = partitions_wanted(now, content_until, metadata_until);
+        let missing: Vec<&Partition> = wanted
+            .iter()
+            .filter(|p| !existing.contains(&p.name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        for p in missing {
+            sqlx::query(&p.create_sql()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self.insert_batch(records).await {
+            Err(e) if is_missing_partition(&e) => {
+                // A row beyond the prepared horizon (or a clock jump): make room, once.
+                let now = OffsetDateTime::now_utc();
+                let content_until = records
+                    .iter()
+                    .filter_map(|r| r.content.as_ref().map(|c| c.expires_at))
+                    .max()
+                    .unwrap_or(now);
+                let metadata_until = records
+                    .iter()
+                    .map(|r| r.meta.expires_at)
+                    .max()
+                    .unwrap_or(now);
+                let earliest = records
+                    .iter()
+                    .map(|r| r.meta.received_at)
+                    .chain(
+                        records
+                            .iter()
+                            .filter_map(|r| r.content.as_ref().map(|c| c.expires_at)),
+                    )
+                    .min()
+                    .unwrap_or(now)
+                    .min(now);
+                self.prepare_partitions(earliest, content_until, metadata_until)
+                    .await?;
+                Ok(self.insert_batch(records).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn get_record(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        let sql = format!("SELECT {META_COLUMNS} FROM record_meta WHERE id = $1");
+        let Some(row) = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let meta = meta_from_row(&row)?;
+        let sql = format!("SELECT {CONTENT_COLUMNS} FROM record_content WHERE record_id = $1");
+        let content = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| content_from_row(&row))
+            .transpose()?;
+        Ok(Some(Record { meta, content }))
+    }
+
+    async fn list_records(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<RecordMeta>, StoreError> {
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM record_meta WHERE tenant_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&tenant.0)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(meta_from_row).collect()
+    }
+
+    async fn count_records(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM record_meta")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn append_consent(&self, e: &ConsentEvent) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO consent_events (tenant_id, opted_in, effective_at, recorded_at, actor, source, note) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&e.tenant.0)
+        .bind(e.opted_in)
+        .bind(e.effective_at)
+        .bind(e.recorded_at)
+        .bind(&e.actor)
+        .bind(&e.source)
+        .bind(&e.note)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn consent_events_after(
+        &self,
+        after: i64,
+    ) -> Result<Vec<StoredConsentEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, opted_in, effective_at, recorded_at, actor, source, note \
+             FROM consent_events WHERE id > $1 ORDER BY id",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredConsentEvent {
+                    seq: r.try_get("id")?,
+                    event: consent_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn consent_history(&self, tenant: &TenantId) -> Result<Vec<ConsentEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, opted_in, effective_at, recorded_at, actor, source, note \
+             FROM consent_events WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(consent_from_row).collect()
+    }
+}
+
+fn consent_from_row(r: &PgRow) -> Result<ConsentEvent, StoreError> {
+    Ok(ConsentEvent {
+        tenant: TenantId(r.try_get("tenant_id")?),
+        opted_in: r.try_get("opted_in")?,
+        effective_at: r.try_get("effective_at")?,
+        recorded_at: r.try_get("recorded_at")?,
+        actor: r.try_get("actor")?,
+        source: r.try_get("source")?,
+        note: r.try_get("note")?,
+    })
+}
+
+fn meta_from_row(r: &PgRow) -> Result<RecordMeta, StoreError> {
+    let basis: String = r.try_get("training_basis")?;
+    let outcome: String = r.try_get("outcome")?;
+    let status: i32 = r.try_get("status")?;
+    Ok(RecordMeta {
+        id: RecordId(r.try_get("id")?),
+        request_id: r.try_get("request_id")?,
+        tenant: TenantId(r.try_get("tenant_id")?),
+        key_id: KeyId(r.try_get("key_id")?),
+        route: r.try_get("route")?,
+        method: r.try_get("method")?,
+        path: r.try_get("path")?,
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
+        model: r.try_get("model")?,
+        usage: Usage {
+            prompt_tokens: r.try_get("prompt_tokens")?,
+            completion_tokens: r.try_get("completion_tokens")?,
+            total_tokens: r.try_get("total_tokens")?,
+        },
+        streamed: r.try_get("streamed")?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("outcome {outcome:?}")))?,
+        total_us: r.try_get("total_us")?,
+        upstream_ttfb_us: r.try_get("upstream_ttfb_us")?,
+        upstream_total_us: r.try_get("upstream_total_us")?,
+        request_bytes: r.try_get("request_bytes")?,
+        response_bytes: r.try_get("response_bytes")?,
+        training: TrainingTag {
+            usable: r.try_get("training_usable")?,
+            basis: TrainingBasis::parse(&basis)
+                .ok_or_else(|| StoreError::Corrupt(format!("training basis {basis:?}")))?,
+        },
+        profile: r.try_get("profile")?,
+        policy_version: r.try_get("policy_version")?,
+        zero_data_retention: r.try_get("zero_data_retention")?,
+        received_at: r.try_get("received_at")?,
+        content_expires_at: r.try_get("content_expires_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+fn content_from_row(r: &PgRow) -> Result<RecordContent, StoreError> {
+    Ok(RecordContent {
+        request_body: r.try_get("request_body")?,
+        request_truncated: r.try_get("request_truncated")?,
+        response_body: r.try_get("response_body")?,
+        response_truncated: r.try_get("response_truncated")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+/// One range partition of `record_content` (a day) or `record_meta` (a month).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Partition {
+    parent: &'static str,
+    name: String,
+    from: Date,
+    to: Date,
+}
+
+impl Partition {
+    fn create_sql(&self) -> String {
+        // Names and bounds are generated from dates, never from input.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{} 00:00:00+00') TO ('{} 00:00:00+00')",
+            self.name, self.parent, self.from, self.to
+        )
+    }
+}
+
+/// Daily content partitions and monthly metadata partitions from the day
+/// before `now` through the given horizons.
+fn partitions_wanted(
+    now: OffsetDateTime,
+    content_until: OffsetDateTime,
+    metadata_until: OffsetDateTime,
+) -> Vec<Partition> {
+    let mut out = Vec::new();
+    let start = (now - Duration::days(1)).date();
+    let mut day = start;
+    while day <= content_until.date() {
+        let Some(next) = day.next_day() else { break };
+        out.push(Partition {
+            parent: "record_content",
+            name: format!("record_content_p{}", day_stamp(day)),
+            from: day,
+            to: next,
+        });
+        day = next;
+    }
+    let mut month = first_of_month(start);
+    while month <= metadata_until.date() {
+        let next = next_month(month);
+        out.push(Partition {
+            parent: "record_meta",
+            name: format!(
+                "record_meta_p{:04}{:02}",
+                month.year(),
+                u8::from(month.month())
+            ),
+            from: month,
+            to: next,
+        });
+        month = next;
+    }
+    out
+}
+
+fn day_stamp(d: Date) -> String {
+    format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn first_of_month(d: Date) -> Date {
+    d.replace_day(1).unwrap_or(d)
+}
+
+fn next_month(d: Date) -> Date {
+    let (year, month) = match d.month() {
+        Month::December => (d.year() + 1, Month::January),
+        m => (d.year(), m.next()),
+    };
+    Date::from_calendar_date(year, month, 1).unwrap_or(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn partitions_cover_yesterday_through_the_horizons() {
+        let now = datetime!(2026-12-30 10:00 UTC);
+        let parts = partitions_wanted(now, now + Duration::days(3), now + Duration::days(40));
+        let content: Vec<_> = parts
+            .iter()
+            .filter(|p| p.parent == "record_content")
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            content,
+            [
+                "record_content_p20261229",
+                "record_content_p20261230",
+                "record_content_p20261231",
+                "record_content_p20270101",
+                "record_content_p20270102"
+            ]
+        );
+        let meta: Vec<_> = parts
+            .iter()
+            .filter(|p| p.parent == "record_meta")
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            meta,
+            [
+                "record_meta_p202612",
+                "record_meta_p202701",
+                "record_meta_p202702"
+            ]
+        );
+        let dec = parts
+            .iter()
+            .find(|p| p.name == "record_meta_p202612")
+            .unwrap();
+        assert!(dec
+            .create_sql()
+            .contains("FROM ('2026-12-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')"));
+    }
+}

@@ -1,0 +1,304 @@
+//! SQLite store: the embedded, zero-set-up default (single node, WAL mode).
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use time::OffsetDateTime;
+
+use super::{Record, RecordContent, RecordMeta, Store, StoreError, StoredConsentEvent, Usage};
+use crate::config::DatabaseConfig;
+use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
+
+const META_COLUMNS: &str =
+    "id, request_id, tenant_id, key_id, route, method, path, status, model, \
+    prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, upstream_ttfb_us, \
+    upstream_total_us, request_bytes, response_bytes, training_usable, training_basis, profile, \
+    policy_version, zero_data_retention, received_at, content_expires_at, expires_at";
+
+const CONTENT_COLUMNS: &str =
+    "record_id, tenant_id, request_body, request_truncated, response_body, \
+    response_truncated, received_at, expires_at";
+
+const CONSENT_COLUMNS: &str =
+    "id, tenant_id, opted_in, effective_at, recorded_at, actor, source, note";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Instants are stored as microseconds since the Unix epoch.
+fn to_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn from_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .map_err(|e| StoreError::Corrupt(format!("instant {us}: {e}")))
+}
+
+impl SqliteStore {
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&config.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: durable against process crashes, batched fsync.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(config.connect_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.connect_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn prepare_partitions(
+        &self,
+        _: OffsetDateTime,
+        _: OffsetDateTime,
+        _: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT OR IGNORE INTO record_meta ({META_COLUMNS}) "
+        ));
+        qb.push_values(records, |mut b, r| {
+            let m = &r.meta;
+            b.push_bind(m.id.0)
+                .push_bind(&m.request_id)
+                .push_bind(&m.tenant.0)
+                .push_bind(&m.key_id.0)
+                .push_bind(&m.route)
+                .push_bind(&m.method)
+                .push_bind(&m.path)
+                .push_bind(i64::from(m.status))
+                .push_bind(&m.model)
+                .push_bind(m.usage.prompt_tokens)
+                .push_bind(m.usage.completion_tokens)
+                .push_bind(m.usage.total_tokens)
+                .push_bind(m.streamed)
+                .push_bind(m.outcome.as_str())
+                .push_bind(m.total_us)
+                .push_bind(m.upstream_ttfb_us)
+                .push_bind(m.upstream_total_us)
+                .push_bind(m.request_bytes)
+                .push_bind(m.response_bytes)
+                .push_bind(m.training.usable)
+                .push_bind(m.training.basis.as_str())
+                .push_bind(&m.profile)
+                .push_bind(&m.policy_version)
+                .push_bind(m.zero_data_retention)
+                .push_bind(to_micros(m.received_at))
+                .push_bind(m.content_expires_at.map(to_micros))
+                .push_bind(to_micros(m.expires_at));
+        });
+        qb.build().execute(&mut *tx).await?;
+        let with_content: Vec<(&RecordMeta, &RecordContent)> = records
+            .iter()
+            .filter_map(|r| r.content.as_ref().map(|c| (&r.meta, c)))
+            .collect();
+        if !with_content.is_empty() {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT OR IGNORE INTO record_content ({CONTENT_COLUMNS}) "
+            ));
+            qb.push_values(with_content, |mut b, (m, c)| {
+                b.push_bind(m.id.0)
+                    .push_bind(&m.tenant.0)
+                    .push_bind(&c.request_body)
+                    .push_bind(c.request_truncated)
+                    .push_bind(&c.response_body)
+                    .push_bind(c.response_truncated)
+                    .push_bind(to_micros(m.received_at))
+                    .push_bind(to_micros(c.expires_at));
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_record(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        let sql = format!("SELECT {META_COLUMNS} FROM record_meta WHERE id = ?");
+        let Some(row) = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let meta = meta_from_row(&row)?;
+        let sql = format!("SELECT {CONTENT_COLUMNS} FROM record_content WHERE record_id = ?");
+        let content = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| content_from_row(&row))
+            .transpose()?;
+        Ok(Some(Record { meta, content }))
+    }
+
+    async fn list_records(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<RecordMeta>, StoreError> {
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM record_meta WHERE tenant_id = ? ORDER BY received_at DESC, id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&tenant.0)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(meta_from_row).collect()
+    }
+
+    async fn count_records(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM record_meta")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn append_consent(&self, e: &ConsentEvent) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO consent_events (tenant_id, opted_in, effective_at, recorded_at, actor, source, note) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&e.tenant.0)
+        .bind(e.opted_in)
+        .bind(to_micros(e.effective_at))
+        .bind(to_micros(e.recorded_at))
+        .bind(&e.actor)
+        .bind(&e.source)
+        .bind(&e.note)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn consent_events_after(
+        &self,
+        after: i64,
+    ) -> Result<Vec<StoredConsentEvent>, StoreError> {
+        let sql = format!("SELECT {CONSENT_COLUMNS} FROM consent_events WHERE id > ? ORDER BY id");
+        let rows = sqlx::query(&sql).bind(after).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredConsentEvent {
+                    seq: r.try_get("id")?,
+                    event: consent_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn consent_history(&self, tenant: &TenantId) -> Result<Vec<ConsentEvent>, StoreError> {
+        let sql =
+            format!("SELECT {CONSENT_COLUMNS} FROM consent_events WHERE tenant_id = ? ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(&tenant.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(consent_from_row).collect()
+    }
+}
+
+fn consent_from_row(r: &SqliteRow) -> Result<ConsentEvent, StoreError> {
+    Ok(ConsentEvent {
+        tenant: TenantId(r.try_get("tenant_id")?),
+        opted_in: r.try_get("opted_in")?,
+        effective_at: from_micros(r.try_get("effective_at")?)?,
+        recorded_at: from_micros(r.try_get("recorded_at")?)?,
+        actor: r.try_get("actor")?,
+        source: r.try_get("source")?,
+        note: r.try_get("note")?,
+    })
+}
+
+fn meta_from_row(r: &SqliteRow) -> Result<RecordMeta, StoreError> {
+    let basis: String = r.try_get("training_basis")?;
+    let outcome: String = r.try_get("outcome")?;
+    let status: i64 = r.try_get("status")?;
+    let content_expires_at: Option<i64> = r.try_get("content_expires_at")?;
+    Ok(RecordMeta {
+        id: RecordId(r.try_get("id")?),
+        request_id: r.try_get("request_id")?,
+        tenant: TenantId(r.try_get("tenant_id")?),
+        key_id: KeyId(r.try_get("key_id")?),
+        route: r.try_get("route")?,
+        method: r.try_get("method")?,
+        path: r.try_get("path")?,
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
+        model: r.try_get("model")?,
+        usage: Usage {
+            prompt_tokens: r.try_get("prompt_tokens")?,
+            completion_tokens: r.try_get("completion_tokens")?,
+            total_tokens: r.try_get("total_tokens")?,
+        },
+        streamed: r.try_get("streamed")?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("outcome {outcome:?}")))?,
+        total_us: r.try_get("total_us")?,
+        upstream_ttfb_us: r.try_get("upstream_ttfb_us")?,
+        upstream_total_us: r.try_get("upstream_total_us")?,
+        request_bytes: r.try_get("request_bytes")?,
+        response_bytes: r.try_get("response_bytes")?,
+        training: TrainingTag {
+            usable: r.try_get("training_usable")?,
+            basis: TrainingBasis::parse(&basis)
+                .ok_or_else(|| StoreError::Corrupt(format!("training basis {basis:?}")))?,
+        },
+        profile: r.try_get("profile")?,
+        policy_version: r.try_get("policy_version")?,
+        zero_data_retention: r.try_get("zero_data_retention")?,
+        received_at: from_micros(r.try_get("received_at")?)?,
+        content_expires_at: content_expires_at.map(from_micros).transpose()?,
+        expires_at: from_micros(r.try_get("expires_at")?)?,
+    })
+}
+
+fn content_from_row(r: &SqliteRow) -> Result<RecordContent, StoreError> {
+    Ok(RecordContent {
+        request_body: r.try_get("request_body")?,
+        request_truncated: r.try_get("request_truncated")?,
+        response_body: r.try_get("response_body")?,
+        response_truncated: r.try_get("response_truncated")?,
+        expires_at: from_micros(r.try_get("expires_at")?)?,
+    })
+}

@@ -1,0 +1,143 @@
+//! The batching writer: records go through a bounded in-memory queue to one
+//! task that inserts them in multi-row batches, off the client's path.
+//!
+//! Nothing is dropped silently: a record that cannot be queued or written is
+//! counted in `custodian_records_dropped_total{reason}` and logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Record, Store};
+use crate::config::WriterConfig;
+
+/// Attempts per batch once shutdown has begun (then it is counted as lost).
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// The sending side, cloned into every request.
+#[derive(Clone)]
+pub struct RecordSink {
+    tx: mpsc::Sender<Record>,
+}
+
+impl RecordSink {
+    /// Queue a record without waiting. Never blocks the response path.
+    pub fn submit(&self, record: Record) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(r)) => dropped("queue_full", &r),
+            Err(TrySendError::Closed(r)) => dropped("shutting_down", &r),
+        }
+    }
+}
+
+fn dropped(reason: &'static str, record: &Record) {
+    metrics::counter!("custodian_records_dropped_total", "reason" => reason).increment(1);
+    tracing::error!(
+        record_id = %record.meta.id,
+        tenant = %record.meta.tenant,
+        reason,
+        "record not stored"
+    );
+}
+
+/// Start the writer. It runs until `shutdown` is cancelled, then drains
+/// what is queued and returns.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    config: &WriterConfig,
+    shutdown: CancellationToken,
+) -> (RecordSink, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let writer = Writer {
+        store,
+        batch_size: config.batch_size,
+        max_backoff: config.max_retry_backoff,
+    };
+    let handle = tokio::spawn(writer.run(rx, shutdown));
+    (RecordSink { tx }, handle)
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    batch_size: usize,
+    max_backoff: Duration,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Record>, shutdown: CancellationToken) {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        loop {
+            let first = tokio::select! {
+                biased;
+                r = rx.recv() => r,
+                () = shutdown.cancelled() => break,
+            };
+            let Some(first) = first else { return };
+            batch.push(first);
+            self.fill(&mut rx, &mut batch);
+            metrics::gauge!("custodian_record_queue_depth").set(rx.len() as f64);
+            self.write(&mut batch, Some(&shutdown)).await;
+        }
+        // Shutdown: take no more, write what is queued.
+        rx.close();
+        while let Some(r) = rx.recv().await {
+            batch.push(r);
+            self.fill(&mut rx, &mut batch);
+            self.write(&mut batch, None).await;
+        }
+        metrics::gauge!("custodian_record_queue_depth").set(0.0);
+    }
+
+    fn fill(&self, rx: &mut mpsc::Receiver<Record>, batch: &mut Vec<Record>) {
+        while batch.len() < self.batch_size {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Write `batch`, retrying with backoff while the store fails. Before
+    /// shutdown it retries until it succeeds; after, a few times, then counts
+    /// the batch as lost.
+    async fn write(&self, batch: &mut Vec<Record>, shutdown: Option<&CancellationToken>) {
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.store.insert_records(batch).await {
+                Ok(()) => {
+                    metrics::counter!("custodian_records_written_total")
+                        .increment(batch.len() as u64);
+                    batch.clear();
+                    return;
+                }
+                Err(e) => {
+                    metrics::counter!("custodian_record_write_errors_total").increment(1);
+                    tracing::warn!(error = %e, records = batch.len(), attempt, "record batch write failed; retrying");
+                }
+            }
+            let stopping = shutdown.is_none_or(CancellationToken::is_cancelled);
+            if stopping && attempt >= SHUTDOWN_ATTEMPTS {
+                for r in batch.drain(..) {
+                    dropped("store_unavailable_at_shutdown", &r);
+                }
+                return;
+            }
+            match shutdown {
+                Some(token) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = token.cancelled() => {}
+                    }
+                }
+                None => tokio::time::sleep(backoff).await,
+            }
+            backoff = (backoff * 2).min(self.max_backoff);
+        }
+    }
+}
