@@ -991,7 +991,15 @@ fn policy_version(
     struct Canonical<'a> {
         profiles: &'a BTreeMap<String, Profile>,
         routes: Vec<(&'a str, &'a str)>,
-        tenants: Vec<(&'a str, Option<&'a str>, bool, Option<u64>, Option<u64>)>,
+        tenants: Vec<CanonicalTenant<'a>>,
+    }
+    #[derive(Serialize)]
+    struct CanonicalTenant<'a> {
+        id: &'a str,
+        profile: Option<&'a str>,
+        zero_data_retention: bool,
+        content_retention: Option<u64>,
+        metadata_retention: Option<u64>,
     }
     let canonical = Canonical {
         profiles,
@@ -1001,14 +1009,12 @@ fn policy_version(
             .collect(),
         tenants: tenants
             .iter()
-            .map(|t| {
-                (
-                    t.id.0.as_str(),
-                    t.profile.as_deref(),
-                    t.zero_data_retention,
-                    t.content_retention.map(|d| d.as_secs()),
-                    t.metadata_retention.map(|d| d.as_secs()),
-                )
+            .map(|t| CanonicalTenant {
+                id: t.id.0.as_str(),
+                profile: t.profile.as_deref(),
+                zero_data_retention: t.zero_data_retention,
+                content_retention: t.content_retention.map(|d| d.as_secs()),
+                metadata_retention: t.metadata_retention.map(|d| d.as_secs()),
             })
             .collect(),
     };

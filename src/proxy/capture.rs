@@ -123,13 +123,19 @@ where
 pub struct ResponseTee<S> {
     inner: S,
     exchange: Option<Exchange>,
+    /// The upstream's Content-Length: hyper stops polling once it has sent
+    /// that many bytes, so reaching it is the end of the response.
+    expected_len: Option<u64>,
+    relayed: u64,
 }
 
 impl<S> ResponseTee<S> {
-    pub fn new(inner: S, exchange: Exchange) -> Self {
+    pub fn new(inner: S, exchange: Exchange, expected_len: Option<u64>) -> Self {
         Self {
             inner,
             exchange: Some(exchange),
+            expected_len,
+            relayed: 0,
         }
     }
 
@@ -148,14 +154,15 @@ where
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.exchange.is_none() {
-            return Poll::Ready(None);
-        }
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(exchange) = self.exchange.as_mut() {
                     exchange.response_chunk(&chunk);
+                }
+                self.relayed += chunk.len() as u64;
+                if self.expected_len.is_some_and(|len| self.relayed >= len) {
+                    self.finish(Outcome::Completed);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }

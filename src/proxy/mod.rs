@@ -136,18 +136,13 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         },
         state.sink.clone(),
     );
-    let mut response = match forward(
-        &state,
-        route,
-        &caller,
+    let incoming = Incoming {
         parts,
         body,
-        &request_id,
-        exchange,
+        request_id,
         started,
-    )
-    .await
-    {
+    };
+    let mut response = match forward(&state, route, &caller, incoming, exchange).await {
         Ok(response) => response,
         Err((e, exchange)) => {
             exchange.gateway_error(e.status().as_u16());
@@ -161,23 +156,34 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
 
 type ForwardResult = Result<Response, (ApiError, Exchange)>;
 
+/// The client's request, as the handler hands it on.
+struct Incoming {
+    parts: Parts,
+    body: Body,
+    request_id: HeaderValue,
+    started: Instant,
+}
+
 async fn forward(
     state: &ProxyState,
     route: &RouteRuntime,
     caller: &Caller,
-    mut parts: Parts,
-    body: Body,
-    request_id: &HeaderValue,
+    incoming: Incoming,
     mut exchange: Exchange,
-    started: Instant,
 ) -> ForwardResult {
+    let Incoming {
+        mut parts,
+        body,
+        request_id,
+        started,
+    } = incoming;
     let limit = state.config.server.max_request_body_bytes;
     let declared_length = content_length(&parts.headers);
     if declared_length.is_some_and(|len| len > limit as u64) {
         return Err((ApiError::PayloadTooLarge { limit }, exchange));
     }
     let url = upstream_url(&route.route, &parts);
-    if let Err(e) = prepare_upstream_headers(route, caller, &mut parts.headers, request_id) {
+    if let Err(e) = prepare_upstream_headers(route, caller, &mut parts.headers, &request_id) {
         return Err((e, exchange));
     }
 
@@ -229,7 +235,12 @@ async fn forward(
     let streamed = is_event_stream(&response_headers);
     exchange.upstream_headers(status.as_u16(), streamed, headers_at);
 
-    let body = Body::from_stream(ResponseTee::new(response.bytes_stream(), exchange));
+    let expected_len = content_length(&response_headers);
+    let body = Body::from_stream(ResponseTee::new(
+        response.bytes_stream(),
+        exchange,
+        expected_len,
+    ));
     let mut out = Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = response_headers;

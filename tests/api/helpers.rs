@@ -1,0 +1,368 @@
+//! Test harness: a loopback upstream, a fresh database per test (a new
+//! PostgreSQL database or a temporary SQLite file), and the whole gateway
+//! started in-process on port 0.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use custodian::clock::{Clock, ManualClock, SystemClock};
+use custodian::config::Config;
+use custodian::startup::Gateway;
+use custodian::store::Store;
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::upstream::{self, Upstream};
+
+pub const PG_ADMIN_URL_ENV: &str = "CUSTODIAN_TEST_PG_URL";
+const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test and is removed after it.
+pub enum TestDb {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        name: String,
+        admin_url: String,
+        url: String,
+    },
+}
+
+fn pg_admin_url() -> String {
+    std::env::var(PG_ADMIN_URL_ENV).unwrap_or_else(|_| DEFAULT_PG_ADMIN_URL.to_owned())
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("custodian.db").display());
+                TestDb::Sqlite { _dir: dir, url }
+            }
+            Backend::Postgres => {
+                let admin_url = pg_admin_url();
+                let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is not reachable at {admin_url} ({e}). Start it with \
+                         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                         or set {PG_ADMIN_URL_ENV}."
+                    )
+                });
+                let name = format!("custodian_test_{}", uuid::Uuid::now_v7().simple());
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .unwrap();
+                let url = match admin_url.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("{PG_ADMIN_URL_ENV} must end in /database"),
+                };
+                TestDb::Postgres {
+                    name,
+                    admin_url,
+                    url,
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            name, admin_url, ..
+        } = self
+        {
+            let (name, admin_url) = (name.clone(), admin_url.clone());
+            // Drop runs outside any runtime we may block: use a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                        let _ = conn
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Builds a test configuration around a loopback upstream.
+pub struct ConfigBuilder {
+    pub extra: String,
+    pub tenants: String,
+    pub profiles: String,
+    pub routes: Option<String>,
+}
+
+pub const MANAGED_KEY: &str = "cst_test_managed_key_acme";
+pub const PASSTHROUGH_KEY: &str = "sk-passthrough-beta";
+pub const ZDR_KEY: &str = "cst_test_managed_key_zdr";
+pub const UPSTREAM_SECRET: &str = "sk-upstream-real-credential";
+pub const FINGERPRINT_SECRET: &str = "fp-secret-for-tests";
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        let fp = custodian::auth::fingerprint(
+            &custodian::config::Secret::new(FINGERPRINT_SECRET),
+            PASSTHROUGH_KEY,
+        );
+        Self {
+            extra: String::new(),
+            profiles: r#"
+[profiles.api]
+training_cutover = "2023-03-01T00:00:00Z"
+content_retention = "30d"
+metadata_retention = "365d"
+
+[profiles.consumer]
+content_retention = "7d"
+metadata_retention = "90d"
+"#
+            .to_owned(),
+            tenants: format!(
+                r#"
+[[tenants]]
+id = "acme"
+managed_keys = ["{managed}"]
+
+[[tenants]]
+id = "beta"
+passthrough_fingerprints = ["{fp}"]
+
+[[tenants]]
+id = "zdr-co"
+zero_data_retention = true
+managed_keys = ["{zdr}"]
+"#,
+                managed = custodian::auth::managed_key_hash(MANAGED_KEY),
+                zdr = custodian::auth::managed_key_hash(ZDR_KEY),
+            ),
+            routes: None,
+        }
+    }
+}
+
+impl ConfigBuilder {
+    pub fn build(&self, upstream: &Upstream, db: &TestDb) -> Config {
+        let routes = self.routes.clone().unwrap_or_else(|| {
+            format!(
+                r#"
+[[routes]]
+name = "openai"
+prefix = "/v1/"
+upstream = "{openai}"
+profile = "api"
+upstream_key = {{ env = "TEST_UPSTREAM_KEY" }}
+
+[[routes]]
+name = "anthropic"
+prefix = "/anthropic/"
+upstream = "{anthropic}"
+profile = "api"
+flavor = "anthropic"
+upstream_key = {{ env = "TEST_UPSTREAM_KEY" }}
+"#,
+                openai = upstream.url(),
+                anthropic = upstream.base(),
+            )
+        });
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+max_request_body_bytes = 65536
+shutdown_drain = "5s"
+
+[upstream]
+connect_timeout = "1s"
+first_byte_timeout = "2s"
+idle_timeout = "2s"
+
+[database]
+url = "{db}"
+max_connections = 4
+
+[capture]
+max_body_bytes = 4096
+
+[consent]
+refresh_interval = "100ms"
+max_staleness = "5s"
+
+[auth]
+fingerprint_key = {{ env = "TEST_FINGERPRINT_KEY" }}
+
+{extra}
+{profiles}
+{routes}
+{tenants}
+"#,
+            db = db.url(),
+            extra = self.extra,
+            profiles = self.profiles,
+            tenants = self.tenants,
+        );
+        let env = vec![
+            ("TEST_UPSTREAM_KEY".to_owned(), UPSTREAM_SECRET.to_owned()),
+            (
+                "TEST_FINGERPRINT_KEY".to_owned(),
+                FINGERPRINT_SECRET.to_owned(),
+            ),
+        ];
+        Config::from_toml(Path::new("test.toml"), &text, env)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+}
+
+/// A gateway under test with its upstream and database.
+pub struct TestApp {
+    pub gateway: Option<Gateway>,
+    pub upstream: Upstream,
+    /// Kept so the database lives (and is dropped) with the app.
+    pub _db: TestDb,
+    pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub admin: String,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, ConfigBuilder::default(), Arc::new(SystemClock)).await
+}
+
+pub async fn spawn_app_with(
+    backend: Backend,
+    builder: ConfigBuilder,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    let upstream = upstream::spawn().await;
+    let db = TestDb::new(backend).await;
+    let config = builder.build(&upstream, &db);
+    let gateway = Gateway::start(config, clock, true)
+        .await
+        .expect("gateway starts");
+    let base = format!("http://{}", gateway.proxy_addr);
+    let admin = format!("http://{}", gateway.admin_addr);
+    let store = Arc::clone(&gateway.store);
+    TestApp {
+        gateway: Some(gateway),
+        upstream,
+        _db: db,
+        store,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        base,
+        admin,
+    }
+}
+
+pub fn manual_clock(at: time::OffsetDateTime) -> (ManualClock, Arc<dyn Clock>) {
+    let clock = ManualClock::new(at);
+    (clock.clone(), Arc::new(clock))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stop the gateway: drains in-flight requests and flushes every record.
+    pub async fn stop(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop().await.expect("gateway stops cleanly");
+        }
+    }
+
+    /// Wait (bounded) until at least `n` records are stored.
+    pub async fn wait_for_records(&self, n: i64) -> i64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = self.store.count_records().await.unwrap();
+            if count >= n || tokio::time::Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn chat(&self, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The one record with this id, after it has been written.
+    pub async fn record(&self, response_record_id: &str) -> custodian::store::Record {
+        let id = custodian::domain::RecordId(response_record_id.parse().unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(r) = self.store.get_record(id).await.unwrap() {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "record {id} never written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn record_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-custodian-record-id")
+        .expect("record id receipt")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Define a test once; run it against both stores.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

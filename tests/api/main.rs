@@ -1,0 +1,15 @@
+//! Integration tests: the whole gateway in-process against a real loopback
+//! upstream and real PostgreSQL and SQLite databases.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on should panic with the error"
+)]
+
+#[macro_use]
+mod helpers;
+mod cli;
+mod consent;
+mod proxy;
+mod store;
+mod upstream;

@@ -1,0 +1,205 @@
+//! One conformance suite for both stores.
+
+use custodian::domain::{
+    ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag,
+};
+use custodian::store::{self, Record, RecordContent, RecordMeta, Store, Usage};
+use time::macros::datetime;
+use time::Duration;
+
+use crate::helpers::*;
+
+async fn open(backend: Backend) -> (TestDb, std::sync::Arc<dyn Store>) {
+    let db = TestDb::new(backend).await;
+    let config = custodian::config::DatabaseConfig {
+        url: db.url().to_owned(),
+        migrate_on_start: true,
+        max_connections: 4,
+        connect_timeout: std::time::Duration::from_secs(5),
+        partitions_ahead: std::time::Duration::from_secs(86_400),
+    };
+    let store = store::connect(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    (db, store)
+}
+
+fn sample(tenant: &str, received_at: time::OffsetDateTime, with_content: bool) -> Record {
+    let meta = RecordMeta {
+        id: RecordId::new(),
+        request_id: "req-1".into(),
+        tenant: TenantId(tenant.into()),
+        key_id: KeyId("mk_abc".into()),
+        route: "openai".into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        status: 200,
+        model: Some("gpt-x".into()),
+        usage: Usage {
+            prompt_tokens: Some(1),
+            completion_tokens: None,
+            total_tokens: Some(1),
+        },
+        streamed: true,
+        outcome: Outcome::ClientDisconnected,
+        total_us: 1234,
+        upstream_ttfb_us: Some(100),
+        upstream_total_us: None,
+        request_bytes: 10,
+        response_bytes: 20,
+        training: TrainingTag {
+            usable: true,
+            basis: TrainingBasis::ExplicitOptIn,
+        },
+        profile: "api".into(),
+        policy_version: "pv_1".into(),
+        zero_data_retention: !with_content,
+        received_at,
+        content_expires_at: with_content.then(|| received_at + Duration::days(30)),
+        expires_at: received_at + Duration::days(365),
+    };
+    let content = with_content.then(|| RecordContent {
+        request_body: b"{\"a\":1}".to_vec(),
+        request_truncated: false,
+        response_body: vec![0, 159, 146, 150, 255],
+        response_truncated: true,
+        expires_at: received_at + Duration::days(30),
+    });
+    Record { meta, content }
+}
+
+async fn records_round_trip_exactly(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let now = datetime!(2026-11-26 10:00:00.123456 UTC);
+    store
+        .prepare_partitions(now, now + Duration::days(31), now + Duration::days(366))
+        .await
+        .unwrap();
+    let with = sample("acme", now, true);
+    let without = sample("acme", now + Duration::seconds(1), false);
+    store
+        .insert_records(&[with.clone(), without.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.get_record(with.meta.id).await.unwrap().unwrap(), with);
+    assert_eq!(
+        store.get_record(without.meta.id).await.unwrap().unwrap(),
+        without
+    );
+    assert!(store.get_record(RecordId::new()).await.unwrap().is_none());
+    let listed = store
+        .list_records(&TenantId("acme".into()), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![without.meta.clone(), with.meta.clone()]);
+}
+
+async fn inserting_a_batch_twice_stores_it_once(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let batch: Vec<Record> = (0..50)
+        .map(|i| sample("t", now + Duration::milliseconds(i), i % 2 == 0))
+        .collect();
+    store.insert_records(&batch).await.unwrap();
+    store.insert_records(&batch).await.unwrap();
+    assert_eq!(store.count_records().await.unwrap(), 50);
+}
+
+async fn records_beyond_prepared_partitions_are_still_stored(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    // No partitions prepared at all: the store makes room itself.
+    let far = datetime!(2031-02-03 04:05:06 UTC);
+    let record = sample("acme", far, true);
+    store
+        .insert_records(std::slice::from_ref(&record))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_record(record.meta.id).await.unwrap().unwrap(),
+        record
+    );
+}
+
+async fn consent_events_are_append_only_and_ordered(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let t = datetime!(2025-01-01 00:00 UTC);
+    let mk = |tenant: &str, opted_in, days| ConsentEvent {
+        tenant: TenantId(tenant.into()),
+        opted_in,
+        effective_at: t + Duration::days(days),
+        recorded_at: t,
+        actor: "ops@example.com".into(),
+        source: "contract".into(),
+        note: Some("MSA §4".into()),
+    };
+    let first = store.append_consent(&mk("acme", true, 0)).await.unwrap();
+    let second = store.append_consent(&mk("beta", false, 1)).await.unwrap();
+    let third = store.append_consent(&mk("acme", false, 2)).await.unwrap();
+    assert!(first < second && second < third);
+    let after_first = store.consent_events_after(first).await.unwrap();
+    assert_eq!(
+        after_first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![second, third]
+    );
+    let history = store
+        .consent_history(&TenantId("acme".into()))
+        .await
+        .unwrap();
+    assert_eq!(history, vec![mk("acme", true, 0), mk("acme", false, 2)]);
+}
+
+async fn consent_rows_cannot_be_rewritten(backend: Backend) {
+    let (db, store) = open(backend).await;
+    let t = datetime!(2025-01-01 00:00 UTC);
+    store
+        .append_consent(&ConsentEvent {
+            tenant: TenantId("acme".into()),
+            opted_in: true,
+            effective_at: t,
+            recorded_at: t,
+            actor: "a".into(),
+            source: "s".into(),
+            note: None,
+        })
+        .await
+        .unwrap();
+    let (update, delete) = (
+        "UPDATE consent_events SET opted_in = false",
+        "DELETE FROM consent_events",
+    );
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+            assert!(sqlx::query(update).execute(&pool).await.is_err());
+            assert!(sqlx::query(delete).execute(&pool).await.is_err());
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+            assert!(sqlx::query(update).execute(&pool).await.is_err());
+            assert!(sqlx::query(delete).execute(&pool).await.is_err());
+        }
+    }
+    assert!(
+        store
+            .consent_history(&TenantId("acme".into()))
+            .await
+            .unwrap()[0]
+            .opted_in
+    );
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
+
+both_stores!(
+    records_round_trip_exactly,
+    inserting_a_batch_twice_stores_it_once,
+    records_beyond_prepared_partitions_are_still_stored,
+    consent_events_are_append_only_and_ordered,
+    consent_rows_cannot_be_rewritten,
+    migrations_are_idempotent,
+);

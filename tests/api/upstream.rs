@@ -1,0 +1,299 @@
+//! A real HTTP upstream on loopback speaking the OpenAI (and Anthropic
+//! Messages) wire format, streaming included. Its behaviour per request is
+//! chosen with an `x-mock-mode` header; it remembers what it received.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Default)]
+pub struct Mock {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Streams in `hold` mode wait here after their first event.
+    pub release: Arc<Notify>,
+    /// Streams dropped before their end (the gateway cancelled them).
+    pub cancelled: Arc<AtomicUsize>,
+    pub completed: Arc<AtomicUsize>,
+}
+
+impl Mock {
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream saw no request")
+    }
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub mock: Mock,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/", self.addr)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+pub async fn spawn() -> Upstream {
+    let mock = Mock::default();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/v1/echo", get(echo).post(echo).put(echo))
+        .route("/v1/files", post(upload))
+        .route("/v1/files/{id}", delete(delete_file))
+        .route("/v1/messages", post(messages))
+        .with_state(mock.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Upstream { addr, mock }
+}
+
+async fn remember(mock: &Mock, request: Request) -> Seen {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let seen = Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers,
+        body,
+    };
+    mock.seen.lock().unwrap().push(seen.clone());
+    seen
+}
+
+fn mode(seen: &Seen) -> &str {
+    seen.headers
+        .get("x-mock-mode")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn chat(State(mock): State<Mock>, request: Request) -> Response {
+    let seen = remember(&mock, request).await;
+    match mode(&seen) {
+        "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+        "error429" => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "7"), ("x-upstream-trace", "t-1")],
+                Json(json!({"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+            )
+                .into_response()
+        }
+        _ => {}
+    }
+    let Ok(request): Result<Value, _> = serde_json::from_slice(&seen.body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "We could not parse the JSON body of your request.", "type": "invalid_request_error", "param": null, "code": null}})),
+        )
+            .into_response();
+    };
+    let model = request["model"].as_str().unwrap_or("mock-gpt").to_owned();
+    let prompt = request["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    if request["stream"].as_bool() == Some(true) {
+        return sse(mock, model, prompt, mode(&seen).to_owned());
+    }
+    Json(json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("echo: {prompt}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    }))
+    .into_response()
+}
+
+/// Counts a stream as cancelled if it is dropped before its last event.
+struct StreamGuard {
+    mock: Mock,
+    finished: bool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let counter = if self.finished {
+            &self.mock.completed
+        } else {
+            &self.mock.cancelled
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn sse(mock: Mock, model: String, prompt: String, mode: String) -> Response {
+    let stream = async_stream(mock, model, prompt, mode);
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn chunk(model: &str, delta: Value) -> Bytes {
+    let event = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+    Bytes::from(format!("data: {event}\n\n"))
+}
+
+fn async_stream(
+    mock: Mock,
+    model: String,
+    prompt: String,
+    mode: String,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let mut guard = StreamGuard {
+            mock: mock.clone(),
+            finished: false,
+        };
+        if tx
+            .send(Ok(chunk(
+                &model,
+                json!({"role": "assistant", "content": ""}),
+            )))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if mode == "hold" {
+            tokio::select! {
+                () = mock.release.notified() => {}
+                () = tx.closed() => return,
+            }
+        }
+        if mode == "reset" {
+            let _ = tx.send(Err(std::io::Error::other("upstream reset"))).await;
+            return;
+        }
+        for word in ["echo:", " ", prompt.as_str()] {
+            if tx
+                .send(Ok(chunk(&model, json!({"content": word}))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let usage = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+        let _ = tx.send(Ok(Bytes::from(format!("data: {usage}\n\n")))).await;
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        guard.finished = true;
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn models(State(mock): State<Mock>, request: Request) -> Response {
+    remember(&mock, request).await;
+    Json(json!({"object": "list", "data": [{"id": "mock-gpt", "object": "model", "owned_by": "mock"}]})).into_response()
+}
+
+async fn echo(State(mock): State<Mock>, request: Request) -> Response {
+    let seen = remember(&mock, request).await;
+    Json(json!({"method": seen.method, "uri": seen.uri, "bytes": seen.body.len()})).into_response()
+}
+
+async fn upload(State(mock): State<Mock>, request: Request) -> Response {
+    let seen = remember(&mock, request).await;
+    let content_type = seen
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("multipart/form-data") {
+        return (StatusCode::BAD_REQUEST, "expected multipart").into_response();
+    }
+    let purpose = if seen.body.windows(9).any(|w| w == b"fine-tune") {
+        "fine-tune"
+    } else {
+        "other"
+    };
+    Json(
+        json!({"id": "file-mock1", "object": "file", "bytes": seen.body.len(), "purpose": purpose}),
+    )
+    .into_response()
+}
+
+async fn delete_file(
+    State(mock): State<Mock>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    remember(&mock, request).await;
+    Json(json!({"id": id, "object": "file", "deleted": true})).into_response()
+}
+
+async fn messages(State(mock): State<Mock>, request: Request) -> Response {
+    let seen = remember(&mock, request).await;
+    let request: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("claude-mock")
+        .to_owned();
+    if request["stream"].as_bool() == Some(true) {
+        let events = [
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_1", "model": model, "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hello"}}),
+            ),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ];
+        let body: String = events
+            .iter()
+            .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+            .collect();
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(body))
+            .unwrap();
+    }
+    Json(json!({"id": "msg_1", "type": "message", "model": model, "content": [{"type": "text", "text": "hello"}],
+        "usage": {"input_tokens": 9, "output_tokens": 4}}))
+    .into_response()
+}
