@@ -37,6 +37,11 @@ pub enum Command {
     Migrate,
     /// Validate the configuration file and exit (non-zero when invalid).
     CheckConfig,
+    /// Exit 0 when the gateway at `--url` answers its health check (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+    },
     /// Record or show training consent.
     #[command(subcommand)]
     Consent(ConsentCommand),

@@ -45,7 +45,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Fingerprint) => fingerprint(&cli.config),
+        Command::Healthcheck { url } => healthcheck(&url).await,
     }
+}
+
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    let status = client.get(url).send().await?.status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {

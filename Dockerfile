@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: dependencies are compiled in their own layer (cached
+# until Cargo.toml/Cargo.lock change), the runtime image holds only the
+# binary, CA certificates and a non-root user.
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, against a stub crate, so source edits reuse this layer.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src target/release/deps/custodian* target/release/deps/libcustodian* target/release/custodian*
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin custodian
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /data --create-home custodian
+COPY --from=build /src/target/release/custodian /usr/local/bin/custodian
+COPY config/custodian.toml /etc/custodian/custodian.toml
+USER custodian
+WORKDIR /data
+ENV CUSTODIAN_CONFIG=/etc/custodian/custodian.toml \
+    CUSTODIAN__SERVER__LISTEN=0.0.0.0:8080 \
+    CUSTODIAN__DATABASE__URL=sqlite:///data/custodian.db
+EXPOSE 8080 9090
+HEALTHCHECK --interval=10s --timeout=4s --retries=3 CMD ["custodian", "healthcheck"]
+ENTRYPOINT ["custodian"]
+CMD ["serve"]
