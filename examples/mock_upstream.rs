@@ -22,7 +22,9 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(std::io::Error::other)?;
     if !addr.ip().is_loopback() {
-        return Err(std::io::Error::other("the mock binds loopback addresses only"));
+        return Err(std::io::Error::other(
+            "the mock binds loopback addresses only",
+        ));
     }
     let app = Router::new().route("/v1/chat/completions", post(chat));
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -41,7 +43,11 @@ async fn chat(body: Bytes) -> Response {
             ));
         }
         out.push_str("data: [DONE]\n\n");
-        return ([(header::CONTENT_TYPE, "text/event-stream")], Body::from(out)).into_response();
+        return (
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            Body::from(out),
+        )
+            .into_response();
     }
     let filler = "lorem ipsum dolor sit amet ".repeat(28);
     let json = format!(

@@ -72,7 +72,18 @@ impl KeyRing {
 
     /// Identify the caller from the request headers of a route of `flavor`.
     pub fn identify(&self, flavor: Flavor, headers: &HeaderMap) -> Result<Caller, AuthError> {
-        match read_key(flavor, headers) {
+        let primary = read_key(flavor, headers);
+        let secondary = read_key(flavor.other(), headers);
+        // SDKs differ in where they put the key (recent Anthropic SDKs send
+        // `Authorization: Bearer`): take the flavor's header, else the other.
+        // Two different keys where one is a gateway key would let that key
+        // travel upstream as a pass-through key: refuse.
+        if let (Some(a), Some(b)) = (primary, secondary) {
+            if a != b && (a.starts_with(MANAGED_KEY_PREFIX) || b.starts_with(MANAGED_KEY_PREFIX)) {
+                return Err(AuthError::UnknownKey);
+            }
+        }
+        match primary.or(secondary) {
             Some(key) => self.identify_key(key),
             None => self.default_caller(None).ok_or(AuthError::MissingKey),
         }
@@ -117,15 +128,21 @@ impl KeyRing {
     }
 }
 
-/// The caller's key as its SDK sends it on a route of this flavor.
+/// The key in the header that SDKs of this flavor use.
 pub fn read_key(flavor: Flavor, headers: &HeaderMap) -> Option<&str> {
     match flavor {
-        Flavor::Openai => headers
-            .get(http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
-            .map(str::trim),
+        Flavor::Openai => {
+            let value = headers
+                .get(http::header::AUTHORIZATION)?
+                .to_str()
+                .ok()?
+                .trim();
+            // The auth scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, credential) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credential.trim())
+        }
         Flavor::Anthropic => headers.get("x-api-key")?.to_str().ok().map(str::trim),
     }
     .filter(|k| !k.is_empty())
@@ -252,7 +269,62 @@ id = "fallback"
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static("sk-real"));
         assert_eq!(r.identify(Flavor::Anthropic, &h).unwrap().tenant_index, 1);
-        assert!(r.identify(Flavor::Openai, &h).is_err());
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let r = ring("", Some("s3cret"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("bearer cst_good"),
+        );
+        assert_eq!(
+            r.identify(Flavor::Openai, &h).unwrap().kind,
+            KeyKind::Managed
+        );
+    }
+
+    #[test]
+    fn either_header_carries_the_key_but_two_different_keys_with_a_gateway_key_are_refused() {
+        let r = ring("", Some("s3cret"));
+        let r = KeyRing {
+            default_tenant: Some(2),
+            ..r
+        };
+        // Recent Anthropic SDKs send `Authorization: Bearer`; OpenAI-style
+        // clients may send x-api-key.
+        let c = r.identify(Flavor::Anthropic, &bearer("cst_good")).unwrap();
+        assert_eq!((c.tenant_index, c.kind), (0, KeyKind::Managed));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("cst_good"));
+        assert_eq!(
+            r.identify(Flavor::Openai, &h).unwrap().kind,
+            KeyKind::Managed
+        );
+        // A gateway key beside another key: refused, never defaulted.
+        let mut h = bearer("sk-x");
+        h.insert("x-api-key", HeaderValue::from_static("cst_good"));
+        assert_eq!(
+            r.identify(Flavor::Openai, &h).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        assert_eq!(
+            r.identify(Flavor::Anthropic, &h).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        // An unknown cst_ key is refused, never defaulted.
+        assert_eq!(
+            r.identify(Flavor::Openai, &bearer("cst_nope")).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        // A plain unknown key goes to the default tenant, as configured.
+        assert_eq!(
+            r.identify(Flavor::Openai, &bearer("sk-x"))
+                .unwrap()
+                .tenant_index,
+            2
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { no_migrate } => serve(&cli.config, !no_migrate).await,
+        Command::Serve { no_migrate } => serve(&cli.config, no_migrate).await,
         Command::Migrate => migrate(&cli.config).await,
         Command::Consent(ConsentCommand::Record(args)) => consent_record(&cli.config, args).await,
         Command::Consent(ConsentCommand::Show { tenant }) => {
@@ -65,8 +65,9 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn serve(path: &Path, migrate: bool) -> anyhow::Result<()> {
+async fn serve(path: &Path, no_migrate: bool) -> anyhow::Result<()> {
     let config = load(path)?;
+    let migrate = config.database.migrate_on_start && !no_migrate;
     telemetry::init_logging(&config.logging);
     let gateway = Gateway::start(config, Arc::new(SystemClock), migrate).await?;
     let token = gateway.shutdown_token();

@@ -22,6 +22,12 @@ use crate::policy::{Retention, RetentionError};
 
 pub const ENV_PREFIX: &str = "CUSTODIAN__";
 
+/// Records per batch insert, at most.
+pub const MAX_BATCH_SIZE: usize = 1_000;
+
+/// Retention periods beyond this are a mistake, not a policy.
+pub const MAX_RETENTION: Duration = Duration::from_secs(3_660 * 86_400);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -79,6 +85,16 @@ pub enum Flavor {
     Anthropic,
 }
 
+impl Flavor {
+    /// The other flavor, whose key header SDKs sometimes use instead.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Openai => Self::Anthropic,
+            Self::Anthropic => Self::Openai,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -119,13 +135,24 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DatabaseConfig {
     pub url: String,
     pub migrate_on_start: bool,
     pub max_connections: u32,
     pub connect_timeout: Duration,
     pub partitions_ahead: Duration,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::store::redact_url(&self.url))
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -652,7 +679,7 @@ impl Validator<'_> {
         let span = Some(raw.span());
         match (&raw.get_ref().env, &raw.get_ref().file) {
             (Some(var), None) => match self.env.get(var) {
-                Some(v) if !v.is_empty() => Ok(Secret::new(v.as_str())),
+                Some(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
                 _ => self.err(span, key, format!("environment variable {var} is not set")),
             },
             (None, Some(file)) => match std::fs::read_to_string(file) {
@@ -737,6 +764,30 @@ impl Validator<'_> {
                 return self.err(None, key, "must be greater than zero");
             }
         }
+        if raw.writer.batch_size > MAX_BATCH_SIZE {
+            // 27 bound parameters per record: beyond this SQLite's limit is near.
+            return self.err(
+                None,
+                "writer.batch_size",
+                format!("must be at most {MAX_BATCH_SIZE}"),
+            );
+        }
+        for (key, value) in [
+            ("consent.refresh_interval", raw.consent.refresh_interval),
+            ("server.header_read_timeout", raw.server.header_read_timeout),
+            (
+                "upstream.first_byte_timeout",
+                raw.upstream.first_byte_timeout,
+            ),
+            ("upstream.idle_timeout", raw.upstream.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return self.err(None, key, "must be greater than zero");
+            }
+        }
+        if raw.database.partitions_ahead > Duration::from_secs(366 * 86_400) {
+            return self.err(None, "database.partitions_ahead", "must be at most 366d");
+        }
         if raw.consent.max_staleness < raw.consent.refresh_interval {
             return self.err(
                 None,
@@ -757,6 +808,13 @@ impl Validator<'_> {
                 content: p.content_retention,
                 metadata: p.metadata_retention,
             };
+            if retention.metadata > MAX_RETENTION {
+                return self.err(
+                    None,
+                    format!("profiles.{name}.metadata_retention"),
+                    "must be at most 3660d",
+                );
+            }
             if let Err(e) = retention.validated() {
                 return self.err(None, format!("profiles.{name}"), e);
             }
@@ -825,6 +883,16 @@ impl Validator<'_> {
                 Some(s) => Some(self.secret(&key("upstream_key"), s)?),
                 None => None,
             };
+            if upstream_key
+                .as_ref()
+                .is_some_and(|k| HeaderValue::from_str(&format!("Bearer {}", k.expose())).is_err())
+            {
+                return self.err(
+                    r.upstream_key.as_ref().map(Spanned::span),
+                    key("upstream_key"),
+                    "the secret is not a valid HTTP header value",
+                );
+            }
             out.push(Route {
                 name: r
                     .name
@@ -847,7 +915,7 @@ impl Validator<'_> {
         profiles: &BTreeMap<String, Profile>,
     ) -> Result<Vec<Tenant>, ConfigError> {
         let mut out: Vec<Tenant> = Vec::with_capacity(raw.len());
-        let mut seen_keys: HashMap<&str, &str> = HashMap::new();
+        let mut seen_keys: HashMap<String, &str> = HashMap::new();
         for (i, t) in raw.iter().enumerate() {
             let key = |field: &str| format!("tenants[{i}].{field}");
             let id = t.id.get_ref();
@@ -884,7 +952,7 @@ impl Validator<'_> {
                             format!("expected \"{scheme}<64 hex digits>\" (see `custodian keys`)"),
                         );
                     }
-                    if let Some(other) = seen_keys.insert(k.get_ref(), id) {
+                    if let Some(other) = seen_keys.insert(k.get_ref().to_ascii_lowercase(), id) {
                         return self.err(
                             Some(k.span()),
                             key(field),

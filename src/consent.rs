@@ -7,7 +7,7 @@
 //! unknown, and requests are tagged `consent_unavailable`, never usable by
 //! accident.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,13 @@ pub struct ConsentCache {
     max_staleness: Duration,
 }
 
+/// How many sequence numbers below the highest seen are read again.
+const REREAD_WINDOW: i64 = 1_000;
+
 #[derive(Default)]
 struct Inner {
     by_tenant: HashMap<String, Vec<ConsentEvent>>,
+    seen: HashSet<i64>,
     last_seq: i64,
     refreshed_at: Option<Instant>,
 }
@@ -60,20 +64,28 @@ impl ConsentCache {
     }
 
     /// Read events recorded since the last refresh.
+    ///
+    /// Sequence numbers are assigned at insert but become visible at commit,
+    /// so a lower number can appear after a higher one was read. Each refresh
+    /// therefore re-reads a trailing window and skips the ids it has.
     pub async fn refresh(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        let after = self.inner.read().map(|i| i.last_seq).unwrap_or(0);
+        let after = self
+            .inner
+            .read()
+            .map(|i| i.last_seq.saturating_sub(REREAD_WINDOW))
+            .unwrap_or(0);
         let started = Instant::now();
         let events = store.consent_events_after(after).await?;
-        let count = events.len();
         let Ok(mut inner) = self.inner.write() else {
             return Ok(0);
         };
+        let mut added = 0;
         for stored in events {
-            // A concurrent refresh may have applied these already.
-            if stored.seq <= inner.last_seq {
+            if !inner.seen.insert(stored.seq) {
                 continue;
             }
-            inner.last_seq = stored.seq;
+            added += 1;
+            inner.last_seq = inner.last_seq.max(stored.seq);
             inner
                 .by_tenant
                 .entry(stored.event.tenant.0.clone())
@@ -81,7 +93,7 @@ impl ConsentCache {
                 .push(stored.event);
         }
         inner.refreshed_at = Some(started);
-        Ok(count)
+        Ok(added)
     }
 
     /// Refresh every `interval` until `shutdown`.
@@ -105,5 +117,17 @@ impl ConsentCache {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cold_cache_knows_no_consent() {
+        let cache = ConsentCache::new(Duration::from_secs(10));
+        let known = cache.with_events(&TenantId("acme".into()), |e| e.is_some());
+        assert!(!known);
     }
 }

@@ -108,17 +108,15 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Model names are short; a hostile body must not put megabytes in a column.
+/// Model names are short; a hostile body must not put megabytes in a
+/// column, nor a NUL that PostgreSQL text refuses.
 fn truncate(s: &str) -> String {
     const MAX: usize = 200;
-    if s.len() <= MAX {
-        return s.to_owned();
-    }
-    let mut end = MAX;
+    let mut end = s.len().min(MAX);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    s[..end].replace('\0', "")
 }
 
 #[cfg(test)]
@@ -178,5 +176,9 @@ event: message_delta\r\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_to
         );
         let long = format!(r#"{{"model":"{}"}}"#, "é".repeat(300));
         assert!(request_model(long.as_bytes()).unwrap().len() <= 200);
+        assert_eq!(
+            request_model(br#"{"model":"a\u0000b"}"#).as_deref(),
+            Some("ab")
+        );
     }
 }

@@ -15,6 +15,8 @@ pub const RETENTION: HeaderName = HeaderName::from_static("x-custodian-retention
 pub const POLICY_VERSION: HeaderName = HeaderName::from_static("x-custodian-policy-version");
 pub const RECORD_ID: HeaderName = HeaderName::from_static("x-custodian-record-id");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The gateway's request id, always; `x-request-id` keeps the upstream's when it sent one.
+pub const GATEWAY_REQUEST_ID: HeaderName = HeaderName::from_static("x-custodian-request-id");
 
 const GATEWAY_PREFIX: &str = "x-custodian-";
 
@@ -128,7 +130,11 @@ impl Receipts {
         if let Ok(v) = HeaderValue::from_str(&self.record_id.to_string()) {
             headers.insert(RECORD_ID, v);
         }
-        headers.insert(REQUEST_ID, self.request_id.clone());
+        headers.insert(GATEWAY_REQUEST_ID, self.request_id.clone());
+        // The provider's own request id is what its SDKs and support desk know.
+        if !headers.contains_key(REQUEST_ID) {
+            headers.insert(REQUEST_ID, self.request_id.clone());
+        }
     }
 }
 

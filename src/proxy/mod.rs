@@ -27,7 +27,7 @@ use crate::auth::{Caller, KeyKind, KeyRing};
 use crate::clock::Clock;
 use crate::config::{Config, Flavor, Route};
 use crate::consent::ConsentCache;
-use crate::domain::RecordId;
+use crate::domain::{Outcome, RecordId};
 use crate::error::ApiError;
 use crate::policy::{decide_training_use, TrainingInputs};
 use crate::store::writer::RecordSink;
@@ -212,6 +212,7 @@ async fn forward(
         }
     };
 
+    let method_was_head = parts.method == http::Method::HEAD;
     let sent_at = Instant::now();
     exchange.upstream_sent(sent_at);
     let sent = state
@@ -236,11 +237,20 @@ async fn forward(
     exchange.upstream_headers(status.as_u16(), streamed, headers_at);
 
     let expected_len = content_length(&response_headers);
-    let body = Body::from_stream(ResponseTee::new(
-        response.bytes_stream(),
-        exchange,
-        expected_len,
-    ));
+    // hyper never polls a body that cannot have content; such an exchange is
+    // complete as soon as the headers are in.
+    let bodiless =
+        method_was_head || matches!(status.as_u16(), 204 | 304) || expected_len == Some(0);
+    let body = if bodiless {
+        exchange.finish(Outcome::Completed, headers_at);
+        Body::empty()
+    } else {
+        Body::from_stream(ResponseTee::new(
+            response.bytes_stream(),
+            exchange,
+            expected_len,
+        ))
+    };
     let mut out = Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = response_headers;
@@ -331,8 +341,16 @@ fn prepare_upstream_headers(
     headers::strip_hop_by_hop(headers);
     headers.remove(header::HOST);
     headers.insert(headers::REQUEST_ID, request_id.clone());
+    // Captures must be readable (model, usage, review), so the upstream is
+    // asked for identity encoding; the client gets the bytes as sent.
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     if caller.kind == KeyKind::Managed {
-        // The caller's gateway key never leaves the gateway.
+        // The caller's gateway key never leaves the gateway, in either header.
+        headers.remove(header::AUTHORIZATION);
+        headers.remove("x-api-key");
         let Some(credential) = route.credential.clone() else {
             return Err(ApiError::MissingUpstreamCredential);
         };

@@ -73,7 +73,8 @@ impl UpstreamClient {
             Err(_) => Err(SendError::TimedOut),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_timeout() => Err(SendError::TimedOut),
-            Ok(Err(e)) => Err(SendError::Unreachable(e)),
+            // The URL carries the client's query string: keep it out of logs.
+            Ok(Err(e)) => Err(SendError::Unreachable(e.without_url())),
         }
     }
 }

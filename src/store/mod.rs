@@ -29,6 +29,27 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// True when retrying the same write cannot succeed (bad data, a
+    /// constraint, a statement the database refuses), as opposed to a
+    /// connection or resource problem that may pass.
+    pub fn is_permanent(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(db)) = self else {
+            return matches!(self, Self::Corrupt(_));
+        };
+        let code = db.code().unwrap_or_default();
+        if code.len() == 5 {
+            // PostgreSQL SQLSTATE: connection (08), transaction rollback (40),
+            // resources (53), operator intervention (57) may pass.
+            !matches!(&code[..2], "08" | "40" | "53" | "57")
+        } else {
+            // SQLite result codes: busy, locked, I/O, full, cannot open may pass.
+            let primary = code.parse::<i32>().unwrap_or(0) & 0xff;
+            !matches!(primary, 5 | 6 | 10 | 13 | 14)
+        }
+    }
+}
+
 /// Token usage as the upstream reported it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -101,6 +101,27 @@ impl Writer {
         }
     }
 
+    /// A batch the store refuses outright: write its records one by one so
+    /// that one bad record costs only itself, never the queue behind it.
+    async fn isolate(
+        &self,
+        batch: &mut Vec<Record>,
+        shutdown: Option<&CancellationToken>,
+        error: &super::StoreError,
+    ) {
+        if batch.len() == 1 {
+            tracing::error!(error = %error, "the store refused a record");
+            for r in batch.drain(..) {
+                dropped("rejected_by_store", &r);
+            }
+            return;
+        }
+        for record in std::mem::take(batch) {
+            let mut one = vec![record];
+            Box::pin(self.write(&mut one, shutdown)).await;
+        }
+    }
+
     /// Write `batch`, retrying with backoff while the store fails. Before
     /// shutdown it retries until it succeeds; after, a few times, then counts
     /// the batch as lost.
@@ -114,6 +135,11 @@ impl Writer {
                     metrics::counter!("custodian_records_written_total")
                         .increment(batch.len() as u64);
                     batch.clear();
+                    return;
+                }
+                Err(e) if e.is_permanent() => {
+                    metrics::counter!("custodian_record_write_errors_total").increment(1);
+                    self.isolate(batch, shutdown, &e).await;
                     return;
                 }
                 Err(e) => {

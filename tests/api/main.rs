@@ -11,5 +11,6 @@ mod helpers;
 mod cli;
 mod consent;
 mod proxy;
+mod sdk;
 mod store;
 mod upstream;

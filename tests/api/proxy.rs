@@ -610,7 +610,39 @@ async fn admin_listener_serves_health_readiness_and_metrics(backend: Backend) {
     assert_ne!(response.status(), 200);
 }
 
+async fn bodiless_responses_are_recorded_as_completed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .client
+        .head(app.url("/v1/models"))
+        .bearer_auth(MANAGED_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let record = app.record(&record_id(&response)).await;
+    assert_eq!(record.meta.method, "HEAD");
+    assert_eq!(record.meta.outcome, Outcome::Completed);
+}
+
+async fn upstream_is_asked_for_identity_encoding(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.client
+        .get(app.url("/v1/models"))
+        .bearer_auth(MANAGED_KEY)
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.upstream.mock.last().headers["accept-encoding"],
+        "identity"
+    );
+}
+
 both_stores!(
+    bodiless_responses_are_recorded_as_completed,
+    upstream_is_asked_for_identity_encoding,
     json_call_is_relayed_byte_for_byte_and_recorded,
     managed_key_is_swapped_for_the_upstream_credential,
     passthrough_key_is_forwarded_unchanged,

@@ -203,3 +203,41 @@ both_stores!(
     consent_rows_cannot_be_rewritten,
     migrations_are_idempotent,
 );
+
+/// One record the database refuses (PostgreSQL text cannot hold NUL) must
+/// cost only itself: the records around it are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_isolates_a_record_the_store_refuses() {
+    let (_db, store) = open(Backend::Postgres).await;
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let good_a = sample("acme", now, true);
+    let mut bad = sample("ac\0me", now, true);
+    bad.meta.request_id = "bad".into();
+    let good_b = sample("acme", now, false);
+    let config = custodian::config::WriterConfig {
+        queue_capacity: 10,
+        batch_size: 10,
+        max_retry_backoff: std::time::Duration::from_millis(100),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (sink, handle) = custodian::store::writer::spawn(store.clone(), &config, stop.clone());
+    for r in [good_a.clone(), bad, good_b.clone()] {
+        sink.submit(r);
+    }
+    // Later records are not held up behind the refused one.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.count_records().await.unwrap() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "good records were held up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap();
+    assert_eq!(store.count_records().await.unwrap(), 2);
+    assert!(store.get_record(good_a.meta.id).await.unwrap().is_some());
+    assert!(store.get_record(good_b.meta.id).await.unwrap().is_some());
+}

@@ -272,15 +272,23 @@ async fn messages(State(mock): State<Mock>, request: Request) -> Response {
         let events = [
             (
                 "message_start",
-                json!({"type": "message_start", "message": {"id": "msg_1", "model": model, "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+                json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ),
             (
                 "content_block_delta",
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hello"}}),
             ),
             (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            (
                 "message_delta",
-                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}}),
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}}),
             ),
             ("message_stop", json!({"type": "message_stop"})),
         ];
@@ -293,7 +301,8 @@ async fn messages(State(mock): State<Mock>, request: Request) -> Response {
             .body(Body::from(body))
             .unwrap();
     }
-    Json(json!({"id": "msg_1", "type": "message", "model": model, "content": [{"type": "text", "text": "hello"}],
+    Json(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn", "stop_sequence": null,
         "usage": {"input_tokens": 9, "output_tokens": 4}}))
     .into_response()
 }
