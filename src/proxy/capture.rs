@@ -127,6 +127,8 @@ pub struct ResponseTee<S> {
     /// that many bytes, so reaching it is the end of the response.
     expected_len: Option<u64>,
     relayed: u64,
+    /// The upstream ended while chunks were being merged; report it next poll.
+    ended: bool,
 }
 
 impl<S> ResponseTee<S> {
@@ -136,12 +138,45 @@ impl<S> ResponseTee<S> {
             exchange: Some(exchange),
             expected_len,
             relayed: 0,
+            ended: false,
         }
     }
 
     fn finish(&mut self, outcome: Outcome) {
         if let Some(exchange) = self.exchange.take() {
             exchange.finish(outcome, Instant::now());
+        }
+    }
+}
+
+/// Chunks already waiting are merged up to this size before a write to the
+/// client: one syscall instead of one per SSE event, and never a wait.
+const COALESCE_LIMIT: usize = 32 * 1024;
+
+impl<S, E> ResponseTee<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    fn on_chunk(&mut self, chunk: &[u8]) {
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.response_chunk(chunk);
+        }
+        self.relayed += chunk.len() as u64;
+        if self.expected_len.is_some_and(|len| self.relayed >= len) {
+            self.finish(Outcome::Completed);
+        }
+    }
+
+    fn on_end(&mut self, end: Option<E>) {
+        match end {
+            None => self.finish(Outcome::Completed),
+            Some(e) => {
+                // The client gets a clean end of what was relayed; the record
+                // says the upstream failed.
+                tracing::warn!(error = %e, "upstream failed mid-response");
+                self.finish(Outcome::UpstreamFailed);
+            }
         }
     }
 }
@@ -154,30 +189,46 @@ where
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(exchange) = self.exchange.as_mut() {
-                    exchange.response_chunk(&chunk);
-                }
-                self.relayed += chunk.len() as u64;
-                if self.expected_len.is_some_and(|len| self.relayed >= len) {
-                    self.finish(Outcome::Completed);
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let first = match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => chunk,
             Poll::Ready(Some(Err(e))) => {
-                // The client gets a clean end of what was relayed; the record
-                // says the upstream failed.
-                tracing::warn!(error = %e, "upstream failed mid-response");
-                self.finish(Outcome::UpstreamFailed);
-                Poll::Ready(None)
+                self.on_end(Some(e));
+                return Poll::Ready(None);
             }
             Poll::Ready(None) => {
-                self.finish(Outcome::Completed);
-                Poll::Ready(None)
+                self.on_end(None);
+                return Poll::Ready(None);
+            }
+        };
+        self.on_chunk(&first);
+        let mut merged: Option<bytes::BytesMut> = None;
+        while merged.as_ref().map_or(first.len(), |m| m.len()) < COALESCE_LIMIT {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(next))) => {
+                    self.on_chunk(&next);
+                    merged
+                        .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                        .extend_from_slice(&next);
+                }
+                // Nothing more yet: send what we have now.
+                Poll::Pending => break,
+                Poll::Ready(Some(Err(e))) => {
+                    self.on_end(Some(e));
+                    self.ended = true;
+                    break;
+                }
+                Poll::Ready(None) => {
+                    self.on_end(None);
+                    self.ended = true;
+                    break;
+                }
             }
         }
+        Poll::Ready(Some(Ok(merged.map_or(first, bytes::BytesMut::freeze))))
     }
 }
 
