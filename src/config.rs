@@ -164,6 +164,7 @@ pub struct CaptureConfig {
 pub struct WriterConfig {
     pub queue_capacity: usize,
     pub batch_size: usize,
+    pub flush_interval: Duration,
     pub max_retry_backoff: Duration,
 }
 
@@ -488,6 +489,8 @@ struct RawWriter {
     queue_capacity: usize,
     batch_size: usize,
     #[serde(deserialize_with = "de_duration")]
+    flush_interval: Duration,
+    #[serde(deserialize_with = "de_duration")]
     max_retry_backoff: Duration,
 }
 
@@ -496,6 +499,7 @@ impl Default for RawWriter {
         Self {
             queue_capacity: 20_000,
             batch_size: 200,
+            flush_interval: Duration::from_millis(20),
             max_retry_backoff: Duration::from_secs(5),
         }
     }
@@ -728,6 +732,7 @@ impl Validator<'_> {
             writer: WriterConfig {
                 queue_capacity: raw.writer.queue_capacity,
                 batch_size: raw.writer.batch_size,
+                flush_interval: raw.writer.flush_interval,
                 max_retry_backoff: raw.writer.max_retry_backoff,
             },
             consent: ConsentConfig {

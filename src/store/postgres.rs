@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::Row;
 use time::{Date, Duration, Month, OffsetDateTime};
 
 use super::{Record, RecordContent, RecordMeta, Store, StoreError, StoredConsentEvent, Usage};
@@ -25,6 +25,25 @@ const META_COLUMNS: &str =
 const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
     response_truncated, received_at, expires_at";
+
+const INSERT_META: &str = "INSERT INTO record_meta (id, request_id, tenant_id, key_id, route, method, path, \
+    status, model, prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, \
+    upstream_ttfb_us, upstream_total_us, request_bytes, response_bytes, training_usable, training_basis, \
+    profile, policy_version, zero_data_retention, received_at, content_expires_at, expires_at) \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+    $8::int[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::text[], $15::bigint[], \
+    $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bool[], $21::text[], $22::text[], \
+    $23::text[], $24::bool[], $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])";
+
+const INSERT_CONTENT: &str = "INSERT INTO record_content (record_id, tenant_id, request_body, \
+    request_truncated, response_body, response_truncated, received_at, expires_at) \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bool[], $5::bytea[], $6::bool[], \
+    $7::timestamptz[], $8::timestamptz[])";
+
+/// Appended when a batch may repeat stored records (a retry after an
+/// unknown commit outcome, a replay). Speculative insertion costs about a
+/// third more per row, so the first attempt goes without it.
+const SKIP_STORED: &str = " ON CONFLICT DO NOTHING";
 
 const EXISTING_PARTITIONS: &str = "SELECT c.relname FROM pg_inherits i \
     JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
@@ -48,71 +67,152 @@ impl PgStore {
         &self.pool
     }
 
-    async fn insert_batch(&self, records: &[Record]) -> Result<(), sqlx::Error> {
+    /// One statement per table whatever the batch size: columns travel as
+    /// arrays and `UNNEST` turns them into rows, so PostgreSQL parses and
+    /// plans each statement once per connection, not once per batch size.
+    async fn insert_batch(&self, records: &[Record], skip_stored: bool) -> Result<(), sqlx::Error> {
+        let suffix = if skip_stored { SKIP_STORED } else { "" };
+        let (insert_meta, insert_content) = (
+            format!("{INSERT_META}{suffix}"),
+            format!("{INSERT_CONTENT}{suffix}"),
+        );
         let mut tx = self.pool.begin().await?;
-        let mut qb =
-            QueryBuilder::<Postgres>::new(format!("INSERT INTO record_meta ({META_COLUMNS}) "));
-        qb.push_values(records, |mut b, r| {
-            let m = &r.meta;
-            b.push_bind(m.id.0)
-                .push_bind(&m.request_id)
-                .push_bind(&m.tenant.0)
-                .push_bind(&m.key_id.0)
-                .push_bind(&m.route)
-                .push_bind(&m.method)
-                .push_bind(&m.path)
-                .push_bind(i32::from(m.status))
-                .push_bind(&m.model)
-                .push_bind(m.usage.prompt_tokens)
-                .push_bind(m.usage.completion_tokens)
-                .push_bind(m.usage.total_tokens)
-                .push_bind(m.streamed)
-                .push_bind(m.outcome.as_str())
-                .push_bind(m.total_us)
-                .push_bind(m.upstream_ttfb_us)
-                .push_bind(m.upstream_total_us)
-                .push_bind(m.request_bytes)
-                .push_bind(m.response_bytes)
-                .push_bind(m.training.usable)
-                .push_bind(m.training.basis.as_str())
-                .push_bind(&m.profile)
-                .push_bind(&m.policy_version)
-                .push_bind(m.zero_data_retention)
-                .push_bind(m.received_at)
-                .push_bind(m.content_expires_at)
-                .push_bind(m.expires_at);
-        });
-        qb.push(" ON CONFLICT DO NOTHING");
-        qb.build().execute(&mut *tx).await?;
+        let metas: Vec<&RecordMeta> = records.iter().map(|r| &r.meta).collect();
+        let text = |f: fn(&RecordMeta) -> &str| metas.iter().map(|m| f(m)).collect::<Vec<&str>>();
+        sqlx::query(&insert_meta)
+            .bind(metas.iter().map(|m| m.id.0).collect::<Vec<_>>())
+            .bind(text(|m| &m.request_id))
+            .bind(text(|m| &m.tenant.0))
+            .bind(text(|m| &m.key_id.0))
+            .bind(text(|m| &m.route))
+            .bind(text(|m| &m.method))
+            .bind(text(|m| &m.path))
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| i32::from(m.status))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(metas.iter().map(|m| m.model.as_deref()).collect::<Vec<_>>())
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| m.usage.prompt_tokens)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| m.usage.completion_tokens)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| m.usage.total_tokens)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(metas.iter().map(|m| m.streamed).collect::<Vec<_>>())
+            .bind(text(|m| m.outcome.as_str()))
+            .bind(metas.iter().map(|m| m.total_us).collect::<Vec<_>>())
+            .bind(metas.iter().map(|m| m.upstream_ttfb_us).collect::<Vec<_>>())
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| m.upstream_total_us)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(metas.iter().map(|m| m.request_bytes).collect::<Vec<_>>())
+            .bind(metas.iter().map(|m| m.response_bytes).collect::<Vec<_>>())
+            .bind(metas.iter().map(|m| m.training.usable).collect::<Vec<_>>())
+            .bind(text(|m| m.training.basis.as_str()))
+            .bind(text(|m| &m.profile))
+            .bind(text(|m| &m.policy_version))
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| m.zero_data_retention)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(metas.iter().map(|m| m.received_at).collect::<Vec<_>>())
+            .bind(
+                metas
+                    .iter()
+                    .map(|m| m.content_expires_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(metas.iter().map(|m| m.expires_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
 
         let with_content: Vec<(&RecordMeta, &RecordContent)> = records
             .iter()
             .filter_map(|r| r.content.as_ref().map(|c| (&r.meta, c)))
             .collect();
         if !with_content.is_empty() {
-            let mut qb = QueryBuilder::<Postgres>::new(format!(
-                "INSERT INTO record_content ({CONTENT_COLUMNS}) "
-            ));
-            qb.push_values(with_content, |mut b, (m, c)| {
-                b.push_bind(m.id.0)
-                    .push_bind(&m.tenant.0)
-                    .push_bind(&c.request_body)
-                    .push_bind(c.request_truncated)
-                    .push_bind(&c.response_body)
-                    .push_bind(c.response_truncated)
-                    .push_bind(m.received_at)
-                    .push_bind(c.expires_at);
-            });
-            qb.push(" ON CONFLICT DO NOTHING");
-            qb.build().execute(&mut *tx).await?;
+            sqlx::query(&insert_content)
+                .bind(with_content.iter().map(|(m, _)| m.id.0).collect::<Vec<_>>())
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(m, _)| m.tenant.0.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(_, c)| c.request_body.as_slice())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(_, c)| c.request_truncated)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(_, c)| c.response_body.as_slice())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(_, c)| c.response_truncated)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(m, _)| m.received_at)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(_, c)| c.expires_at)
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     }
 }
 
+fn has_code(e: &sqlx::Error, code: &str) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(code))
+}
+
 /// True when an insert failed because no partition covers a row.
 fn is_missing_partition(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23514"))
+    has_code(e, "23514")
+}
+
+/// True when a record of the batch is already stored.
+fn is_duplicate(e: &sqlx::Error) -> bool {
+    has_code(e, "23505")
 }
 
 #[async_trait]
@@ -168,7 +268,8 @@ impl Store for PgStore {
         if records.is_empty() {
             return Ok(());
         }
-        match self.insert_batch(records).await {
+        match self.insert_batch(records, false).await {
+            Err(e) if is_duplicate(&e) => Ok(self.insert_batch(records, true).await?),
             Err(e) if is_missing_partition(&e) => {
                 // A row beyond the prepared horizon (or a clock jump): make room, once.
                 let now = OffsetDateTime::now_utc();
@@ -195,7 +296,7 @@ impl Store for PgStore {
                     .min(now);
                 self.prepare_partitions(earliest, content_until, metadata_until)
                     .await?;
-                Ok(self.insert_batch(records).await?)
+                Ok(self.insert_batch(records, true).await?)
             }
             other => Ok(other?),
         }
