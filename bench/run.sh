@@ -82,7 +82,7 @@ body() { [[ $1 == sse ]] && echo "$ROOT/bench/bodies/chat-stream.json" || echo "
 
 # oha: closed loop, -z bounded, every request timed out after 30 s.
 load() { # url mode conc out.json
-    taskset -c 0 oha --no-tui -j -z "${DURATION}s" -c "$3" -t 30s -w -m POST \
+    taskset -c 0 oha --no-tui --output-format json -z "${DURATION}s" -c "$3" -t 30s -w -m POST \
         -H "Authorization: Bearer sk-bench" -T application/json -D "$(body "$2")" "$1" >"$4" 2>/dev/null
 }
 

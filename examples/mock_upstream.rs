@@ -10,6 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use axum::Router;
 
 const CHUNKS: usize = 20;
@@ -27,7 +28,10 @@ async fn main() -> std::io::Result<()> {
         ));
     }
     let app = Router::new().route("/v1/chat/completions", post(chat));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // Without TCP_NODELAY, small SSE frames meet delayed ACKs: 40 ms stalls.
+    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     eprintln!("mock upstream on {addr}");
     axum::serve(listener, app).await
 }
@@ -36,18 +40,15 @@ async fn chat(body: Bytes) -> Response {
     let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
     let streamed = contains(b"\"stream\":true") || contains(b"\"stream\": true");
     if streamed {
-        let mut out = String::with_capacity(6 * 1024);
-        for i in 0..CHUNKS {
-            out.push_str(&format!(
+        // One frame per event, as a real API streams tokens.
+        let events = (0..CHUNKS)
+            .map(|i| format!(
                 "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"mock-gpt\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i:03} lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua\"}},\"finish_reason\":null}}]}}\n\n"
-            ));
-        }
-        out.push_str("data: [DONE]\n\n");
-        return (
-            [(header::CONTENT_TYPE, "text/event-stream")],
-            Body::from(out),
-        )
-            .into_response();
+            ))
+            .chain(std::iter::once("data: [DONE]\n\n".to_owned()))
+            .map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e)));
+        let body = Body::from_stream(futures_util::stream::iter(events));
+        return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
     }
     let filler = "lorem ipsum dolor sit amet ".repeat(28);
     let json = format!(

@@ -165,6 +165,7 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    pub max_enqueue_wait: Duration,
     pub max_retry_backoff: Duration,
 }
 
@@ -491,6 +492,8 @@ struct RawWriter {
     #[serde(deserialize_with = "de_duration")]
     flush_interval: Duration,
     #[serde(deserialize_with = "de_duration")]
+    max_enqueue_wait: Duration,
+    #[serde(deserialize_with = "de_duration")]
     max_retry_backoff: Duration,
 }
 
@@ -500,6 +503,7 @@ impl Default for RawWriter {
             queue_capacity: 20_000,
             batch_size: 200,
             flush_interval: Duration::from_millis(20),
+            max_enqueue_wait: Duration::from_secs(1),
             max_retry_backoff: Duration::from_secs(5),
         }
     }
@@ -733,6 +737,7 @@ impl Validator<'_> {
                 queue_capacity: raw.writer.queue_capacity,
                 batch_size: raw.writer.batch_size,
                 flush_interval: raw.writer.flush_interval,
+                max_enqueue_wait: raw.writer.max_enqueue_wait,
                 max_retry_backoff: raw.writer.max_retry_backoff,
             },
             consent: ConsentConfig {

@@ -12,7 +12,7 @@ use super::capture::Capture;
 use super::extract;
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
-use crate::store::writer::RecordSink;
+use crate::store::writer::RecordSlot;
 use crate::store::{Record, RecordContent, RecordMeta};
 
 /// Status recorded for a client that left before any response (nginx's 499).
@@ -42,7 +42,7 @@ pub struct ExchangeStart {
 }
 
 pub struct Exchange {
-    sink: RecordSink,
+    slot: Option<RecordSlot>,
     state: Option<State>,
 }
 
@@ -57,10 +57,10 @@ struct State {
 }
 
 impl Exchange {
-    pub fn new(start: ExchangeStart, sink: RecordSink) -> Self {
+    pub fn new(start: ExchangeStart, slot: RecordSlot) -> Self {
         let cap = start.capture_cap;
         Self {
-            sink,
+            slot: Some(slot),
             state: Some(State {
                 start,
                 request: None,
@@ -114,7 +114,9 @@ impl Exchange {
     fn complete(&mut self, outcome: Outcome, at: Instant) {
         if let Some(state) = self.state.take() {
             let record = state.into_record(outcome, at);
-            self.sink.submit(record);
+            if let Some(slot) = self.slot.take() {
+                slot.submit(record);
+            }
         }
     }
 }

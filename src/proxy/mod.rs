@@ -134,7 +134,10 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
             started,
             capture_cap: state.config.capture.max_body_bytes,
         },
-        state.sink.clone(),
+        state
+            .sink
+            .reserve(state.config.writer.max_enqueue_wait)
+            .await,
     );
     let incoming = Incoming {
         parts,

@@ -24,12 +24,52 @@ pub struct RecordSink {
 }
 
 impl RecordSink {
+    /// Reserve a place in the queue for a request's record before the
+    /// request is forwarded. When the store falls behind, this is where
+    /// clients wait (backpressure) instead of records being dropped; after
+    /// `max_wait` the request goes on without a place.
+    pub async fn reserve(&self, max_wait: Duration) -> RecordSlot {
+        if let Ok(permit) = self.tx.clone().try_reserve_owned() {
+            return RecordSlot {
+                sink: self.clone(),
+                permit: Some(permit),
+            };
+        }
+        metrics::counter!("custodian_record_queue_waits_total").increment(1);
+        let permit = match tokio::time::timeout(max_wait, self.tx.clone().reserve_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        RecordSlot {
+            sink: self.clone(),
+            permit,
+        }
+    }
+
     /// Queue a record without waiting. Never blocks the response path.
     pub fn submit(&self, record: Record) {
         match self.tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(r)) => dropped("queue_full", &r),
             Err(TrySendError::Closed(r)) => dropped("shutting_down", &r),
+        }
+    }
+}
+
+/// A request's place in the record queue (or the lack of one).
+pub struct RecordSlot {
+    sink: RecordSink,
+    permit: Option<mpsc::OwnedPermit<Record>>,
+}
+
+impl RecordSlot {
+    /// Queue the record: into the reserved place, else if one is free now.
+    pub fn submit(self, record: Record) {
+        match self.permit {
+            Some(permit) => {
+                permit.send(record);
+            }
+            None => self.sink.submit(record),
         }
     }
 }

@@ -640,7 +640,32 @@ async fn upstream_is_asked_for_identity_encoding(backend: Backend) {
     );
 }
 
+/// With a record queue far smaller than the load, requests wait for a place
+/// (backpressure) rather than their records being dropped.
+async fn a_full_record_queue_slows_clients_instead_of_dropping_records(backend: Backend) {
+    let builder = ConfigBuilder {
+        extra: "[writer]\nqueue_capacity = 1\nbatch_size = 1\nmax_enqueue_wait = \"10s\"\n".into(),
+        ..ConfigBuilder::default()
+    };
+    let mut app = spawn_app_with(
+        backend,
+        builder,
+        std::sync::Arc::new(custodian::clock::SystemClock),
+    )
+    .await;
+    let calls = (0..30).map(|i| app.chat(MANAGED_KEY, chat_body(&format!("q{i}"))));
+    let answered = futures_util::future::join_all(calls)
+        .await
+        .iter()
+        .filter(|r| r.status() == 200)
+        .count() as i64;
+    assert_eq!(answered, 30);
+    app.stop().await;
+    assert_eq!(app.store.count_records().await.unwrap(), answered);
+}
+
 both_stores!(
+    a_full_record_queue_slows_clients_instead_of_dropping_records,
     bodiless_responses_are_recorded_as_completed,
     upstream_is_asked_for_identity_encoding,
     json_call_is_relayed_byte_for_byte_and_recorded,
