@@ -83,10 +83,17 @@ impl KeyRing {
                 return Err(AuthError::UnknownKey);
             }
         }
-        match primary.or(secondary) {
+        let caller = match primary.or(secondary) {
             Some(key) => self.identify_key(key),
             None => self.default_caller(None).ok_or(AuthError::MissingKey),
+        }?;
+        // Pass-through callers' key headers go upstream as sent: a gateway
+        // key hidden in any of their values (a second header, another
+        // scheme) must not travel with them.
+        if caller.kind == KeyKind::PassThrough && carries_gateway_key(headers) {
+            return Err(AuthError::UnknownKey);
         }
+        Ok(caller)
     }
 
     fn identify_key(&self, key: &str) -> Result<Caller, AuthError> {
@@ -126,6 +133,15 @@ impl KeyRing {
             kind: KeyKind::PassThrough,
         })
     }
+}
+
+fn carries_gateway_key(headers: &HeaderMap) -> bool {
+    let prefix = MANAGED_KEY_PREFIX.as_bytes();
+    headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .chain(headers.get_all("x-api-key").iter())
+        .any(|v| v.as_bytes().windows(prefix.len()).any(|w| w == prefix))
 }
 
 /// The key in the header that SDKs of this flavor use.
@@ -316,6 +332,24 @@ id = "fallback"
         // An unknown cst_ key is refused, never defaulted.
         assert_eq!(
             r.identify(Flavor::Openai, &bearer("cst_nope")).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        // A gateway key in a second header value or under another scheme
+        // never rides along with a pass-through key.
+        let mut h = HeaderMap::new();
+        h.append("x-api-key", HeaderValue::from_static("sk-real"));
+        h.append("x-api-key", HeaderValue::from_static("cst_good"));
+        assert_eq!(
+            r.identify(Flavor::Anthropic, &h).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Token cst_good"),
+        );
+        assert_eq!(
+            r.identify(Flavor::Openai, &h).unwrap_err(),
             AuthError::UnknownKey
         );
         // A plain unknown key goes to the default tenant, as configured.

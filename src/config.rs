@@ -167,6 +167,9 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     pub max_enqueue_wait: Duration,
     pub max_retry_backoff: Duration,
+    /// How long the writer waits at shutdown for exchanges still open after
+    /// the drain (their records), besides writing what is queued.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -739,6 +742,7 @@ impl Validator<'_> {
                 flush_interval: raw.writer.flush_interval,
                 max_enqueue_wait: raw.writer.max_enqueue_wait,
                 max_retry_backoff: raw.writer.max_retry_backoff,
+                shutdown_grace: Duration::from_secs(5),
             },
             consent: ConsentConfig {
                 refresh_interval: raw.consent.refresh_interval,

@@ -197,10 +197,12 @@ where
             Poll::Ready(Some(Ok(chunk))) => chunk,
             Poll::Ready(Some(Err(e))) => {
                 self.on_end(Some(e));
+                self.ended = true;
                 return Poll::Ready(None);
             }
             Poll::Ready(None) => {
                 self.on_end(None);
+                self.ended = true;
                 return Poll::Ready(None);
             }
         };

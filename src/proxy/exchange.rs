@@ -12,7 +12,7 @@ use super::capture::Capture;
 use super::extract;
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
-use crate::store::writer::RecordSlot;
+use crate::store::writer::{RecordSink, RecordSlot};
 use crate::store::{Record, RecordContent, RecordMeta};
 
 /// Status recorded for a client that left before any response (nginx's 499).
@@ -42,6 +42,7 @@ pub struct ExchangeStart {
 }
 
 pub struct Exchange {
+    sink: RecordSink,
     slot: Option<RecordSlot>,
     state: Option<State>,
 }
@@ -57,10 +58,13 @@ struct State {
 }
 
 impl Exchange {
-    pub fn new(start: ExchangeStart, slot: RecordSlot) -> Self {
+    /// An exchange without a place in the record queue yet (see [`Self::attach`]):
+    /// if it ends before it gets one, its record is queued if room remains.
+    pub fn new(start: ExchangeStart, sink: RecordSink) -> Self {
         let cap = start.capture_cap;
         Self {
-            slot: Some(slot),
+            sink,
+            slot: None,
             state: Some(State {
                 start,
                 request: None,
@@ -71,6 +75,10 @@ impl Exchange {
                 upstream_headers: None,
             }),
         }
+    }
+
+    pub fn attach(&mut self, slot: RecordSlot) {
+        self.slot = Some(slot);
     }
 
     pub fn request_body(&mut self, capture: RequestCapture) {
@@ -114,8 +122,9 @@ impl Exchange {
     fn complete(&mut self, outcome: Outcome, at: Instant) {
         if let Some(state) = self.state.take() {
             let record = state.into_record(outcome, at);
-            if let Some(slot) = self.slot.take() {
-                slot.submit(record);
+            match self.slot.take() {
+                Some(slot) => slot.submit(record),
+                None => self.sink.submit(record),
             }
         }
     }

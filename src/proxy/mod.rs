@@ -118,7 +118,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         record_id,
         request_id.clone(),
     );
-    let exchange = Exchange::new(
+    let mut exchange = Exchange::new(
         ExchangeStart {
             id: record_id,
             request_id: request_id.to_str().unwrap_or("").to_owned(),
@@ -134,6 +134,10 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
             started,
             capture_cap: state.config.capture.max_body_bytes,
         },
+        state.sink.clone(),
+    );
+    // Created first, so a client that leaves while waiting still leaves a record.
+    exchange.attach(
         state
             .sink
             .reserve(state.config.writer.max_enqueue_wait)

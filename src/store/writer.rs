@@ -66,6 +66,8 @@ impl RecordSlot {
     /// Queue the record: into the reserved place, else if one is free now.
     pub fn submit(self, record: Record) {
         match self.permit {
+            // Sending on a closed channel would drop the record unseen.
+            Some(_) if self.sink.tx.is_closed() => dropped("shutting_down", &record),
             Some(permit) => {
                 permit.send(record);
             }
@@ -96,6 +98,7 @@ pub fn spawn(
         store,
         batch_size: config.batch_size,
         flush_interval: config.flush_interval,
+        shutdown_grace: config.shutdown_grace,
         max_backoff: config.max_retry_backoff,
     };
     let handle = tokio::spawn(writer.run(rx, shutdown));
@@ -106,6 +109,7 @@ struct Writer {
     store: Arc<dyn Store>,
     batch_size: usize,
     flush_interval: Duration,
+    shutdown_grace: Duration,
     max_backoff: Duration,
 }
 
@@ -124,12 +128,27 @@ impl Writer {
             metrics::gauge!("custodian_record_queue_depth").set(rx.len() as f64);
             self.write(&mut batch, Some(&shutdown)).await;
         }
-        // Shutdown: take no more, write what is queued.
+        // Shutdown: take no more, write what is queued. Exchanges still open
+        // hold places in the queue; wait for their records a bounded time
+        // only, so a stream that never ends cannot hold the process up.
         rx.close();
-        while let Some(r) = rx.recv().await {
-            batch.push(r);
-            self.fill(&mut rx, &mut batch);
-            self.write(&mut batch, None).await;
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => {
+                    batch.push(r);
+                    self.fill(&mut rx, &mut batch);
+                    self.write(&mut batch, None).await;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::error!(
+                        "exchanges still open after the shutdown deadline; their records are lost"
+                    );
+                    metrics::counter!("custodian_records_dropped_total", "reason" => "open_at_shutdown").increment(1);
+                    break;
+                }
+            }
         }
         metrics::gauge!("custodian_record_queue_depth").set(0.0);
     }
@@ -224,13 +243,13 @@ impl Writer {
                 return;
             }
             match shutdown {
-                Some(token) => {
+                Some(token) if !stopping => {
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = token.cancelled() => {}
                     }
                 }
-                None => tokio::time::sleep(backoff).await,
+                _ => tokio::time::sleep(backoff).await,
             }
             backoff = (backoff * 2).min(self.max_backoff);
         }

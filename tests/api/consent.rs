@@ -70,21 +70,23 @@ async fn consent_events_decide_from_their_effective_instant(backend: Backend) {
         .append_consent(&event("acme", false, t + time::Duration::days(10)))
         .await
         .unwrap();
-    // Wait (bounded) for the cache to pick the events up: the instant after
-    // the opt-in must read explicit_opt_in.
-    clock.set(t);
+    // Wait (bounded) for the cache to pick up the later event; a refresh
+    // that sees it has seen the earlier one too.
+    clock.set(t + time::Duration::days(10));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while basis(&app, MANAGED_KEY).await != "explicit_opt_in" {
+    while basis(&app, MANAGED_KEY).await != "explicit_opt_out" {
         assert!(
             tokio::time::Instant::now() < deadline,
             "consent change never applied"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    clock.set(t);
+    assert_eq!(basis(&app, MANAGED_KEY).await, "explicit_opt_in");
     clock.set(t - time::Duration::microseconds(1));
     assert_eq!(basis(&app, MANAGED_KEY).await, "default_opt_out");
-    clock.set(t + time::Duration::days(10));
-    assert_eq!(basis(&app, MANAGED_KEY).await, "explicit_opt_out");
+    clock.set(t + time::Duration::days(10) - time::Duration::microseconds(1));
+    assert_eq!(basis(&app, MANAGED_KEY).await, "explicit_opt_in");
     // Another tenant is untouched.
     assert_eq!(basis(&app, PASSTHROUGH_KEY).await, "default_opt_out");
 

@@ -664,7 +664,32 @@ async fn a_full_record_queue_slows_clients_instead_of_dropping_records(backend: 
     assert_eq!(app.store.count_records().await.unwrap(), answered);
 }
 
+/// A stream that outlives the drain deadline must not keep the process
+/// from exiting (it holds a place in the record queue).
+async fn shutdown_is_bounded_by_an_endless_stream(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut body = chat_body("forever");
+    body["stream"] = json!(true);
+    let response = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(MANAGED_KEY)
+        .header("x-mock-mode", "hold")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    // Drain (5 s) plus the writer's grace (5 s); the guard only catches a hang.
+    tokio::time::timeout(Duration::from_secs(60), app.stop())
+        .await
+        .expect("the gateway stops although a stream is still open");
+    drop(stream);
+}
+
 both_stores!(
+    shutdown_is_bounded_by_an_endless_stream,
     a_full_record_queue_slows_clients_instead_of_dropping_records,
     bodiless_responses_are_recorded_as_completed,
     upstream_is_asked_for_identity_encoding,

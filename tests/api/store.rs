@@ -221,6 +221,7 @@ async fn writer_isolates_a_record_the_store_refuses() {
         batch_size: 10,
         flush_interval: std::time::Duration::from_millis(5),
         max_enqueue_wait: std::time::Duration::from_millis(100),
+        shutdown_grace: std::time::Duration::from_secs(5),
         max_retry_backoff: std::time::Duration::from_millis(100),
     };
     let stop = tokio_util::sync::CancellationToken::new();
