@@ -321,6 +321,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A chat completion with the upstream told how to behave (`x-mock-mode`).
+    pub async fn chat_mode(
+        &self,
+        key: &str,
+        body: &serde_json::Value,
+        mode: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-mock-mode", mode)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The one record with this id, after it has been written.
     pub async fn record(&self, response_record_id: &str) -> custodian::store::Record {
         let id = custodian::domain::RecordId(response_record_id.parse().unwrap());

@@ -102,15 +102,7 @@ async fn sse_events_reach_the_client_while_upstream_holds_the_rest(backend: Back
     let app = spawn_app(backend).await;
     let mut body = chat_body("stream me");
     body["stream"] = json!(true);
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(MANAGED_KEY)
-        .header("x-mock-mode", "hold")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.chat_mode(MANAGED_KEY, &body, "hold").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let id = record_id(&response);
@@ -145,15 +137,7 @@ async fn client_disconnect_mid_stream_cancels_upstream_and_is_recorded(backend: 
     let app = spawn_app(backend).await;
     let mut body = chat_body("leave early");
     body["stream"] = json!(true);
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(MANAGED_KEY)
-        .header("x-mock-mode", "hold")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.chat_mode(MANAGED_KEY, &body, "hold").await;
     let id = record_id(&response);
     let mut stream = response.bytes_stream();
     stream.next().await.unwrap().unwrap();
@@ -177,15 +161,7 @@ async fn upstream_reset_mid_stream_ends_cleanly_and_is_recorded(backend: Backend
     let app = spawn_app(backend).await;
     let mut body = chat_body("reset");
     body["stream"] = json!(true);
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(MANAGED_KEY)
-        .header("x-mock-mode", "reset")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.chat_mode(MANAGED_KEY, &body, "reset").await;
     let id = record_id(&response);
     // What arrived before the reset is delivered; the stream then ends.
     let text = response.text().await.unwrap();
@@ -197,14 +173,8 @@ async fn upstream_reset_mid_stream_ends_cleanly_and_is_recorded(backend: Backend
 async fn upstream_errors_pass_through_unchanged(backend: Backend) {
     let app = spawn_app(backend).await;
     let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(MANAGED_KEY)
-        .header("x-mock-mode", "error429")
-        .json(&chat_body("x"))
-        .send()
-        .await
-        .unwrap();
+        .chat_mode(MANAGED_KEY, &chat_body("x"), "error429")
+        .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
     assert_eq!(response.headers()["x-upstream-trace"], "t-1");
@@ -454,15 +424,7 @@ upstream_key = {{ env = "TEST_UPSTREAM_KEY" }}
     assert_eq!(app.record(&id).await.meta.status, 502);
 
     let app = spawn_app(backend).await;
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(MANAGED_KEY)
-        .header("x-mock-mode", "slow")
-        .json(&chat_body("x"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.chat_mode(MANAGED_KEY, &chat_body("x"), "slow").await;
     assert_eq!(response.status(), 504);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_timeout");
@@ -670,15 +632,7 @@ async fn shutdown_is_bounded_by_an_endless_stream(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let mut body = chat_body("forever");
     body["stream"] = json!(true);
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(MANAGED_KEY)
-        .header("x-mock-mode", "hold")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.chat_mode(MANAGED_KEY, &body, "hold").await;
     let mut stream = response.bytes_stream();
     stream.next().await.unwrap().unwrap();
     // Drain (5 s) plus the writer's grace (5 s); the guard only catches a hang.
