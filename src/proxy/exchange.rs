@@ -12,7 +12,7 @@ use super::capture::Capture;
 use super::extract;
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
-use crate::store::writer::{RecordSink, RecordSlot};
+use crate::store::writer::RecordSink;
 use crate::store::{Record, RecordContent, RecordMeta};
 
 /// Status recorded for a client that left before any response (nginx's 499).
@@ -43,7 +43,6 @@ pub struct ExchangeStart {
 
 pub struct Exchange {
     sink: RecordSink,
-    slot: Option<RecordSlot>,
     state: Option<State>,
 }
 
@@ -58,13 +57,10 @@ struct State {
 }
 
 impl Exchange {
-    /// An exchange without a place in the record queue yet (see [`Self::attach`]):
-    /// if it ends before it gets one, its record is queued if room remains.
     pub fn new(start: ExchangeStart, sink: RecordSink) -> Self {
         let cap = start.capture_cap;
         Self {
             sink,
-            slot: None,
             state: Some(State {
                 start,
                 request: None,
@@ -75,10 +71,6 @@ impl Exchange {
                 upstream_headers: None,
             }),
         }
-    }
-
-    pub fn attach(&mut self, slot: RecordSlot) {
-        self.slot = Some(slot);
     }
 
     pub fn request_body(&mut self, capture: RequestCapture) {
@@ -122,10 +114,7 @@ impl Exchange {
     fn complete(&mut self, outcome: Outcome, at: Instant) {
         if let Some(state) = self.state.take() {
             let record = state.into_record(outcome, at);
-            match self.slot.take() {
-                Some(slot) => slot.submit(record),
-                None => self.sink.submit(record),
-            }
+            self.sink.submit(record);
         }
     }
 }

@@ -118,7 +118,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         record_id,
         request_id.clone(),
     );
-    let mut exchange = Exchange::new(
+    let exchange = Exchange::new(
         ExchangeStart {
             id: record_id,
             request_id: request_id.to_str().unwrap_or("").to_owned(),
@@ -136,13 +136,9 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         },
         state.sink.clone(),
     );
-    // Created first, so a client that leaves while waiting still leaves a record.
-    exchange.attach(
-        state
-            .sink
-            .reserve(state.config.writer.max_enqueue_wait)
-            .await,
-    );
+    // After the exchange exists, so a client that leaves while waiting still
+    // leaves a record.
+    state.sink.wait_for_room().await;
     let incoming = Incoming {
         parts,
         body,

@@ -21,58 +21,43 @@ const SHUTDOWN_ATTEMPTS: u32 = 3;
 #[derive(Clone)]
 pub struct RecordSink {
     tx: mpsc::Sender<Record>,
+    max_wait: Duration,
 }
 
 impl RecordSink {
-    /// Reserve a place in the queue for a request's record before the
-    /// request is forwarded. When the store falls behind, this is where
-    /// clients wait (backpressure) instead of records being dropped; after
-    /// `max_wait` the request goes on without a place.
-    pub async fn reserve(&self, max_wait: Duration) -> RecordSlot {
-        if let Ok(permit) = self.tx.clone().try_reserve_owned() {
-            return RecordSlot {
-                sink: self.clone(),
-                permit: Some(permit),
-            };
+    /// Admission, before a request is forwarded: while the queue is full
+    /// (the store is behind), wait up to `max_wait` for room. Clients slow to
+    /// the store's pace instead of records being dropped. The room is not
+    /// held: requests in flight never occupy the queue.
+    pub async fn wait_for_room(&self) {
+        if self.tx.capacity() > 0 {
+            return;
         }
         metrics::counter!("custodian_record_queue_waits_total").increment(1);
-        let permit = match tokio::time::timeout(max_wait, self.tx.clone().reserve_owned()).await {
-            Ok(Ok(permit)) => Some(permit),
-            Ok(Err(_)) | Err(_) => None,
-        };
-        RecordSlot {
-            sink: self.clone(),
-            permit,
-        }
+        let _ = tokio::time::timeout(self.max_wait, self.tx.reserve()).await;
     }
 
-    /// Queue a record without waiting. Never blocks the response path.
+    /// Queue a record. Never blocks the response path: when the queue is
+    /// full, a task waits up to `max_wait` for room before the record is
+    /// counted as dropped. (Admission keeps the number of such tasks near the
+    /// number of requests in flight.)
     pub fn submit(&self, record: Record) {
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(r)) => dropped("queue_full", &r),
-            Err(TrySendError::Closed(r)) => dropped("shutting_down", &r),
-        }
-    }
-}
-
-/// A request's place in the record queue (or the lack of one).
-pub struct RecordSlot {
-    sink: RecordSink,
-    permit: Option<mpsc::OwnedPermit<Record>>,
-}
-
-impl RecordSlot {
-    /// Queue the record: into the reserved place, else if one is free now.
-    pub fn submit(self, record: Record) {
-        match self.permit {
-            // Sending on a closed channel would drop the record unseen.
-            Some(_) if self.sink.tx.is_closed() => dropped("shutting_down", &record),
-            Some(permit) => {
-                permit.send(record);
+        let record = match self.tx.try_send(record) {
+            Ok(()) => return,
+            Err(TrySendError::Closed(r)) => return dropped("shutting_down", &r),
+            Err(TrySendError::Full(r)) => r,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return dropped("shutting_down", &record);
+        };
+        let (tx, max_wait) = (self.tx.clone(), self.max_wait);
+        runtime.spawn(async move {
+            match tokio::time::timeout(max_wait, tx.reserve()).await {
+                Ok(Ok(permit)) => permit.send(record),
+                Ok(Err(_)) => dropped("shutting_down", &record),
+                Err(_) => dropped("queue_full", &record),
             }
-            None => self.sink.submit(record),
-        }
+        });
     }
 }
 
@@ -94,6 +79,10 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> (RecordSink, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let sink = RecordSink {
+        tx,
+        max_wait: config.max_enqueue_wait,
+    };
     let writer = Writer {
         store,
         batch_size: config.batch_size,
@@ -102,7 +91,7 @@ pub fn spawn(
         max_backoff: config.max_retry_backoff,
     };
     let handle = tokio::spawn(writer.run(rx, shutdown));
-    (RecordSink { tx }, handle)
+    (sink, handle)
 }
 
 struct Writer {
@@ -128,10 +117,10 @@ impl Writer {
             metrics::gauge!("custodian_record_queue_depth").set(rx.len() as f64);
             self.write(&mut batch, Some(&shutdown)).await;
         }
-        // Shutdown: take no more, write what is queued. Exchanges still open
-        // hold places in the queue; wait for their records a bounded time
-        // only, so a stream that never ends cannot hold the process up.
-        rx.close();
+        // Shutdown: the listeners have stopped. Write what is queued and what
+        // is still coming (exchanges ending, records waiting for room) until
+        // every sender is gone, but for a bounded time only, so a stream that
+        // never ends cannot hold the process up.
         let deadline = tokio::time::Instant::now() + self.shutdown_grace;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -142,10 +131,17 @@ impl Writer {
                 }
                 Ok(None) => break,
                 Err(_) => {
+                    rx.close();
+                    while let Ok(r) = rx.try_recv() {
+                        batch.push(r);
+                        self.fill(&mut rx, &mut batch);
+                        self.write(&mut batch, None).await;
+                    }
                     tracing::error!(
                         "exchanges still open after the shutdown deadline; their records are lost"
                     );
-                    metrics::counter!("custodian_records_dropped_total", "reason" => "open_at_shutdown").increment(1);
+                    metrics::counter!("custodian_records_dropped_total", "reason" => "open_at_shutdown")
+                        .increment(1);
                     break;
                 }
             }
