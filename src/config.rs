@@ -291,10 +291,6 @@ impl Config {
         .validate(raw)
     }
 
-    pub fn route_index(&self, name: &str) -> Option<usize> {
-        self.routes.iter().position(|r| r.name == name)
-    }
-
     /// The longest retention of any profile: how far ahead the store must be ready.
     pub fn max_retention(&self) -> Retention {
         let mut max = Retention {

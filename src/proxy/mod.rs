@@ -195,7 +195,7 @@ async fn forward(
     let cap = state.config.capture.max_body_bytes;
     let exceeded = Arc::new(AtomicBool::new(false));
     let upstream_body = match declared_length {
-        Some(len) if len <= cap as u64 => match Limited::read(body, limit).await {
+        Some(len) if len <= cap as u64 => match read_whole_body(body, limit).await {
             Ok(bytes) => {
                 exchange.request_body(RequestCapture::Whole(bytes.clone()));
                 UpstreamBody::Bytes(bytes)
@@ -397,18 +397,14 @@ fn truncate_to_micros(t: time::OffsetDateTime) -> time::OffsetDateTime {
     t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
 }
 
-struct Limited;
-
-impl Limited {
-    /// Read a whole body, refusing more than `limit` bytes.
-    async fn read(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-        match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(ApiError::PayloadTooLarge { limit })
-            }
-            Err(_) => Err(ApiError::BadBody),
+/// Read a whole body, refusing more than `limit` bytes.
+async fn read_whole_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
         }
+        Err(_) => Err(ApiError::BadBody),
     }
 }
 

@@ -63,10 +63,6 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// One statement per table whatever the batch size: columns travel as
     /// arrays and `UNNEST` turns them into rows, so PostgreSQL parses and
     /// plans each statement once per connection, not once per batch size.

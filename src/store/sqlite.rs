@@ -57,10 +57,6 @@ impl SqliteStore {
             .await?;
         Ok(Self { pool })
     }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
 #[async_trait]
