@@ -321,6 +321,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A GET with the acme tenant's managed key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(MANAGED_KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A chat completion with the upstream told how to behave (`x-mock-mode`).
     pub async fn chat_mode(
         &self,
