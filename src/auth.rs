@@ -22,8 +22,13 @@ pub const MANAGED_KEY_PREFIX: &str = "cst_";
 pub enum KeyKind {
     /// Issued by the gateway: replaced by the route's upstream credential.
     Managed,
-    /// The caller's own upstream key: forwarded unchanged.
+    /// The caller's own upstream key, registered to a tenant: forwarded unchanged.
     PassThrough,
+    /// A key no tenant registered, mapped to the default tenant: forwarded
+    /// unchanged. It proves nothing about who the caller is.
+    Unregistered,
+    /// No key at all, mapped to the default tenant.
+    Anonymous,
 }
 
 /// An identified caller.
@@ -90,7 +95,7 @@ impl KeyRing {
         // Pass-through callers' key headers go upstream as sent: a gateway
         // key hidden in any of their values (a second header, another
         // scheme) must not travel with them.
-        if caller.kind == KeyKind::PassThrough && carries_gateway_key(headers) {
+        if caller.kind != KeyKind::Managed && carries_gateway_key(headers) {
             return Err(AuthError::UnknownKey);
         }
         Ok(caller)
@@ -127,10 +132,17 @@ impl KeyRing {
 
     fn default_caller(&self, fingerprint: Option<&str>) -> Option<Caller> {
         let tenant_index = self.default_tenant?;
-        Some(Caller {
-            tenant_index,
-            key_id: fingerprint.map_or_else(|| KeyId("none".into()), |fp| key_id("pk", fp)),
-            kind: KeyKind::PassThrough,
+        Some(match fingerprint {
+            Some(fp) => Caller {
+                tenant_index,
+                key_id: key_id("pk", fp),
+                kind: KeyKind::Unregistered,
+            },
+            None => Caller {
+                tenant_index,
+                key_id: KeyId("none".into()),
+                kind: KeyKind::Anonymous,
+            },
         })
     }
 }
@@ -353,11 +365,10 @@ id = "fallback"
             AuthError::UnknownKey
         );
         // A plain unknown key goes to the default tenant, as configured.
+        let defaulted = r.identify(Flavor::Openai, &bearer("sk-x")).unwrap();
         assert_eq!(
-            r.identify(Flavor::Openai, &bearer("sk-x"))
-                .unwrap()
-                .tenant_index,
-            2
+            (defaulted.tenant_index, defaulted.kind),
+            (2, KeyKind::Unregistered)
         );
     }
 

@@ -48,6 +48,48 @@ pub enum Command {
     /// Issue managed keys and compute pass-through fingerprints.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Export stored data.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write the records tagged usable for training as chat fine-tune JSONL,
+    /// with a manifest beside it. Resumes an interrupted run of the same
+    /// export; skips records an earlier export took.
+    Training(ExportTrainingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportTrainingArgs {
+    /// Records received at or after this instant (RFC 3339).
+    #[arg(long)]
+    pub since: String,
+    /// Records received before this instant (RFC 3339); default now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The JSONL file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Export records again even if an earlier export took them.
+    #[arg(long)]
+    pub include_exported: bool,
+    /// Replace an existing output file (not needed to resume).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Who runs the export, for the audit log; default the login name.
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the audit log's hash chain from its first entry to its last.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,11 +7,16 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::{AuditEvent, ChainVerifier};
 use crate::auth;
-use crate::cli::{Cli, Command, ConsentCommand, ConsentRecordArgs, KeysCommand};
+use crate::cli::{
+    AuditCommand, Cli, Command, ConsentCommand, ConsentRecordArgs, ExportCommand,
+    ExportTrainingArgs, KeysCommand,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
 use crate::domain::{ConsentEvent, TenantId};
+use crate::export::{self, ExportOptions};
 use crate::policy::training::latest_effective;
 use crate::startup::{self, Gateway};
 use crate::store;
@@ -46,6 +51,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Fingerprint) => fingerprint(&cli.config),
         Command::Healthcheck { url } => healthcheck(&url).await,
+        Command::Export(ExportCommand::Training(args)) => export_training(&cli.config, args).await,
+        Command::Audit(AuditCommand::Verify) => audit_verify(&cli.config).await,
     }
 }
 
@@ -141,12 +148,26 @@ async fn consent_record(path: &Path, args: ConsentRecordArgs) -> anyhow::Result<
         opted_in: args.opt_in,
         effective_at,
         recorded_at: now,
-        actor: args.actor,
+        actor: format!("operator:{}", args.actor),
         source: args.source,
         note: args.note,
     };
+    let audit = AuditEvent {
+        at: now,
+        actor: event.actor.clone(),
+        action: "consent.changed".into(),
+        tenant: Some(event.tenant.clone()),
+        subject: None,
+        source: cli_source(),
+        details: serde_json::json!({
+            "via": "operator",
+            "training_opt_in": event.opted_in,
+            "effective_at": event.effective_at.format(&Rfc3339)?,
+            "obtained_from": event.source,
+        }),
+    };
     let store = open_store(&config).await?;
-    let seq = store.append_consent(&event).await?;
+    let seq = store.record_consent(&event, &audit).await?;
     println!(
         "recorded consent event #{seq}: tenant {} {} from {}",
         event.tenant,
@@ -189,6 +210,96 @@ async fn consent_show(path: &Path, tenant: &str) -> anyhow::Result<()> {
         None => "no choice recorded: the profile's default applies",
     };
     writeln!(out, "current: {current}")?;
+    Ok(())
+}
+
+/// Where a command-line change comes from, for the audit log.
+fn cli_source() -> String {
+    format!("cli {}@{}", login_name(), host_name())
+}
+
+fn login_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map_or_else(|| "unknown".into(), |h| h.trim().to_owned())
+}
+
+async fn export_training(path: &Path, args: ExportTrainingArgs) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let parse = |s: &str| config::parse_instant(s).map_err(anyhow::Error::msg);
+    let options = ExportOptions {
+        since: parse(&args.since).context("--since")?,
+        until: match args.until.as_deref() {
+            None | Some("now") => SystemClock.now(),
+            Some(s) => parse(s).context("--until")?,
+        },
+        out: args.out,
+        include_exported: args.include_exported,
+        overwrite: args.overwrite,
+        actor: format!("operator:{}", args.actor.unwrap_or_else(login_name)),
+        source: cli_source(),
+    };
+    let store = open_store(&config).await?;
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} records ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let manifest = export::run(store.as_ref(), &options, &SystemClock, &bar).await?;
+    println!(
+        "exported {} lines ({} bytes) to {}",
+        manifest.lines,
+        manifest.bytes,
+        options.out.display()
+    );
+    for (basis, n) in &manifest.exported_by_basis {
+        println!("  exported  {basis}: {n}");
+    }
+    for (reason, n) in &manifest.skipped {
+        println!("  skipped   {reason}: {n}");
+    }
+    for (basis, n) in &manifest.not_usable_by_basis {
+        println!("  not usable {basis}: {n}");
+    }
+    println!(
+        "manifest: {}",
+        export::manifest_path(&options.out).display()
+    );
+    Ok(())
+}
+
+async fn audit_verify(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let store = open_store(&config).await?;
+    let mut verifier = ChainVerifier::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_entries(after, 1_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            verifier.check(entry)?;
+        }
+    }
+    match verifier.head() {
+        Some((seq, hash)) => println!(
+            "audit log intact: {} entries, head #{seq} {hash}",
+            verifier.checked()
+        ),
+        None => println!("audit log is empty"),
+    }
     Ok(())
 }
 

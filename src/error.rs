@@ -27,6 +27,14 @@ pub enum ApiError {
     UpstreamTimeout,
     #[error("The gateway has no upstream credential for this route.")]
     MissingUpstreamCredential,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("This API key is not registered to a tenant; data-sharing settings need a tenant's own key.")]
+    UnregisteredKey,
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed,
+    #[error("The gateway's store is unavailable; try again shortly.")]
+    StoreUnavailable,
 }
 
 impl ApiError {
@@ -34,7 +42,10 @@ impl ApiError {
         match self {
             Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::BadPath | Self::BadBody => StatusCode::BAD_REQUEST,
+            Self::BadPath | Self::BadBody | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnregisteredKey => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable | Self::MissingUpstreamCredential => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -53,6 +64,10 @@ impl ApiError {
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::MissingUpstreamCredential => "upstream_credential_missing",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::UnregisteredKey => "key_not_registered",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -63,8 +78,19 @@ impl ApiError {
             (Flavor::Anthropic, Self::MissingKey | Self::UnknownKey) => "authentication_error",
             (
                 Flavor::Openai,
-                Self::NoRoute | Self::BadPath | Self::BadBody | Self::PayloadTooLarge { .. },
+                Self::NoRoute
+                | Self::BadPath
+                | Self::BadBody
+                | Self::PayloadTooLarge { .. }
+                | Self::InvalidRequest(_)
+                | Self::MethodNotAllowed,
             ) => "invalid_request_error",
+            (_, Self::UnregisteredKey) => "permission_error",
+            (Flavor::Openai, Self::StoreUnavailable) => "server_error",
+            (Flavor::Anthropic, Self::StoreUnavailable) => "overloaded_error",
+            (Flavor::Anthropic, Self::InvalidRequest(_) | Self::MethodNotAllowed) => {
+                "invalid_request_error"
+            }
             (Flavor::Anthropic, Self::NoRoute) => "not_found_error",
             (Flavor::Anthropic, Self::PayloadTooLarge { .. }) => "request_too_large",
             (Flavor::Anthropic, Self::BadPath | Self::BadBody) => "invalid_request_error",

@@ -5,14 +5,17 @@
 //! (batched persistence). `startup` is the one place that wires them.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod consent;
+pub mod data_sharing;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod policy;
 pub mod proxy;
 pub mod startup;

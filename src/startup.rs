@@ -7,18 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
+use axum::routing::any;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
 use crate::auth::KeyRing;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentCache;
+use crate::data_sharing::{self, DataSharingState};
 use crate::proxy::upstream::UpstreamClient;
 use crate::proxy::{self, ProxyState, RouteRuntime};
 use crate::store::{self, writer, Store};
@@ -104,7 +108,18 @@ impl Gateway {
             policy_version_str: Arc::from(config.policy_version.as_str()),
             config: Arc::clone(&config),
         };
+        let data_sharing_state = DataSharingState {
+            config: Arc::clone(&config),
+            keyring: Arc::clone(&proxy_state.keyring),
+            store: Arc::clone(&store),
+            consent: Arc::clone(&consent),
+            clock: Arc::clone(&proxy_state.clock),
+        };
         let proxy_router = Router::new()
+            .route(
+                data_sharing::PATH,
+                any(data_sharing::handle).with_state(data_sharing_state),
+            )
             .fallback(proxy::handle)
             .with_state(proxy_state);
         let admin_router = admin::router(AdminState {
@@ -233,8 +248,8 @@ async fn serve(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
                 tracing::warn!(error = %e, "accept failed");
@@ -243,7 +258,13 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // The peer address, for handlers that audit where a change came from.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {

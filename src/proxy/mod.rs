@@ -398,7 +398,7 @@ fn truncate_to_micros(t: time::OffsetDateTime) -> time::OffsetDateTime {
 }
 
 /// Read a whole body, refusing more than `limit` bytes.
-async fn read_whole_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn read_whole_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {

@@ -9,10 +9,13 @@ pub mod writer;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
+use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
-use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingTag};
+use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -111,6 +114,42 @@ pub struct StoredConsentEvent {
     pub event: ConsentEvent,
 }
 
+/// Which records the training export reads: received in `[since, until)`,
+/// after the cursor `after` in `(received_at, id)` order, still live at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportQuery {
+    pub since: OffsetDateTime,
+    pub until: OffsetDateTime,
+    pub now: OffsetDateTime,
+    pub after: Option<(OffsetDateTime, RecordId)>,
+}
+
+/// A record tagged usable for training, with its content when that is
+/// still live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportCandidate {
+    pub id: RecordId,
+    pub received_at: OffsetDateTime,
+    pub path: String,
+    pub status: u16,
+    pub outcome: Outcome,
+    pub streamed: bool,
+    pub basis: TrainingBasis,
+    /// When the record's metadata expires (an export mark expires with it).
+    pub expires_at: OffsetDateTime,
+    /// `None` when the content has expired or was never stored.
+    pub content: Option<RecordContent>,
+    /// The export that already took this record, if any.
+    pub exported_by: Option<Uuid>,
+}
+
+/// How many live records in a time range got each training tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagCount {
+    pub tag: TrainingTag,
+    pub count: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
@@ -146,7 +185,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn count_records(&self) -> Result<i64, StoreError>;
 
-    async fn append_consent(&self, event: &ConsentEvent) -> Result<i64, StoreError>;
+    /// Append a consent event and its audit entry in one transaction; the
+    /// entry's subject becomes `consent_event:<number>`. Returns the number.
+    async fn record_consent(
+        &self,
+        event: &ConsentEvent,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError>;
 
     /// Consent events with a sequence number above `after`, in order.
     async fn consent_events_after(&self, after: i64)
@@ -154,6 +199,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// One tenant's consent history, in the order it was recorded.
     async fn consent_history(&self, tenant: &TenantId) -> Result<Vec<ConsentEvent>, StoreError>;
+
+    /// Append one entry to the audit chain. Returns its sequence number.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError>;
+
+    /// Audit entries with a sequence number above `after`, in order.
+    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Records tagged usable for training, streamed in `(received_at, id)`
+    /// order (constant memory however many there are). Never a ZDR record.
+    fn export_candidates(
+        &self,
+        query: ExportQuery,
+    ) -> BoxStream<'_, Result<ExportCandidate, StoreError>>;
+
+    /// Live records received in `[since, until)`, counted by training tag.
+    async fn training_tag_counts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TagCount>, StoreError>;
+
+    /// Mark records as taken by `export_id` (replacing an earlier mark).
+    async fn mark_exported(
+        &self,
+        export_id: Uuid,
+        at: OffsetDateTime,
+        records: &[(RecordId, OffsetDateTime)],
+    ) -> Result<(), StoreError>;
+}
+
+/// A `(usable, basis, count)` row as a [`TagCount`].
+fn tag_count((usable, basis, count): (bool, String, i64)) -> Result<TagCount, StoreError> {
+    let basis = TrainingBasis::parse(&basis)
+        .ok_or_else(|| StoreError::Corrupt(format!("training basis {basis:?}")))?;
+    Ok(TagCount {
+        tag: TrainingTag { usable, basis },
+        count,
+    })
 }
 
 /// Open the store named by the configured URL.

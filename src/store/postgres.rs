@@ -8,7 +8,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use time::{Date, Duration, Month, OffsetDateTime};
 
-use super::{Record, RecordContent, RecordMeta, Store, StoreError, StoredConsentEvent, Usage};
+use futures_util::stream::{BoxStream, StreamExt};
+use uuid::Uuid;
+
+use super::{
+    tag_count, ExportCandidate, ExportQuery, Record, RecordContent, RecordMeta, Store, StoreError,
+    StoredConsentEvent, TagCount, Usage,
+};
+use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 
@@ -340,8 +347,13 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn append_consent(&self, e: &ConsentEvent) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
+    async fn record_consent(
+        &self,
+        e: &ConsentEvent,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO consent_events (tenant_id, opted_in, effective_at, recorded_at, actor, source, note) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
@@ -352,8 +364,13 @@ impl Store for PgStore {
         .bind(&e.actor)
         .bind(&e.source)
         .bind(&e.note)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("consent_event:{seq}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(seq)
     }
 
     async fn consent_events_after(
@@ -387,6 +404,176 @@ impl Store for PgStore {
         .await?;
         rows.iter().map(consent_from_row).collect()
     }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, tenant_id, subject, source, details, prev_hash, hash \
+             FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    fn export_candidates(
+        &self,
+        q: ExportQuery,
+    ) -> BoxStream<'_, Result<ExportCandidate, StoreError>> {
+        let (after_at, after_id) = q.after.unwrap_or((q.since, RecordId(Uuid::nil())));
+        sqlx::query(EXPORT_CANDIDATES)
+            .bind(q.since)
+            .bind(q.until)
+            .bind(q.now)
+            .bind(after_at)
+            .bind(after_id.0)
+            .fetch(&self.pool)
+            .map(|row| candidate_from_row(&row?))
+            .boxed()
+    }
+
+    async fn training_tag_counts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TagCount>, StoreError> {
+        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
+            "SELECT training_usable, training_basis, count(*) FROM record_meta \
+             WHERE received_at >= $1 AND received_at < $2 AND expires_at > $3 \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .bind(since)
+        .bind(until)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(tag_count).collect()
+    }
+
+    async fn mark_exported(
+        &self,
+        export_id: Uuid,
+        at: OffsetDateTime,
+        records: &[(RecordId, OffsetDateTime)],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<Uuid> = records.iter().map(|(id, _)| id.0).collect();
+        let expires: Vec<OffsetDateTime> = records.iter().map(|(_, e)| *e).collect();
+        sqlx::query(
+            "INSERT INTO training_exports (record_id, export_id, exported_at, expires_at) \
+             SELECT r, $2, $3, e FROM UNNEST($1::uuid[], $4::timestamptz[]) AS t(r, e) \
+             ON CONFLICT (record_id) DO UPDATE SET export_id = EXCLUDED.export_id, \
+             exported_at = EXCLUDED.exported_at",
+        )
+        .bind(&ids)
+        .bind(export_id)
+        .bind(at)
+        .bind(&expires)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Append `event` to the audit chain inside `tx`. Bumping the head row
+/// first locks it, so appenders on every replica queue up behind it.
+async fn append_audit_in(
+    tx: &mut sqlx::PgConnection,
+    event: &AuditEvent,
+) -> Result<i64, sqlx::Error> {
+    let (seq, prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
+    let entry = AuditEntry::chain(event, seq - 1, &prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, tenant_id, subject, source, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(entry.seq)
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(entry.tenant.as_ref().map(|t| t.0.as_str()))
+    .bind(&entry.subject)
+    .bind(&entry.source)
+    .bind(&entry.details)
+    .bind(&entry.prev_hash)
+    .bind(&entry.hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&entry.hash)
+        .execute(&mut *tx)
+        .await?;
+    Ok(entry.seq)
+}
+
+fn audit_from_row(r: &PgRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        tenant: r.try_get::<Option<String>, _>("tenant_id")?.map(TenantId),
+        subject: r.try_get("subject")?,
+        source: r.try_get("source")?,
+        details: r.try_get("details")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+const EXPORT_CANDIDATES: &str =
+    "SELECT m.id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
+    m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
+    c.response_truncated, c.expires_at AS content_expires_at, x.export_id \
+    FROM record_meta m \
+    LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at = m.content_expires_at \
+        AND c.expires_at > $3 \
+    LEFT JOIN training_exports x ON x.record_id = m.id \
+    WHERE m.training_usable AND NOT m.zero_data_retention \
+      AND m.received_at >= $1 AND m.received_at < $2 AND m.expires_at > $3 \
+      AND (m.received_at, m.id) > ($4, $5) \
+    ORDER BY m.received_at, m.id";
+
+fn candidate_from_row(r: &PgRow) -> Result<ExportCandidate, StoreError> {
+    let basis: String = r.try_get("training_basis")?;
+    let outcome: String = r.try_get("outcome")?;
+    let status: i32 = r.try_get("status")?;
+    let content = match r.try_get::<Option<Vec<u8>>, _>("request_body")? {
+        None => None,
+        Some(request_body) => Some(RecordContent {
+            request_body,
+            request_truncated: r.try_get("request_truncated")?,
+            response_body: r.try_get("response_body")?,
+            response_truncated: r.try_get("response_truncated")?,
+            expires_at: r.try_get("content_expires_at")?,
+        }),
+    };
+    Ok(ExportCandidate {
+        id: RecordId(r.try_get("id")?),
+        received_at: r.try_get("received_at")?,
+        path: r.try_get("path")?,
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("outcome {outcome:?}")))?,
+        streamed: r.try_get("streamed")?,
+        basis: TrainingBasis::parse(&basis)
+            .ok_or_else(|| StoreError::Corrupt(format!("training basis {basis:?}")))?,
+        expires_at: r.try_get("expires_at")?,
+        content,
+        exported_by: r.try_get("export_id")?,
+    })
 }
 
 fn consent_from_row(r: &PgRow) -> Result<ConsentEvent, StoreError> {

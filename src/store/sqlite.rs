@@ -10,7 +10,14 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use time::OffsetDateTime;
 
-use super::{Record, RecordContent, RecordMeta, Store, StoreError, StoredConsentEvent, Usage};
+use futures_util::stream::{BoxStream, StreamExt};
+use uuid::Uuid;
+
+use super::{
+    tag_count, ExportCandidate, ExportQuery, Record, RecordContent, RecordMeta, Store, StoreError,
+    StoredConsentEvent, TagCount, Usage,
+};
+use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 
@@ -191,8 +198,15 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn append_consent(&self, e: &ConsentEvent) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
+    async fn record_consent(
+        &self,
+        e: &ConsentEvent,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes, so the transaction holds the write
+        // lock before it reads the audit head.
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO consent_events (tenant_id, opted_in, effective_at, recorded_at, actor, source, note) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -203,8 +217,13 @@ impl Store for SqliteStore {
         .bind(&e.actor)
         .bind(&e.source)
         .bind(&e.note)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("consent_event:{seq}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(seq)
     }
 
     async fn consent_events_after(
@@ -232,6 +251,178 @@ impl Store for SqliteStore {
             .await?;
         rows.iter().map(consent_from_row).collect()
     }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, tenant_id, subject, source, details, prev_hash, hash \
+             FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    fn export_candidates(
+        &self,
+        q: ExportQuery,
+    ) -> BoxStream<'_, Result<ExportCandidate, StoreError>> {
+        let (after_at, after_id) = q.after.unwrap_or((q.since, RecordId(Uuid::nil())));
+        sqlx::query(EXPORT_CANDIDATES)
+            .bind(to_micros(q.since))
+            .bind(to_micros(q.until))
+            .bind(to_micros(q.now))
+            .bind(to_micros(after_at))
+            .bind(after_id.0)
+            .fetch(&self.pool)
+            .map(|row| candidate_from_row(&row?))
+            .boxed()
+    }
+
+    async fn training_tag_counts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TagCount>, StoreError> {
+        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
+            "SELECT training_usable, training_basis, count(*) FROM record_meta \
+             WHERE received_at >= ? AND received_at < ? AND expires_at > ? \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .bind(to_micros(since))
+        .bind(to_micros(until))
+        .bind(to_micros(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(tag_count).collect()
+    }
+
+    async fn mark_exported(
+        &self,
+        export_id: Uuid,
+        at: OffsetDateTime,
+        records: &[(RecordId, OffsetDateTime)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in records.chunks(200) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO training_exports (record_id, export_id, exported_at, expires_at) ",
+            );
+            q.push_values(chunk, |mut b, (id, expires_at)| {
+                b.push_bind(id.0)
+                    .push_bind(export_id)
+                    .push_bind(to_micros(at))
+                    .push_bind(to_micros(*expires_at));
+            });
+            q.push(
+                " ON CONFLICT (record_id) DO UPDATE SET export_id = excluded.export_id, \
+                 exported_at = excluded.exported_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Append `event` to the audit chain inside `tx` (see the PostgreSQL store).
+async fn append_audit_in(
+    tx: &mut sqlx::SqliteConnection,
+    event: &AuditEvent,
+) -> Result<i64, sqlx::Error> {
+    let (seq, prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
+    let entry = AuditEntry::chain(event, seq - 1, &prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, tenant_id, subject, source, details, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.seq)
+    .bind(to_micros(entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(entry.tenant.as_ref().map(|t| t.0.as_str()))
+    .bind(&entry.subject)
+    .bind(&entry.source)
+    .bind(&entry.details)
+    .bind(&entry.prev_hash)
+    .bind(&entry.hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = ? WHERE id = 1")
+        .bind(&entry.hash)
+        .execute(&mut *tx)
+        .await?;
+    Ok(entry.seq)
+}
+
+fn audit_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        at: from_micros(r.try_get("at")?)?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        tenant: r.try_get::<Option<String>, _>("tenant_id")?.map(TenantId),
+        subject: r.try_get("subject")?,
+        source: r.try_get("source")?,
+        details: r.try_get("details")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+const EXPORT_CANDIDATES: &str =
+    "SELECT m.id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
+    m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
+    c.response_truncated, c.expires_at AS content_expires_at, x.export_id \
+    FROM record_meta m \
+    LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at > ?3 \
+    LEFT JOIN training_exports x ON x.record_id = m.id \
+    WHERE m.training_usable AND NOT m.zero_data_retention \
+      AND m.received_at >= ?1 AND m.received_at < ?2 AND m.expires_at > ?3 \
+      AND (m.received_at, m.id) > (?4, ?5) \
+    ORDER BY m.received_at, m.id";
+
+fn candidate_from_row(r: &SqliteRow) -> Result<ExportCandidate, StoreError> {
+    let basis: String = r.try_get("training_basis")?;
+    let outcome: String = r.try_get("outcome")?;
+    let status: i64 = r.try_get("status")?;
+    let content = match r.try_get::<Option<Vec<u8>>, _>("request_body")? {
+        None => None,
+        Some(request_body) => Some(RecordContent {
+            request_body,
+            request_truncated: r.try_get("request_truncated")?,
+            response_body: r.try_get("response_body")?,
+            response_truncated: r.try_get("response_truncated")?,
+            expires_at: from_micros(r.try_get("content_expires_at")?)?,
+        }),
+    };
+    Ok(ExportCandidate {
+        id: RecordId(r.try_get("id")?),
+        received_at: from_micros(r.try_get("received_at")?)?,
+        path: r.try_get("path")?,
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("outcome {outcome:?}")))?,
+        streamed: r.try_get("streamed")?,
+        basis: TrainingBasis::parse(&basis)
+            .ok_or_else(|| StoreError::Corrupt(format!("training basis {basis:?}")))?,
+        expires_at: from_micros(r.try_get("expires_at")?)?,
+        content,
+        exported_by: r.try_get("export_id")?,
+    })
 }
 
 fn consent_from_row(r: &SqliteRow) -> Result<ConsentEvent, StoreError> {

@@ -62,14 +62,15 @@ async fn consent_events_decide_from_their_effective_instant(backend: Backend) {
     let t = datetime!(2025-06-01 12:00 UTC);
     let (clock, shared) = manual_clock(t - time::Duration::microseconds(1));
     let mut app = spawn_app_with(backend, ConfigBuilder::default(), shared).await;
-    app.store
-        .append_consent(&event("acme", true, t))
+    append_consent(&*app.store, &event("acme", true, t))
         .await
         .unwrap();
-    app.store
-        .append_consent(&event("acme", false, t + time::Duration::days(10)))
-        .await
-        .unwrap();
+    append_consent(
+        &*app.store,
+        &event("acme", false, t + time::Duration::days(10)),
+    )
+    .await
+    .unwrap();
     // Wait (bounded) for the cache to pick up the later event; a refresh
     // that sees it has seen the earlier one too.
     clock.set(t + time::Duration::days(10));
@@ -135,8 +136,7 @@ async fn replicas_on_one_postgres_apply_a_consent_change_within_the_refresh_boun
     assert_eq!(tag(a.proxy_addr).await, "default_opt_out");
     assert_eq!(tag(b.proxy_addr).await, "default_opt_out");
     let recorded_at = OffsetDateTime::now_utc();
-    a.store
-        .append_consent(&event("acme", true, recorded_at))
+    append_consent(&*a.store, &event("acme", true, recorded_at))
         .await
         .unwrap();
     let started = tokio::time::Instant::now();

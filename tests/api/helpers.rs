@@ -393,3 +393,20 @@ macro_rules! both_stores {
         )*
     };
 }
+
+/// Record a consent event the way an operator would: with its audit entry.
+pub async fn append_consent(
+    store: &dyn Store,
+    event: &custodian::domain::ConsentEvent,
+) -> Result<i64, custodian::store::StoreError> {
+    let audit = custodian::audit::AuditEvent {
+        at: event.recorded_at,
+        actor: event.actor.clone(),
+        action: "consent.changed".into(),
+        tenant: Some(event.tenant.clone()),
+        subject: None,
+        source: "test".into(),
+        details: serde_json::json!({"via": "test"}),
+    };
+    store.record_consent(event, &audit).await
+}

@@ -133,9 +133,13 @@ async fn consent_events_are_append_only_and_ordered(backend: Backend) {
         source: "contract".into(),
         note: Some("MSA §4".into()),
     };
-    let first = store.append_consent(&mk("acme", true, 0)).await.unwrap();
-    let second = store.append_consent(&mk("beta", false, 1)).await.unwrap();
-    let third = store.append_consent(&mk("acme", false, 2)).await.unwrap();
+    let first = append_consent(&*store, &mk("acme", true, 0)).await.unwrap();
+    let second = append_consent(&*store, &mk("beta", false, 1))
+        .await
+        .unwrap();
+    let third = append_consent(&*store, &mk("acme", false, 2))
+        .await
+        .unwrap();
     assert!(first < second && second < third);
     let after_first = store.consent_events_after(first).await.unwrap();
     assert_eq!(
@@ -152,8 +156,9 @@ async fn consent_events_are_append_only_and_ordered(backend: Backend) {
 async fn consent_rows_cannot_be_rewritten(backend: Backend) {
     let (db, store) = open(backend).await;
     let t = datetime!(2025-01-01 00:00 UTC);
-    store
-        .append_consent(&ConsentEvent {
+    append_consent(
+        &*store,
+        &ConsentEvent {
             tenant: TenantId("acme".into()),
             opted_in: true,
             effective_at: t,
@@ -161,9 +166,10 @@ async fn consent_rows_cannot_be_rewritten(backend: Backend) {
             actor: "a".into(),
             source: "s".into(),
             note: None,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let (update, delete) = (
         "UPDATE consent_events SET opted_in = false",
         "DELETE FROM consent_events",
