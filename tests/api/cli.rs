@@ -99,10 +99,44 @@ async fn consent_record_and_show_on_both_stores() {
         let text = stdout(&out);
         assert!(text.contains("2024-01-01T00:00:00Z\t"), "{text}");
         assert!(
-            text.contains("opt-in\tops@example.com\toperator\tsigned DPA"),
+            text.contains("opt-in\toperator:ops@example.com\toperator\tsigned DPA"),
             "{text}"
         );
         assert!(text.contains("current: opted in"), "{text}");
+        let out = custodian(&path, &["audit", "verify"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("audit log intact: 1 entries"),
+            "{}",
+            stdout(&out)
+        );
+
+        // An export with nothing to export still writes its manifest.
+        let jsonl = dir.path().join("train.jsonl");
+        let jsonl_arg = jsonl.to_str().unwrap();
+        let export = [
+            "export",
+            "training",
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--out",
+            jsonl_arg,
+        ];
+        let out = custodian(&path, &export);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("exported 0 lines"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(dir.path().join("train.jsonl.manifest.json").exists());
+        assert!(!dir.path().join("train.jsonl.progress").exists());
+        let again = custodian(&path, &export);
+        assert!(
+            !again.status.success(),
+            "an existing output is not overwritten unasked"
+        );
+        assert!(stderr(&again).contains("--overwrite"), "{}", stderr(&again));
 
         let out = custodian(
             &path,

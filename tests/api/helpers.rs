@@ -112,6 +112,8 @@ impl Drop for TestDb {
 /// Builds a test configuration around a loopback upstream.
 pub struct ConfigBuilder {
     pub extra: String,
+    /// More keys for the `[auth]` table.
+    pub auth: String,
     pub tenants: String,
     pub profiles: String,
     pub routes: Option<String>,
@@ -131,6 +133,7 @@ impl Default for ConfigBuilder {
         );
         Self {
             extra: String::new(),
+            auth: String::new(),
             profiles: r#"
 [profiles.api]
 training_cutover = "2023-03-01T00:00:00Z"
@@ -215,6 +218,7 @@ max_staleness = "5s"
 
 [auth]
 fingerprint_key = {{ env = "TEST_FINGERPRINT_KEY" }}
+{auth}
 
 {extra}
 {profiles}
@@ -223,6 +227,7 @@ fingerprint_key = {{ env = "TEST_FINGERPRINT_KEY" }}
 "#,
             db = db.url(),
             extra = self.extra,
+            auth = self.auth,
             profiles = self.profiles,
             tenants = self.tenants,
         );

@@ -10,6 +10,8 @@
 mod helpers;
 mod cli;
 mod consent;
+mod data_sharing;
+mod export;
 mod proxy;
 mod sdk;
 mod store;
