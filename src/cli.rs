@@ -69,7 +69,8 @@ pub struct ExportTrainingArgs {
     /// Records received at or after this instant (RFC 3339).
     #[arg(long)]
     pub since: String,
-    /// Records received before this instant (RFC 3339); default now.
+    /// Records received before this instant (RFC 3339); default: when the
+    /// export started (a resumed export keeps its first run's instant).
     #[arg(long)]
     pub until: Option<String>,
     /// The JSONL file to write.

@@ -237,8 +237,9 @@ async fn export_training(path: &Path, args: ExportTrainingArgs) -> anyhow::Resul
     let options = ExportOptions {
         since: parse(&args.since).context("--since")?,
         until: match args.until.as_deref() {
-            None | Some("now") => SystemClock.now(),
-            Some(s) => parse(s).context("--until")?,
+            None => None,
+            Some("now") => Some(SystemClock.now()),
+            Some(s) => Some(parse(s).context("--until")?),
         },
         out: args.out,
         include_exported: args.include_exported,

@@ -40,7 +40,9 @@ const CHECKPOINT_EVERY: u64 = 2_000;
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     pub since: OffsetDateTime,
-    pub until: OffsetDateTime,
+    /// `None`: now, when the export starts; a resumed export keeps the
+    /// instant its first run chose.
+    pub until: Option<OffsetDateTime>,
     pub out: PathBuf,
     /// Also export records an earlier export already took.
     pub include_exported: bool,
@@ -131,15 +133,17 @@ pub async fn run(
     progress_bar: &ProgressBar,
 ) -> Result<Manifest, ExportError> {
     let now = clock.now();
-    if options.since >= options.until {
+    if options.until.is_some_and(|until| options.since >= until) {
         return Err(ExportError::EmptyRange);
     }
     let (mut progress, file) = open_output(options, now)?;
     let mut writer = Checkpointer::new(&options.out, file, progress.manifest.bytes);
+    let (since, until) = (progress.manifest.since, progress.manifest.until);
+    if since >= until {
+        return Err(ExportError::EmptyRange);
+    }
 
-    let counts = store
-        .training_tag_counts(options.since, options.until, now)
-        .await?;
+    let counts = store.training_tag_counts(since, until, now).await?;
     let usable_total: i64 = counts
         .iter()
         .filter(|c| c.tag.usable)
@@ -153,8 +157,8 @@ pub async fn run(
     progress_bar.set_length(u64::try_from(usable_total).unwrap_or(0));
 
     let query = ExportQuery {
-        since: options.since,
-        until: options.until,
+        since,
+        until,
         now,
         after: progress
             .cursor_received_at
@@ -243,7 +247,7 @@ fn open_output(
                 })?;
             let m = &progress.manifest;
             if m.since != options.since
-                || m.until != options.until
+                || options.until.is_some_and(|until| until != m.until)
                 || m.include_exported != options.include_exported
             {
                 return Err(ExportError::ResumeMismatch(progress_file));
@@ -266,7 +270,7 @@ fn open_output(
                     format: "openai-chat-finetune-jsonl".into(),
                     output: out.display().to_string(),
                     since: options.since,
-                    until: options.until,
+                    until: options.until.unwrap_or(now),
                     started_at: now,
                     finished_at: None,
                     include_exported: options.include_exported,

@@ -81,7 +81,7 @@ async fn store_mixed_traffic(app: &TestApp, clock: &ManualClock) -> i64 {
 fn options(dir: &Path, name: &str) -> ExportOptions {
     ExportOptions {
         since: T0 - Duration::days(1),
-        until: T0 + Duration::days(1),
+        until: Some(T0 + Duration::days(1)),
         out: dir.join(name),
         include_exported: false,
         overwrite: false,

@@ -195,6 +195,77 @@ async fn consent_rows_cannot_be_rewritten(backend: Backend) {
     );
 }
 
+fn audit_event(n: usize) -> custodian::audit::AuditEvent {
+    custodian::audit::AuditEvent {
+        at: datetime!(2025-01-01 00:00 UTC) + Duration::seconds(n as i64),
+        actor: format!("operator:o{n}"),
+        action: "test.appended".into(),
+        tenant: (n % 2 == 0).then(|| TenantId("acme".into())),
+        subject: None,
+        source: "test".into(),
+        details: serde_json::json!({"n": n, "text": "ünïcødé \u{0}"}),
+    }
+}
+
+/// Appenders racing on several connections still form one unbroken chain.
+async fn concurrent_audit_appends_form_one_chain(backend: Backend) {
+    let (db, store) = open(backend).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { store.append_audit(&audit_event(n)).await.unwrap() })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=24).collect::<Vec<i64>>());
+    let entries = store.audit_entries(0, 1_000).await.unwrap();
+    let mut verifier = custodian::audit::ChainVerifier::new();
+    for e in &entries {
+        verifier.check(e).unwrap();
+    }
+    assert_eq!(verifier.checked(), 24);
+    // Paging returns the rest after a sequence number.
+    assert_eq!(store.audit_entries(20, 100).await.unwrap().len(), 4);
+
+    // Rows cannot be rewritten or removed; an edit made anyway (trigger
+    // dropped by someone with the rights) is caught by verification.
+    let update = "UPDATE audit_log SET actor = 'someone else' WHERE seq = 3";
+    let delete = "DELETE FROM audit_log WHERE seq = 3";
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+            assert!(sqlx::query(update).execute(&pool).await.is_err());
+            assert!(sqlx::query(delete).execute(&pool).await.is_err());
+            sqlx::query("DROP TRIGGER audit_log_no_update ON audit_log")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(update).execute(&pool).await.unwrap();
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+            assert!(sqlx::query(update).execute(&pool).await.is_err());
+            assert!(sqlx::query(delete).execute(&pool).await.is_err());
+            sqlx::query("DROP TRIGGER audit_log_no_update")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(update).execute(&pool).await.unwrap();
+        }
+    }
+    let entries = store.audit_entries(0, 1_000).await.unwrap();
+    let mut verifier = custodian::audit::ChainVerifier::new();
+    let broken = entries.iter().find_map(|e| verifier.check(e).err());
+    assert_eq!(
+        broken,
+        Some(custodian::audit::ChainBreak::Content { seq: 3 })
+    );
+}
+
 async fn migrations_are_idempotent(backend: Backend) {
     let (_db, store) = open(backend).await;
     store.migrate().await.unwrap();
@@ -207,6 +278,7 @@ both_stores!(
     records_beyond_prepared_partitions_are_still_stored,
     consent_events_are_append_only_and_ordered,
     consent_rows_cannot_be_rewritten,
+    concurrent_audit_appends_form_one_chain,
     migrations_are_idempotent,
 );
 
