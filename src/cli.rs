@@ -54,6 +54,57 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Remove everything past its retention now (`serve` also does it on a timer).
+    Sweep {
+        /// Count what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Legal holds: keep a tenant's records, or one record, past their expiry.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold (audited).
+    Add(HoldAddArgs),
+    /// List holds, active first.
+    List {
+        /// Include released and ended holds.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Release a hold (audited); the next sweep removes what it kept.
+    Release {
+        /// The hold's id, as `hold list` shows it.
+        id: i64,
+        /// Who releases it.
+        #[arg(long)]
+        actor: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HoldAddArgs {
+    /// Hold every record of this tenant.
+    #[arg(long, required_unless_present = "record")]
+    pub tenant: Option<String>,
+    /// Hold one record (its id, as in the x-custodian-record-id receipt).
+    #[arg(long, conflicts_with = "tenant")]
+    pub record: Option<String>,
+    /// Why (a matter, a ticket): required.
+    #[arg(long)]
+    pub reason: String,
+    /// When the hold ends (RFC 3339): required.
+    #[arg(long)]
+    pub until: String,
+    /// Who places it.
+    #[arg(long)]
+    pub actor: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -110,6 +110,7 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub writer: WriterConfig,
     pub consent: ConsentConfig,
+    pub sweeper: SweeperConfig,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub routes: Vec<Route>,
@@ -176,6 +177,16 @@ pub struct WriterConfig {
 pub struct ConsentConfig {
     pub refresh_interval: Duration,
     pub max_staleness: Duration,
+}
+
+/// The retention sweeper that runs inside `serve`.
+#[derive(Debug, Clone)]
+pub struct SweeperConfig {
+    pub enabled: bool,
+    /// Time between sweeps; also the most a row outlives its expiry.
+    pub interval: Duration,
+    /// Rows per delete statement (each its own short transaction).
+    pub batch_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -389,6 +400,8 @@ struct RawConfig {
     #[serde(default)]
     consent: RawConsent,
     #[serde(default)]
+    sweeper: RawSweeper,
+    #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
     auth: RawAuth,
@@ -515,6 +528,25 @@ struct RawConsent {
     refresh_interval: Duration,
     #[serde(deserialize_with = "de_duration")]
     max_staleness: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSweeper {
+    enabled: bool,
+    #[serde(deserialize_with = "de_duration")]
+    interval: Duration,
+    batch_size: usize,
+}
+
+impl Default for RawSweeper {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            batch_size: 5_000,
+        }
+    }
 }
 
 impl Default for RawConsent {
@@ -744,6 +776,11 @@ impl Validator<'_> {
                 refresh_interval: raw.consent.refresh_interval,
                 max_staleness: raw.consent.max_staleness,
             },
+            sweeper: SweeperConfig {
+                enabled: raw.sweeper.enabled,
+                interval: raw.sweeper.interval,
+                batch_size: raw.sweeper.batch_size,
+            },
             logging: LoggingConfig {
                 format: raw.logging.format,
                 filter: raw.logging.filter,
@@ -764,6 +801,7 @@ impl Validator<'_> {
             ),
             ("writer.queue_capacity", raw.writer.queue_capacity),
             ("writer.batch_size", raw.writer.batch_size),
+            ("sweeper.batch_size", raw.sweeper.batch_size),
             (
                 "database.max_connections",
                 raw.database.max_connections as usize,
@@ -784,6 +822,7 @@ impl Validator<'_> {
         }
         for (key, value) in [
             ("consent.refresh_interval", raw.consent.refresh_interval),
+            ("sweeper.interval", raw.sweeper.interval),
             ("server.header_read_timeout", raw.server.header_read_timeout),
             (
                 "upstream.first_byte_timeout",

@@ -20,4 +20,5 @@ pub mod policy;
 pub mod proxy;
 pub mod startup;
 pub mod store;
+pub mod sweeper;
 pub mod telemetry;

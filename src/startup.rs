@@ -26,6 +26,7 @@ use crate::data_sharing::{self, DataSharingState};
 use crate::proxy::upstream::UpstreamClient;
 use crate::proxy::{self, ProxyState, RouteRuntime};
 use crate::store::{self, writer, Store};
+use crate::sweeper;
 use crate::telemetry;
 
 /// How often partitions are checked ahead of need.
@@ -76,7 +77,7 @@ impl Gateway {
         }
         let writer_stop = CancellationToken::new();
         let (sink, writer) = writer::spawn(Arc::clone(&store), &config.writer, writer_stop.clone());
-        let background = vec![
+        let mut background = vec![
             Arc::clone(&consent).spawn_refresher(
                 Arc::clone(&store),
                 config.consent.refresh_interval,
@@ -89,6 +90,15 @@ impl Gateway {
                 shutdown.clone(),
             ),
         ];
+
+        if config.sweeper.enabled {
+            background.push(sweeper::spawn(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                config.sweeper.clone(),
+                shutdown.clone(),
+            ));
+        }
 
         let proxy_state = ProxyState {
             routes: config

@@ -3,6 +3,7 @@
 //! This module is the only one that knows sqlx; callers get [`StoreError`].
 
 mod postgres;
+pub mod registry;
 mod sqlite;
 pub mod writer;
 
@@ -150,6 +151,69 @@ pub struct TagCount {
     pub count: i64,
 }
 
+/// What a sweep did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Another replica holds the sweep lock: nothing was done.
+    pub skipped_locked: bool,
+    /// Rows removed per table (partition drops included).
+    pub rows: std::collections::BTreeMap<&'static str, u64>,
+    /// Whole partitions dropped.
+    pub partitions: Vec<String>,
+}
+
+impl SweepReport {
+    pub fn total_rows(&self) -> u64 {
+        self.rows.values().sum()
+    }
+
+    fn add(&mut self, table: &'static str, rows: u64) {
+        *self.rows.entry(table).or_default() += rows;
+    }
+}
+
+/// Retention health of one table, for metrics and alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStats {
+    pub table: &'static str,
+    /// Rows whose `expires_at` has passed (held ones included).
+    pub past_expiry: i64,
+    /// `received_at` of the live row that expires first.
+    pub oldest_live_received_at: Option<OffsetDateTime>,
+}
+
+/// A legal hold as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHold {
+    pub id: i64,
+    pub tenant: TenantId,
+    /// `None`: every record of the tenant.
+    pub record: Option<RecordId>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+    pub released_at: Option<OffsetDateTime>,
+    pub released_by: Option<String>,
+}
+
+impl LegalHold {
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.released_at.is_none() && self.ends_at > now
+    }
+}
+
+/// A hold to place.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub tenant: TenantId,
+    pub record: Option<RecordId>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
@@ -220,6 +284,36 @@ pub trait Store: Send + Sync + 'static {
         until: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<Vec<TagCount>, StoreError>;
+
+    /// Remove every row past its `expires_at` that no active legal hold
+    /// covers, in short batches. PostgreSQL drops whole partitions once their
+    /// upper bound has passed. One sweeper at a time across replicas.
+    async fn sweep(
+        &self,
+        now: OffsetDateTime,
+        dry_run: bool,
+        batch_size: usize,
+    ) -> Result<SweepReport, StoreError>;
+
+    /// Per swept table: rows past expiry and the oldest live row.
+    async fn retention_stats(&self, now: OffsetDateTime) -> Result<Vec<TableStats>, StoreError>;
+
+    /// The tables in the database (partitions excluded).
+    async fn table_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Place a hold and audit it in one transaction. Returns its id.
+    async fn add_hold(&self, hold: &NewHold, audit: &AuditEvent) -> Result<i64, StoreError>;
+
+    /// Release an active hold and audit it; `false` when no such active hold.
+    async fn release_hold(
+        &self,
+        id: i64,
+        released_by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
 
     /// Mark records as taken by `export_id` (replacing an earlier mark).
     async fn mark_exported(

@@ -12,8 +12,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
 use super::{
-    tag_count, ExportCandidate, ExportQuery, Record, RecordContent, RecordMeta, Store, StoreError,
-    StoredConsentEvent, TagCount, Usage,
+    tag_count, ExportCandidate, ExportQuery, LegalHold, NewHold, Record, RecordContent, RecordMeta,
+    Store, StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -22,6 +22,8 @@ use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBa
 /// Serialises partition creation between replicas (any constant works; this
 /// one spells "cstd" in ASCII).
 const PARTITION_LOCK: i64 = 0x6373_7464;
+/// Held by the replica that sweeps ("cstw").
+const SWEEP_LOCK: i64 = 0x6373_7477;
 
 const META_COLUMNS: &str =
     "id, request_id, tenant_id, key_id, route, method, path, status, model, \
@@ -459,6 +461,148 @@ impl Store for PgStore {
         rows.into_iter().map(tag_count).collect()
     }
 
+    async fn sweep(
+        &self,
+        now: OffsetDateTime,
+        dry_run: bool,
+        batch_size: usize,
+    ) -> Result<SweepReport, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SWEEP_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(SweepReport {
+                skipped_locked: true,
+                ..SweepReport::default()
+            });
+        }
+        let result = sweep_locked(&mut conn, now, dry_run, batch_size).await;
+        // A connection that broke mid-sweep released the lock with its session.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(SWEEP_LOCK)
+            .execute(&mut *conn)
+            .await;
+        Ok(result?)
+    }
+
+    async fn retention_stats(&self, now: OffsetDateTime) -> Result<Vec<TableStats>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::new();
+        for (table, _) in SWEPT_PARENTS {
+            let past_expiry: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {table} WHERE expires_at <= $1"
+            ))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            // Partitions in expiry order: the first with a live row has it.
+            let mut oldest = None;
+            for part in partitions_of(&mut conn, table).await? {
+                oldest = sqlx::query_scalar(&format!(
+                    "SELECT received_at FROM {} WHERE expires_at > $1 ORDER BY expires_at LIMIT 1",
+                    part.name
+                ))
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if oldest.is_some() {
+                    break;
+                }
+            }
+            out.push(TableStats {
+                table,
+                past_expiry,
+                oldest_live_received_at: oldest,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn add_hold(&self, h: &NewHold, audit: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO legal_holds (tenant_id, record_id, reason, created_by, created_at, ends_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&h.tenant.0)
+        .bind(h.record.map(|r| r.0))
+        .bind(&h.reason)
+        .bind(&h.created_by)
+        .bind(h.created_at)
+        .bind(h.ends_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("legal_hold:{id}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn release_hold(
+        &self,
+        id: i64,
+        released_by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE legal_holds SET released_at = $2, released_by = $3 \
+             WHERE id = $1 AND released_at IS NULL AND ends_at > $2",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(released_by)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if released {
+            let mut audit = audit.clone();
+            audit.subject = Some(format!("legal_hold:{id}"));
+            append_audit_in(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, record_id, reason, created_by, created_at, ends_at, \
+             released_at, released_by FROM legal_holds ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LegalHold {
+                    id: r.try_get("id")?,
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    record: r.try_get::<Option<Uuid>, _>("record_id")?.map(RecordId),
+                    reason: r.try_get("reason")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                    ends_at: r.try_get("ends_at")?,
+                    released_at: r.try_get("released_at")?,
+                    released_by: r.try_get("released_by")?,
+                })
+            })
+            .collect()
+    }
+
     async fn mark_exported(
         &self,
         export_id: Uuid,
@@ -573,6 +717,207 @@ fn candidate_from_row(r: &PgRow) -> Result<ExportCandidate, StoreError> {
         expires_at: r.try_get("expires_at")?,
         content,
         exported_by: r.try_get("export_id")?,
+    })
+}
+
+/// The partitioned tables the sweeper empties, with their record-id column.
+const SWEPT_PARENTS: [(&str, &str); 2] = [("record_content", "record_id"), ("record_meta", "id")];
+
+/// True for a row (`t`) that an active legal hold covers; `$1` is now.
+fn held(id_column: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > $1 \
+         AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.{id_column}))"
+    )
+}
+
+async fn sweep_locked(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    dry_run: bool,
+    batch_size: usize,
+) -> Result<SweepReport, sqlx::Error> {
+    let mut report = SweepReport::default();
+    if !dry_run {
+        finish_interrupted_drops(conn).await?;
+    }
+    let batch = i64::try_from(batch_size).unwrap_or(i64::MAX);
+    for (parent, id_column) in SWEPT_PARENTS {
+        for part in partitions_of(conn, parent).await? {
+            if part.to > now.date() {
+                break;
+            }
+            let has_held: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {} t WHERE {})",
+                part.name,
+                held(id_column)
+            ))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            if has_held {
+                continue; // its unheld rows go in the batched delete below
+            }
+            // A dry run counts these rows with the rest below.
+            if !dry_run {
+                let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", part.name))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                // CONCURRENTLY: inserts and readers of the parent are not
+                // blocked; an interrupted detach is finished next time.
+                sqlx::query(&format!(
+                    "ALTER TABLE {parent} DETACH PARTITION {} CONCURRENTLY",
+                    part.name
+                ))
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(&format!("DROP TABLE IF EXISTS {}", part.name))
+                    .execute(&mut *conn)
+                    .await?;
+                report.add(parent, u64::try_from(rows).unwrap_or(0));
+            }
+            report.partitions.push(part.name);
+        }
+        // Rows past expiry in partitions that are still live (or kept for a hold).
+        let expired = format!(
+            "FROM {parent} t WHERE t.expires_at <= $1 AND NOT {}",
+            held(id_column)
+        );
+        if dry_run {
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {expired}"))
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+            report.add(parent, u64::try_from(rows).unwrap_or(0));
+            continue;
+        }
+        let delete = format!(
+            "DELETE FROM {parent} WHERE ({id_column}, expires_at) IN \
+             (SELECT t.{id_column}, t.expires_at {expired} LIMIT $2)"
+        );
+        loop {
+            let n = sqlx::query(&delete)
+                .bind(now)
+                .bind(batch)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            report.add(parent, n);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let marks = "FROM training_exports x WHERE x.expires_at <= $1 \
+        AND NOT EXISTS (SELECT 1 FROM record_meta m WHERE m.id = x.record_id)";
+    if dry_run {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {marks}"))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+        report.add("training_exports", u64::try_from(rows).unwrap_or(0));
+    } else {
+        let delete = format!(
+            "DELETE FROM training_exports WHERE record_id IN (SELECT x.record_id {marks} LIMIT $2)"
+        );
+        loop {
+            let n = sqlx::query(&delete)
+                .bind(now)
+                .bind(batch)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            report.add("training_exports", n);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Complete what an interrupted sweep left: a detach still pending, or a
+/// detached partition not yet dropped.
+async fn finish_interrupted_drops(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let pending: Vec<(String, String)> = sqlx::query_as(
+        "SELECT p.relname::text, c.relname::text FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE i.inhdetachpending AND p.relname IN ('record_meta', 'record_content')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (parent, part) in pending {
+        sqlx::query(&format!(
+            "ALTER TABLE {parent} DETACH PARTITION {part} FINALIZE"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let orphans: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r' AND NOT c.relispartition \
+         AND (c.relname ~ '^record_content_p[0-9]{8}$' OR c.relname ~ '^record_meta_p[0-9]{6}$')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for part in orphans {
+        tracing::info!(partition = %part, "dropping a partition an interrupted sweep detached");
+        sqlx::query(&format!("DROP TABLE IF EXISTS {part}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The attached partitions of `parent`, oldest first, with their bounds
+/// read back from the names this store gives them.
+async fn partitions_of(
+    conn: &mut sqlx::PgConnection,
+    parent: &str,
+) -> Result<Vec<Partition>, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = $1 AND NOT i.inhdetachpending",
+    )
+    .bind(parent)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut parts: Vec<Partition> = names.iter().filter_map(|n| parse_partition(n)).collect();
+    parts.sort_by_key(|p| p.from);
+    Ok(parts)
+}
+
+fn parse_partition(name: &str) -> Option<Partition> {
+    let digits = |s: &str, range: std::ops::Range<usize>| s.get(range)?.parse::<u32>().ok();
+    if let Some(stamp) = name
+        .strip_prefix("record_content_p")
+        .filter(|s| s.len() == 8)
+    {
+        let month = Month::try_from(u8::try_from(digits(stamp, 4..6)?).ok()?).ok()?;
+        let from = Date::from_calendar_date(
+            i32::try_from(digits(stamp, 0..4)?).ok()?,
+            month,
+            u8::try_from(digits(stamp, 6..8)?).ok()?,
+        )
+        .ok()?;
+        return Some(Partition {
+            parent: "record_content",
+            name: name.to_owned(),
+            from,
+            to: from.next_day()?,
+        });
+    }
+    let stamp = name
+        .strip_prefix("record_meta_p")
+        .filter(|s| s.len() == 6)?;
+    let month = Month::try_from(u8::try_from(digits(stamp, 4..6)?).ok()?).ok()?;
+    let from =
+        Date::from_calendar_date(i32::try_from(digits(stamp, 0..4)?).ok()?, month, 1).ok()?;
+    Some(Partition {
+        parent: "record_meta",
+        name: name.to_owned(),
+        from,
+        to: next_month(from),
     })
 }
 
@@ -718,6 +1063,25 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    #[test]
+    fn partition_names_read_back_as_their_bounds() {
+        for p in partitions_wanted(
+            datetime!(2026-12-30 10:00 UTC),
+            datetime!(2027-01-02 00:00 UTC),
+            datetime!(2027-03-01 00:00 UTC),
+        ) {
+            assert_eq!(parse_partition(&p.name), Some(p.clone()));
+        }
+        for bad in [
+            "record_content_p2026133",
+            "record_meta_p202613",
+            "other_p20260101",
+            "record_content_p20260230",
+        ] {
+            assert_eq!(parse_partition(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn partitions_cover_yesterday_through_the_horizons() {

@@ -14,8 +14,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
 use super::{
-    tag_count, ExportCandidate, ExportQuery, Record, RecordContent, RecordMeta, Store, StoreError,
-    StoredConsentEvent, TagCount, Usage,
+    tag_count, ExportCandidate, ExportQuery, LegalHold, NewHold, Record, RecordContent, RecordMeta,
+    Store, StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -306,6 +306,150 @@ impl Store for SqliteStore {
         rows.into_iter().map(tag_count).collect()
     }
 
+    async fn sweep(
+        &self,
+        now: OffsetDateTime,
+        dry_run: bool,
+        batch_size: usize,
+    ) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        let batch = i64::try_from(batch_size).unwrap_or(i64::MAX);
+        for (table, expired) in sweep_selections() {
+            if dry_run {
+                let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {expired}"))
+                    .bind(to_micros(now))
+                    .fetch_one(&self.pool)
+                    .await?;
+                report.rows.insert(table, u64::try_from(rows).unwrap_or(0));
+                continue;
+            }
+            // Each batch is its own short transaction: the writer is never
+            // kept waiting behind one huge delete.
+            let delete =
+                format!("DELETE FROM {table} WHERE rowid IN (SELECT t.rowid {expired} LIMIT ?2)");
+            loop {
+                let n = sqlx::query(&delete)
+                    .bind(to_micros(now))
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                *report.rows.entry(table).or_default() += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn retention_stats(&self, now: OffsetDateTime) -> Result<Vec<TableStats>, StoreError> {
+        let mut out = Vec::new();
+        for table in ["record_content", "record_meta"] {
+            let past_expiry: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {table} WHERE expires_at <= ?"
+            ))
+            .bind(to_micros(now))
+            .fetch_one(&self.pool)
+            .await?;
+            let oldest: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT received_at FROM {table} WHERE expires_at > ? ORDER BY expires_at LIMIT 1"
+            ))
+            .bind(to_micros(now))
+            .fetch_optional(&self.pool)
+            .await?;
+            out.push(TableStats {
+                table,
+                past_expiry,
+                oldest_live_received_at: oldest.map(from_micros).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn add_hold(&self, h: &NewHold, audit: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO legal_holds (tenant_id, record_id, reason, created_by, created_at, ends_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&h.tenant.0)
+        .bind(h.record.map(|r| r.0))
+        .bind(&h.reason)
+        .bind(&h.created_by)
+        .bind(to_micros(h.created_at))
+        .bind(to_micros(h.ends_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("legal_hold:{id}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn release_hold(
+        &self,
+        id: i64,
+        released_by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE legal_holds SET released_at = ?2, released_by = ?3 \
+             WHERE id = ?1 AND released_at IS NULL AND ends_at > ?2",
+        )
+        .bind(id)
+        .bind(to_micros(at))
+        .bind(released_by)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if released {
+            let mut audit = audit.clone();
+            audit.subject = Some(format!("legal_hold:{id}"));
+            append_audit_in(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, record_id, reason, created_by, created_at, ends_at, \
+             released_at, released_by FROM legal_holds ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let released_at: Option<i64> = r.try_get("released_at")?;
+                Ok(LegalHold {
+                    id: r.try_get("id")?,
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    record: r.try_get::<Option<Uuid>, _>("record_id")?.map(RecordId),
+                    reason: r.try_get("reason")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: from_micros(r.try_get("created_at")?)?,
+                    ends_at: from_micros(r.try_get("ends_at")?)?,
+                    released_at: released_at.map(from_micros).transpose()?,
+                    released_by: r.try_get("released_by")?,
+                })
+            })
+            .collect()
+    }
+
     async fn mark_exported(
         &self,
         export_id: Uuid,
@@ -332,6 +476,40 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Per swept table, in order: the `FROM … WHERE` selecting rows to remove
+/// (`?1` is now). Content and metadata skip rows a legal hold covers; an
+/// export mark goes once its record's metadata is gone.
+fn sweep_selections() -> [(&'static str, String); 3] {
+    let held = |id: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > ?1 \
+             AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.{id}))"
+        )
+    };
+    [
+        (
+            "record_content",
+            format!(
+                "FROM record_content t WHERE t.expires_at <= ?1 AND NOT {}",
+                held("record_id")
+            ),
+        ),
+        (
+            "record_meta",
+            format!(
+                "FROM record_meta t WHERE t.expires_at <= ?1 AND NOT {}",
+                held("id")
+            ),
+        ),
+        (
+            "training_exports",
+            "FROM training_exports t WHERE t.expires_at <= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM record_meta m WHERE m.id = t.record_id)"
+                .to_owned(),
+        ),
+    ]
 }
 
 /// Append `event` to the audit chain inside `tx` (see the PostgreSQL store).

@@ -13,6 +13,7 @@ mod consent;
 mod data_sharing;
 mod export;
 mod proxy;
+mod retention;
 mod sdk;
 mod store;
 mod upstream;
