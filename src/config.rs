@@ -111,6 +111,7 @@ pub struct Config {
     pub writer: WriterConfig,
     pub consent: ConsentConfig,
     pub sweeper: SweeperConfig,
+    pub files: FilesConfig,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub routes: Vec<Route>,
@@ -177,6 +178,13 @@ pub struct WriterConfig {
 pub struct ConsentConfig {
     pub refresh_interval: Duration,
     pub max_staleness: Duration,
+}
+
+/// Where copies of fine-tune files are kept.
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    /// A local directory, or an object-store URL (`s3://bucket/prefix`).
+    pub location: String,
 }
 
 /// The retention sweeper that runs inside `serve`.
@@ -402,6 +410,8 @@ struct RawConfig {
     #[serde(default)]
     sweeper: RawSweeper,
     #[serde(default)]
+    files: RawFiles,
+    #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
     auth: RawAuth,
@@ -528,6 +538,20 @@ struct RawConsent {
     refresh_interval: Duration,
     #[serde(deserialize_with = "de_duration")]
     max_staleness: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFiles {
+    location: String,
+}
+
+impl Default for RawFiles {
+    fn default() -> Self {
+        Self {
+            location: "custodian-files".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -780,6 +804,9 @@ impl Validator<'_> {
                 enabled: raw.sweeper.enabled,
                 interval: raw.sweeper.interval,
                 batch_size: raw.sweeper.batch_size,
+            },
+            files: FilesConfig {
+                location: raw.files.location,
             },
             logging: LoggingConfig {
                 format: raw.logging.format,

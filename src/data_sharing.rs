@@ -276,7 +276,7 @@ fn store_unavailable(e: crate::store::StoreError) -> ApiError {
 }
 
 /// The peer address, and what a proxy in front says about the client.
-fn client_address(extensions: &http::Extensions, headers: &HeaderMap) -> String {
+pub(crate) fn client_address(extensions: &http::Extensions, headers: &HeaderMap) -> String {
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());

@@ -16,6 +16,7 @@ pub mod data_sharing;
 pub mod domain;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod policy;
 pub mod proxy;
 pub mod startup;

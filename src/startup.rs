@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentCache;
 use crate::data_sharing::{self, DataSharingState};
+use crate::files::FileCopies;
 use crate::proxy::upstream::UpstreamClient;
 use crate::proxy::{self, ProxyState, RouteRuntime};
 use crate::store::{self, writer, Store};
@@ -116,6 +117,8 @@ impl Gateway {
             policy_version: http::HeaderValue::from_str(&config.policy_version)
                 .context("policy version is not a header value")?,
             policy_version_str: Arc::from(config.policy_version.as_str()),
+            files: FileCopies::open(&config.files, Arc::clone(&store))
+                .context("opening the file copy store")?,
             config: Arc::clone(&config),
         };
         let data_sharing_state = DataSharingState {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio_util::sync::PollSender;
 
 use super::exchange::Exchange;
 use crate::domain::Outcome;
@@ -72,6 +73,11 @@ pub struct RequestTee<S> {
     capture: Arc<Mutex<Capture>>,
     limit: u64,
     exceeded: Arc<std::sync::atomic::AtomicBool>,
+    /// A second reader of the whole body (a file copy). It sets the pace:
+    /// while it is full the upload waits; if it goes away the upload goes on.
+    side: Option<PollSender<Bytes>>,
+    /// A chunk read but not yet handed to `side`.
+    held: Option<Bytes>,
 }
 
 impl<S> RequestTee<S> {
@@ -86,7 +92,29 @@ impl<S> RequestTee<S> {
             capture,
             limit: limit as u64,
             exceeded,
+            side: None,
+            held: None,
         }
+    }
+
+    /// Also send every chunk to `side`; the channel closes at the body's end.
+    pub fn with_side_channel(mut self, side: tokio::sync::mpsc::Sender<Bytes>) -> Self {
+        self.side = Some(PollSender::new(side));
+        self
+    }
+
+    /// Give `chunk` to the side channel; `Pending` while it is full.
+    fn offer_to_side(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let (Some(side), Some(chunk)) = (self.side.as_mut(), self.held.as_ref()) {
+            match side.poll_reserve(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {
+                    let _ = side.send_item(chunk.clone());
+                }
+                Poll::Ready(Err(_)) => self.side = None,
+            }
+        }
+        Poll::Ready(())
     }
 }
 
@@ -98,20 +126,39 @@ where
     type Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let mut capture = self.capture.lock().unwrap_or_else(|p| p.into_inner());
-                capture.push(&chunk);
-                if capture.total() > self.limit {
+        if self.held.is_none() {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let mut capture = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+                    capture.push(&chunk);
+                    let total = capture.total();
                     drop(capture);
-                    self.exceeded
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Poll::Ready(Some(Err("request body exceeds the limit".into())));
+                    if total > self.limit {
+                        self.exceeded
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.side = None;
+                        return Poll::Ready(Some(Err("request body exceeds the limit".into())));
+                    }
+                    if self.side.is_none() {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    self.held = Some(chunk);
                 }
-                Poll::Ready(Some(Ok(chunk)))
+                Poll::Ready(Some(Err(e))) => {
+                    self.side = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Ready(None) => {
+                    // Closing the side channel tells its reader the body ended.
+                    self.side = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+        match self.offer_to_side(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(self.held.take().map(Ok)),
         }
     }
 }

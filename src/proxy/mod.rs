@@ -15,6 +15,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http_body_util::BodyExt;
@@ -29,6 +30,7 @@ use crate::config::{Config, Flavor, Route};
 use crate::consent::ConsentCache;
 use crate::domain::{Outcome, RecordId};
 use crate::error::ApiError;
+use crate::files::{FileCopies, FileTarget, PendingCopy};
 use crate::policy::{decide_training_use, TrainingInputs};
 use crate::store::writer::RecordSink;
 
@@ -71,6 +73,7 @@ pub struct ProxyState {
     pub clock: Arc<dyn Clock>,
     pub policy_version: HeaderValue,
     pub policy_version_str: Arc<str>,
+    pub files: FileCopies,
 }
 
 /// The proxy listener's only handler: every path goes through here.
@@ -118,6 +121,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         record_id,
         request_id.clone(),
     );
+    let exchange_policy_zdr = policy.zero_data_retention;
     let exchange = Exchange::new(
         ExchangeStart {
             id: record_id,
@@ -136,6 +140,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         },
         state.sink.clone(),
     );
+    let file_op = file_op(&state, flavor, &parts, exchange_policy_zdr, record_id);
     // After the exchange exists, so a client that leaves while waiting still
     // leaves a record.
     state.sink.wait_for_room().await;
@@ -144,6 +149,8 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         body,
         request_id,
         started,
+        file_op,
+        record_id,
     };
     let mut response = match forward(&state, route, &caller, incoming, exchange).await {
         Ok(response) => response,
@@ -165,6 +172,45 @@ struct Incoming {
     body: Body,
     request_id: HeaderValue,
     started: Instant,
+    file_op: FileOp,
+    record_id: RecordId,
+}
+
+/// What the gateway does besides relaying, for the files API.
+enum FileOp {
+    None,
+    /// An upload being copied (kept if it is an accepted fine-tune file).
+    Upload(PendingCopy),
+    /// A delete of this file id: remove our copy once the upstream confirms.
+    Delete(String),
+}
+
+/// Uploads and deletes of files on OpenAI routes, except for ZDR tenants
+/// (whose files are never copied, so there is nothing to delete either).
+fn file_op(
+    state: &ProxyState,
+    flavor: Flavor,
+    parts: &Parts,
+    zero_data_retention: bool,
+    record_id: RecordId,
+) -> FileOp {
+    if flavor != Flavor::Openai || zero_data_retention {
+        return FileOp::None;
+    }
+    match (&parts.method, crate::files::file_target(parts.uri.path())) {
+        (&http::Method::POST, Some(FileTarget::Collection)) => {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            state
+                .files
+                .begin(record_id, content_type)
+                .map_or(FileOp::None, FileOp::Upload)
+        }
+        (&http::Method::DELETE, Some(FileTarget::File(id))) => FileOp::Delete(id.to_owned()),
+        _ => FileOp::None,
+    }
 }
 
 async fn forward(
@@ -179,6 +225,8 @@ async fn forward(
         body,
         request_id,
         started,
+        mut file_op,
+        record_id,
     } = incoming;
     let limit = state.config.server.max_request_body_bytes;
     let declared_length = content_length(&parts.headers);
@@ -197,6 +245,11 @@ async fn forward(
     let upstream_body = match declared_length {
         Some(len) if len <= cap as u64 => match read_whole_body(body, limit).await {
             Ok(bytes) => {
+                if let FileOp::Upload(copy) = &mut file_op {
+                    if let Some(side) = copy.take_sender() {
+                        let _ = side.send(bytes.clone()).await;
+                    }
+                }
                 exchange.request_body(RequestCapture::Whole(bytes.clone()));
                 UpstreamBody::Bytes(bytes)
             }
@@ -205,17 +258,24 @@ async fn forward(
         _ => {
             let shared = Arc::new(Mutex::new(Capture::new(cap)));
             exchange.request_body(RequestCapture::Streamed(Arc::clone(&shared)));
-            let tee = RequestTee::new(
+            let mut tee = RequestTee::new(
                 body.into_data_stream(),
                 shared,
                 limit,
                 Arc::clone(&exceeded),
             );
+            if let FileOp::Upload(copy) = &mut file_op {
+                if let Some(side) = copy.take_sender() {
+                    tee = tee.with_side_channel(side);
+                }
+            }
             UpstreamBody::Stream(upstream::body_from_stream(tee))
         }
     };
 
     let method_was_head = parts.method == http::Method::HEAD;
+    let file_source = matches!(file_op, FileOp::Delete(_))
+        .then(|| crate::data_sharing::client_address(&parts.extensions, &parts.headers));
     let sent_at = Instant::now();
     exchange.upstream_sent(sent_at);
     let sent = state
@@ -247,18 +307,101 @@ async fn forward(
     let body = if bodiless {
         exchange.finish(Outcome::Completed, headers_at);
         Body::empty()
-    } else {
+    } else if matches!(file_op, FileOp::None) {
         Body::from_stream(ResponseTee::new(
             response.bytes_stream(),
             exchange,
             expected_len,
         ))
+    } else {
+        let (head, rest) = read_head(response, FILES_RESPONSE_LIMIT).await;
+        let tenant = &state.config.tenants[caller.tenant_index].id;
+        let source = file_source.unwrap_or_default();
+        finish_file_op(
+            state,
+            caller,
+            source,
+            file_op,
+            tenant,
+            record_id,
+            status.as_u16(),
+            &head,
+        )
+        .await;
+        let stream = futures_util::stream::iter([Ok(head)]).chain(rest);
+        Body::from_stream(ResponseTee::new(stream, exchange, expected_len))
     };
     let mut out = Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = response_headers;
     record_latency(&route.name, started, sent_at, headers_at);
     Ok(out)
+}
+
+/// Files API answers are small JSON; more than this is relayed untouched.
+const FILES_RESPONSE_LIMIT: usize = 1 << 20;
+
+type RestOfBody = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>;
+
+/// The start of a response body (all of it when it fits in `limit`) and the
+/// rest as a stream.
+async fn read_head(mut response: reqwest::Response, limit: usize) -> (bytes::Bytes, RestOfBody) {
+    let mut head = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                head.extend_from_slice(&chunk);
+                if head.len() > limit {
+                    return (head.freeze(), response.bytes_stream().boxed());
+                }
+            }
+            Ok(None) => return (head.freeze(), futures_util::stream::empty().boxed()),
+            Err(e) => return (head.freeze(), futures_util::stream::iter([Err(e)]).boxed()),
+        }
+    }
+}
+
+/// Keep or discard an upload's copy; remove a deleted file's copy.
+#[allow(clippy::too_many_arguments)]
+async fn finish_file_op(
+    state: &ProxyState,
+    caller: &Caller,
+    source: String,
+    file_op: FileOp,
+    tenant: &crate::domain::TenantId,
+    record: RecordId,
+    status: u16,
+    body: &[u8],
+) {
+    match file_op {
+        FileOp::None => {}
+        FileOp::Upload(copy) => {
+            let now = state.clock.now();
+            state
+                .files
+                .complete(copy, tenant, record, status, body, now)
+                .await;
+        }
+        FileOp::Delete(file_id) => {
+            let audit = crate::audit::AuditEvent {
+                at: state.clock.now(),
+                actor: format!("key:{}", caller.key_id),
+                action: "file.deleted".into(),
+                tenant: Some(tenant.clone()),
+                subject: None,
+                source,
+                details: serde_json::json!({ "file_id": file_id, "record": record.to_string() }),
+            };
+            if let Err(e) = state
+                .files
+                .deleted_upstream(tenant, &file_id, status, body, audit)
+                .await
+            {
+                metrics::counter!("custodian_file_copies_failed_total").increment(1);
+                tracing::error!(tenant = %tenant, error = %e, "removing a deleted file's copy failed");
+            }
+        }
+    }
 }
 
 /// Upstream time to response headers, and what the gateway added around it.

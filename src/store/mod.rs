@@ -203,6 +203,22 @@ impl LegalHold {
     }
 }
 
+/// A kept copy of a fine-tune file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCopy {
+    pub tenant: TenantId,
+    /// The upstream's file id.
+    pub file_id: String,
+    pub object_key: String,
+    pub filename: Option<String>,
+    pub purpose: String,
+    pub bytes: i64,
+    pub sha256: String,
+    /// The upload's record.
+    pub record_id: RecordId,
+    pub created_at: OffsetDateTime,
+}
+
 /// A hold to place.
 #[derive(Debug, Clone)]
 pub struct NewHold {
@@ -314,6 +330,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
+
+    /// Index a kept file copy (replacing one with the same id).
+    async fn insert_file_copy(&self, copy: &FileCopy) -> Result<(), StoreError>;
+
+    async fn file_copy(
+        &self,
+        tenant: &TenantId,
+        file_id: &str,
+    ) -> Result<Option<FileCopy>, StoreError>;
+
+    /// Forget a copy and audit it in one transaction; `false` when none.
+    async fn delete_file_copy(
+        &self,
+        tenant: &TenantId,
+        file_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 
     /// Mark records as taken by `export_id` (replacing an earlier mark).
     async fn mark_exported(

@@ -14,8 +14,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
 use super::{
-    tag_count, ExportCandidate, ExportQuery, LegalHold, NewHold, Record, RecordContent, RecordMeta,
-    Store, StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
+    tag_count, ExportCandidate, ExportQuery, FileCopy, LegalHold, NewHold, Record, RecordContent,
+    RecordMeta, Store, StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -448,6 +448,78 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO file_copies (tenant_id, file_id, object_key, filename, purpose, bytes, \
+             sha256, record_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (tenant_id, file_id) DO UPDATE SET object_key = excluded.object_key, \
+             filename = excluded.filename, bytes = excluded.bytes, sha256 = excluded.sha256, \
+             record_id = excluded.record_id, created_at = excluded.created_at",
+        )
+        .bind(&c.tenant.0)
+        .bind(&c.file_id)
+        .bind(&c.object_key)
+        .bind(&c.filename)
+        .bind(&c.purpose)
+        .bind(c.bytes)
+        .bind(&c.sha256)
+        .bind(c.record_id.0)
+        .bind(to_micros(c.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn file_copy(
+        &self,
+        tenant: &TenantId,
+        file_id: &str,
+    ) -> Result<Option<FileCopy>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant_id, file_id, object_key, filename, purpose, bytes, sha256, record_id, \
+             created_at FROM file_copies WHERE tenant_id = ?1 AND file_id = ?2",
+        )
+        .bind(&tenant.0)
+        .bind(file_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(FileCopy {
+            tenant: TenantId(r.try_get("tenant_id")?),
+            file_id: r.try_get("file_id")?,
+            object_key: r.try_get("object_key")?,
+            filename: r.try_get("filename")?,
+            purpose: r.try_get("purpose")?,
+            bytes: r.try_get("bytes")?,
+            sha256: r.try_get("sha256")?,
+            record_id: RecordId(r.try_get("record_id")?),
+            created_at: from_micros(r.try_get("created_at")?)?,
+        }))
+    }
+
+    async fn delete_file_copy(
+        &self,
+        tenant: &TenantId,
+        file_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM file_copies WHERE tenant_id = ?1 AND file_id = ?2")
+            .bind(&tenant.0)
+            .bind(file_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if removed {
+            let mut audit = audit.clone();
+            audit.subject = Some(format!("file:{file_id}"));
+            append_audit_in(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 
     async fn mark_exported(

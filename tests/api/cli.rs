@@ -17,8 +17,12 @@ fn custodian(config: &Path, args: &[&str]) -> Output {
 
 fn write_config(dir: &Path, db_url: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("custodian.toml");
+    let files = dir.join("files").display().to_string();
     let text = format!(
         r#"
+[files]
+location = "{files}"
+
 [database]
 url = "{db_url}"
 
@@ -63,7 +67,13 @@ fn check_config_names_file_line_and_key_and_fails() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("custodian.toml"), "{err}");
-    assert!(err.contains("line 15"), "{err}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("retention_days"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("line {line}")), "{err}");
     assert!(err.contains("retention_days"), "{err}");
 
     let out = custodian(&path, &["serve"]);

@@ -114,6 +114,8 @@ pub struct ConfigBuilder {
     pub extra: String,
     /// More keys for the `[auth]` table.
     pub auth: String,
+    /// `files.location`; `spawn_app_with` points it at a temporary directory.
+    pub files_location: Option<String>,
     pub tenants: String,
     pub profiles: String,
     pub routes: Option<String>,
@@ -134,6 +136,7 @@ impl Default for ConfigBuilder {
         Self {
             extra: String::new(),
             auth: String::new(),
+            files_location: None,
             profiles: r#"
 [profiles.api]
 training_cutover = "2023-03-01T00:00:00Z"
@@ -220,6 +223,9 @@ max_staleness = "5s"
 fingerprint_key = {{ env = "TEST_FINGERPRINT_KEY" }}
 {auth}
 
+[files]
+location = "{files}"
+
 {extra}
 {profiles}
 {routes}
@@ -228,6 +234,10 @@ fingerprint_key = {{ env = "TEST_FINGERPRINT_KEY" }}
             db = db.url(),
             extra = self.extra,
             auth = self.auth,
+            files = self
+                .files_location
+                .as_deref()
+                .unwrap_or("target/test-files"),
             profiles = self.profiles,
             tenants = self.tenants,
         );
@@ -250,6 +260,9 @@ pub struct TestApp {
     /// Kept so the database lives (and is dropped) with the app.
     pub _db: TestDb,
     pub store: Arc<dyn Store>,
+    /// Where fine-tune file copies go.
+    pub files_dir: tempfile::TempDir,
+    pub config: Config,
     pub client: reqwest::Client,
     pub base: String,
     pub admin: String,
@@ -266,8 +279,11 @@ pub async fn spawn_app_with(
 ) -> TestApp {
     let upstream = upstream::spawn().await;
     let db = TestDb::new(backend).await;
+    let files_dir = tempfile::tempdir().unwrap();
+    let mut builder = builder;
+    builder.files_location = Some(files_dir.path().display().to_string());
     let config = builder.build(&upstream, &db);
-    let gateway = Gateway::start(config, clock, true)
+    let gateway = Gateway::start(config.clone(), clock, true)
         .await
         .expect("gateway starts");
     let base = format!("http://{}", gateway.proxy_addr);
@@ -278,6 +294,8 @@ pub async fn spawn_app_with(
         upstream,
         _db: db,
         store,
+        files_dir,
+        config,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

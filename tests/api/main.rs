@@ -12,6 +12,7 @@ mod cli;
 mod consent;
 mod data_sharing;
 mod export;
+mod files;
 mod proxy;
 mod retention;
 mod sdk;

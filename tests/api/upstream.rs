@@ -247,7 +247,8 @@ async fn upload(State(mock): State<Mock>, request: Request) -> Response {
         "other"
     };
     Json(
-        json!({"id": "file-mock1", "object": "file", "bytes": seen.body.len(), "purpose": purpose}),
+        json!({"id": format!("file-{}", uuid::Uuid::now_v7().simple()), "object": "file",
+               "bytes": seen.body.len(), "purpose": purpose}),
     )
     .into_response()
 }

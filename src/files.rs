@@ -1,0 +1,394 @@
+//! Copies of fine-tune files (DESIGN.md, Retention): an upload through the
+//! gateway (`POST …/files`, multipart) is copied, while it streams to the
+//! upstream, into a blob store (`object_store`: a local directory, or
+//! S3-compatible storage). The copy is kept, outside the retention clock,
+//! only when the upstream accepted the file with purpose `fine-tune`; it is
+//! linked to the upstream's file id and removed, audited, when the tenant
+//! deletes the file through the gateway and the upstream confirms. A ZDR
+//! tenant's files are never copied.
+//!
+//! Memory stays bounded: the body reaches the copier through a small
+//! channel (a slow blob store slows the upload rather than buffering it),
+//! and the blob writer uploads in parts.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::audit::AuditEvent;
+use crate::config::FilesConfig;
+use crate::domain::{RecordId, TenantId};
+use crate::store::{FileCopy, Store};
+
+/// Chunks in flight between the upload and the copier.
+const CHANNEL_CHUNKS: usize = 16;
+/// The multipart `purpose` field is a short word.
+const MAX_PURPOSE_BYTES: usize = 64;
+/// How long an upload's response may wait for its copy to be written.
+const COPY_FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Copies kept for training use.
+pub const FINE_TUNE: &str = "fine-tune";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("files.location {0:?}: {1}")]
+    Location(String, String),
+    #[error("blob store: {0}")]
+    Object(#[from] object_store::Error),
+    #[error("multipart body: {0}")]
+    Multipart(#[from] multer::Error),
+    #[error("blob write: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("the upload ended before its file was complete")]
+    Incomplete,
+}
+
+/// The blob store for file copies, and the rows that index them.
+#[derive(Clone)]
+pub struct FileCopies {
+    objects: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    store: Arc<dyn Store>,
+}
+
+impl FileCopies {
+    pub fn open(config: &FilesConfig, store: Arc<dyn Store>) -> Result<Self, FilesError> {
+        let location = config.location.as_str();
+        let bad =
+            |e: &dyn std::fmt::Display| FilesError::Location(location.to_owned(), e.to_string());
+        let url = if location.contains("://") {
+            url::Url::parse(location).map_err(|e| bad(&e))?
+        } else {
+            // A local directory, relative to the working directory.
+            std::fs::create_dir_all(location).map_err(|e| bad(&e))?;
+            let absolute = std::fs::canonicalize(location).map_err(|e| bad(&e))?;
+            url::Url::from_directory_path(&absolute).map_err(|()| bad(&"not a directory path"))?
+        };
+        // Credentials and endpoints for S3 come from the usual AWS_* variables.
+        let options = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v));
+        let (objects, prefix) = object_store::parse_url_opts(&url, options).map_err(|e| bad(&e))?;
+        Ok(Self {
+            objects: Arc::from(objects),
+            prefix,
+            store,
+        })
+    }
+
+    fn path(&self, parts: &[&str]) -> ObjectPath {
+        // Each part is encoded on its own: a `/` or `..` in an id cannot
+        // escape its place.
+        parts
+            .iter()
+            .fold(self.prefix.clone(), |p, part| p.child(*part))
+    }
+
+    /// Start copying a multipart upload whose body will be sent to the
+    /// returned copy's `sender`. `None` when the body is not multipart.
+    pub fn begin(&self, record: RecordId, content_type: Option<&str>) -> Option<PendingCopy> {
+        let boundary = multer::parse_boundary(content_type?).ok()?;
+        let (sender, receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+        let pending = self.path(&["pending", &record.to_string()]);
+        let task = tokio::spawn(copy_upload(
+            Arc::clone(&self.objects),
+            pending.clone(),
+            receiver,
+            boundary,
+        ));
+        Some(PendingCopy {
+            sender: Some(sender),
+            task,
+            pending,
+        })
+    }
+
+    /// After the upstream answered an upload: keep the copy of a fine-tune
+    /// file it accepted, discard anything else.
+    pub async fn complete(
+        &self,
+        copy: PendingCopy,
+        tenant: &TenantId,
+        record: RecordId,
+        upstream_status: u16,
+        upstream_body: &[u8],
+        now: OffsetDateTime,
+    ) {
+        let PendingCopy {
+            sender,
+            task,
+            pending,
+        } = copy;
+        drop(sender);
+        // The body has been sent by now; the copier only has to finish
+        // writing. A copier that cannot is abandoned rather than waited on.
+        let uploaded = match tokio::time::timeout(COPY_FINISH_TIMEOUT, task).await {
+            Ok(Ok(Ok(u))) => Some(u),
+            Ok(Ok(Err(e))) => {
+                copy_failed(tenant, &e);
+                None
+            }
+            Ok(Err(e)) => {
+                copy_failed(tenant, &e);
+                None
+            }
+            Err(elapsed) => {
+                copy_failed(tenant, &elapsed);
+                None
+            }
+        };
+        let accepted = accepted_file(upstream_status, upstream_body);
+        let keep = match (&uploaded, accepted) {
+            (Some(u), Some((file_id, purpose)))
+                if purpose.as_deref().or(u.purpose.as_deref()) == Some(FINE_TUNE) =>
+            {
+                Some((u, file_id))
+            }
+            _ => None,
+        };
+        let Some((uploaded, file_id)) = keep else {
+            let _ = self.objects.delete(&pending).await;
+            return;
+        };
+        let key = self.path(&["files", &tenant.0, &file_id]);
+        let result = async {
+            self.objects.rename(&pending, &key).await?;
+            self.store
+                .insert_file_copy(&FileCopy {
+                    tenant: tenant.clone(),
+                    file_id: file_id.clone(),
+                    object_key: key.to_string(),
+                    filename: uploaded.filename.clone(),
+                    purpose: FINE_TUNE.to_owned(),
+                    bytes: uploaded.bytes,
+                    sha256: uploaded.sha256.clone(),
+                    record_id: record,
+                    created_at: now,
+                })
+                .await?;
+            Ok::<(), FilesError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                metrics::counter!("custodian_file_copies_kept_total").increment(1);
+                tracing::info!(tenant = %tenant, file_id, bytes = uploaded.bytes, "fine-tune file copy kept");
+            }
+            Err(e) => {
+                let _ = self.objects.delete(&pending).await;
+                copy_failed(tenant, &e);
+            }
+        }
+    }
+
+    /// After the upstream answered a delete: when it confirmed, remove our
+    /// copy and audit the removal. Returns whether a copy was removed.
+    pub async fn deleted_upstream(
+        &self,
+        tenant: &TenantId,
+        file_id: &str,
+        upstream_status: u16,
+        upstream_body: &[u8],
+        audit: AuditEvent,
+    ) -> Result<bool, FilesError> {
+        if !confirms_deletion(upstream_status, upstream_body) {
+            return Ok(false);
+        }
+        let Some(copy) = self.store.file_copy(tenant, file_id).await? else {
+            return Ok(false);
+        };
+        match self
+            .objects
+            .delete(&ObjectPath::from(copy.object_key.as_str()))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let removed = self.store.delete_file_copy(tenant, file_id, &audit).await?;
+        if removed {
+            tracing::info!(tenant = %tenant, file_id, "fine-tune file copy removed");
+        }
+        Ok(removed)
+    }
+
+    /// The bytes of a kept copy (for operators and tests).
+    pub async fn read(&self, copy: &FileCopy) -> Result<Bytes, FilesError> {
+        let object = self
+            .objects
+            .get(&ObjectPath::from(copy.object_key.as_str()))
+            .await?;
+        Ok(object.bytes().await?)
+    }
+}
+
+fn copy_failed(tenant: &TenantId, e: &dyn std::fmt::Display) {
+    metrics::counter!("custodian_file_copies_failed_total").increment(1);
+    tracing::error!(tenant = %tenant, error = %e, "fine-tune file copy failed");
+}
+
+/// An upload being copied.
+pub struct PendingCopy {
+    sender: Option<mpsc::Sender<Bytes>>,
+    task: JoinHandle<Result<Uploaded, FilesError>>,
+    pending: ObjectPath,
+}
+
+impl PendingCopy {
+    /// Where the body goes; the copy ends when the sender is dropped.
+    pub fn take_sender(&mut self) -> Option<mpsc::Sender<Bytes>> {
+        self.sender.take()
+    }
+}
+
+/// What the copier wrote.
+#[derive(Debug)]
+struct Uploaded {
+    purpose: Option<String>,
+    filename: Option<String>,
+    bytes: i64,
+    sha256: String,
+}
+
+/// Read the multipart body from `receiver`; write its `file` part to
+/// `pending` and note its `purpose`.
+async fn copy_upload(
+    objects: Arc<dyn ObjectStore>,
+    pending: ObjectPath,
+    receiver: mpsc::Receiver<Bytes>,
+    boundary: String,
+) -> Result<Uploaded, FilesError> {
+    let body = tokio_stream_from(receiver).map(Ok::<Bytes, std::io::Error>);
+    let mut multipart = multer::Multipart::new(body, boundary);
+    let mut purpose = None;
+    let mut written = None;
+    while let Some(mut field) = multipart.next_field().await? {
+        match field.name() {
+            Some("purpose") => {
+                let mut value = Vec::new();
+                while let Some(chunk) = field.chunk().await? {
+                    if value.len() + chunk.len() > MAX_PURPOSE_BYTES {
+                        break;
+                    }
+                    value.extend_from_slice(&chunk);
+                }
+                purpose = Some(String::from_utf8_lossy(&value).trim().to_owned());
+            }
+            Some("file") if written.is_none() => {
+                let filename = field.file_name().map(str::to_owned);
+                let mut writer = BufWriter::new(Arc::clone(&objects), pending.clone());
+                let mut hasher = Sha256::new();
+                let mut bytes = 0i64;
+                while let Some(chunk) = field.chunk().await? {
+                    hasher.update(&chunk);
+                    bytes += chunk.len() as i64;
+                    writer.write_all(&chunk).await?;
+                }
+                writer.shutdown().await?;
+                written = Some((filename, bytes, hex::encode(hasher.finalize())));
+            }
+            _ => while field.chunk().await?.is_some() {},
+        }
+    }
+    let Some((filename, bytes, sha256)) = written else {
+        return Err(FilesError::Incomplete);
+    };
+    Ok(Uploaded {
+        purpose,
+        filename,
+        bytes,
+        sha256,
+    })
+}
+
+fn tokio_stream_from(
+    mut receiver: mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Bytes> + Send {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// The file id (and purpose) of an upload the upstream accepted.
+fn accepted_file(status: u16, body: &[u8]) -> Option<(String, Option<String>)> {
+    if !(200..300).contains(&status) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = value.get("id")?.as_str()?.to_owned();
+    if id.is_empty() || id.len() > 256 {
+        return None;
+    }
+    let purpose = value
+        .get("purpose")
+        .and_then(|p| p.as_str())
+        .map(str::to_owned);
+    Some((id, purpose))
+}
+
+/// The upstream confirmed the deletion (`{"deleted": true}` with a 2xx).
+fn confirms_deletion(status: u16, body: &[u8]) -> bool {
+    (200..300).contains(&status)
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("deleted").and_then(serde_json::Value::as_bool))
+            == Some(true)
+}
+
+/// `…/files` (an upload) or `…/files/{id}` (a file), from the request path.
+pub fn file_target(path: &str) -> Option<FileTarget<'_>> {
+    let mut segments = path.trim_end_matches('/').rsplit('/');
+    let last = segments.next()?;
+    if last == "files" {
+        return Some(FileTarget::Collection);
+    }
+    (segments.next()? == "files" && !last.is_empty()).then_some(FileTarget::File(last))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileTarget<'a> {
+    Collection,
+    File(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_read_from_the_path() {
+        assert_eq!(file_target("/v1/files"), Some(FileTarget::Collection));
+        assert_eq!(file_target("/v1/files/"), Some(FileTarget::Collection));
+        assert_eq!(
+            file_target("/v1/files/file-abc"),
+            Some(FileTarget::File("file-abc"))
+        );
+        assert_eq!(file_target("/v1/files/file-abc/content"), None);
+        assert_eq!(file_target("/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn only_confirmed_acceptance_and_deletion_count() {
+        assert_eq!(
+            accepted_file(200, br#"{"id":"file-1","purpose":"fine-tune"}"#),
+            Some(("file-1".into(), Some("fine-tune".into())))
+        );
+        assert_eq!(accepted_file(400, br#"{"id":"file-1"}"#), None);
+        assert_eq!(accepted_file(200, b"<html>"), None);
+        assert!(confirms_deletion(200, br#"{"id":"file-1","deleted":true}"#));
+        assert!(!confirms_deletion(
+            200,
+            br#"{"id":"file-1","deleted":false}"#
+        ));
+        assert!(!confirms_deletion(404, br#"{"deleted":true}"#));
+    }
+}
