@@ -209,3 +209,242 @@ fn keys_issue_prints_a_key_and_its_hash_and_fingerprint_reads_stdin() {
     );
     assert_eq!(stdout(&out).trim(), expected);
 }
+
+/// The binary, as deployed, at the most verbose log level: a ZDR tenant's
+/// content reaches no table, no database file, no blob and no log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_no_byte_of_zdr_content_in_any_file_or_log() {
+    let upstream = crate::upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("custodian.db").display());
+    let zdr_key = "cst_binary_test_zdr_key";
+    let tenant = format!(
+        "zero_data_retention = true\nmanaged_keys = [\"{}\"]\n",
+        custodian::auth::managed_key_hash(zdr_key)
+    );
+    let path = write_config(dir.path(), &db, &tenant);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("http://127.0.0.1:9/v1/", &upstream.url())
+        .replace(
+            "[database]",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[database]",
+        )
+        .replace(
+            "[[routes]]",
+            "[[routes]]\nupstream_key = \"sk-never-used\"\n",
+        )
+        .replace(
+            "upstream_key = \"sk-never-used\"\n",
+            "upstream_key = { env = \"ZDR_TEST_UPSTREAM_KEY\" }\n",
+        );
+    std::fs::write(&path, text).unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .env("RUST_LOG", "trace")
+        .env("ZDR_TEST_UPSTREAM_KEY", "sk-upstream")
+        .current_dir(dir.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listen_addr(&log_path).await;
+
+    let marker = format!("zdr-marker-{}", uuid::Uuid::now_v7().simple());
+    let client = reqwest::Client::new();
+    for (stream, mode) in [
+        (false, ""),
+        (true, ""),
+        (false, "error429"),
+        (true, "reset"),
+    ] {
+        let response = client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(zdr_key)
+            .header("x-mock-mode", mode)
+            .json(&serde_json::json!({"model": "m", "stream": stream,
+                "messages": [{"role": "user", "content": marker}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        let _ = response.text().await;
+    }
+    // SIGTERM: drain and flush every record, then exit.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+
+    let log_text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log_text.contains("custodian stopped"), "{log_text}");
+    assert!(log_text.contains("TRACE"), "the most verbose level was on");
+    let mut scanned = 0;
+    for file in walk(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        scanned += 1;
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{} holds ZDR content",
+            file.display()
+        );
+    }
+    assert!(
+        scanned >= 3,
+        "the log, the database and its WAL were scanned"
+    );
+    let store = custodian::store::connect(&custodian::config::DatabaseConfig {
+        url: db,
+        migrate_on_start: false,
+        max_connections: 1,
+        connect_timeout: std::time::Duration::from_secs(5),
+        partitions_ahead: std::time::Duration::from_secs(86_400),
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.count_records().await.unwrap(), 4, "metadata is kept");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The proxy address from the gateway's start-up log line.
+async fn wait_for_listen_addr(log: &Path) -> String {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("custodian listening")) {
+            let start = line.find("proxy_addr=").unwrap() + "proxy_addr=".len();
+            let addr: String = line[start..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .filter(|c| *c != '\u{1b}')
+                .collect();
+            return addr;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the gateway did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_and_holds_from_the_command_line() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), db.url(), "");
+        assert!(custodian(&path, &["migrate"]).status.success());
+        let out = custodian(&path, &["sweep", "--dry-run"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("would remove 0 rows from record_content"),
+            "{}",
+            stdout(&out)
+        );
+
+        let add = [
+            "hold",
+            "add",
+            "--tenant",
+            "acme",
+            "--reason",
+            "matter 7",
+            "--until",
+            "2099-01-01T00:00:00Z",
+            "--actor",
+            "legal@example.com",
+        ];
+        let out = custodian(&path, &add);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("legal hold #1 placed"),
+            "{}",
+            stdout(&out)
+        );
+        let list = stdout(&custodian(&path, &["hold", "list"]));
+        assert!(
+            list.contains(
+                "1\tactive\tacme\t*\t2099-01-01T00:00:00Z\toperator:legal@example.com\tmatter 7"
+            ),
+            "{list}"
+        );
+
+        let no_reason = custodian(
+            &path,
+            &[
+                "hold",
+                "add",
+                "--tenant",
+                "acme",
+                "--reason",
+                " ",
+                "--until",
+                "2099-01-01T00:00:00Z",
+                "--actor",
+                "x",
+            ],
+        );
+        assert!(!no_reason.status.success());
+        let past = custodian(
+            &path,
+            &[
+                "hold",
+                "add",
+                "--tenant",
+                "acme",
+                "--reason",
+                "r",
+                "--until",
+                "2001-01-01T00:00:00Z",
+                "--actor",
+                "x",
+            ],
+        );
+        assert!(stderr(&past).contains("future"), "{}", stderr(&past));
+
+        let out = custodian(
+            &path,
+            &[
+                "hold",
+                "release",
+                "1",
+                "--actor",
+                "legal@example.com",
+                "--reason",
+                "settled",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!custodian(
+            &path,
+            &["hold", "release", "1", "--actor", "x", "--reason", "again"]
+        )
+        .status
+        .success());
+        let list = stdout(&custodian(&path, &["hold", "list", "--all"]));
+        assert!(list.contains("1\treleased"), "{list}");
+        let out = custodian(&path, &["sweep"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let verify = stdout(&custodian(&path, &["audit", "verify"]));
+        assert!(verify.contains("audit log intact: 2 entries"), "{verify}");
+    }
+}
