@@ -256,11 +256,11 @@ async fn serve_keeps_no_byte_of_zdr_content_in_any_file_or_log() {
 
     let marker = format!("zdr-marker-{}", uuid::Uuid::now_v7().simple());
     let client = reqwest::Client::new();
-    for (stream, mode) in [
-        (false, ""),
-        (true, ""),
-        (false, "error429"),
-        (true, "reset"),
+    for (stream, mode, status) in [
+        (false, "", 200),
+        (true, "", 200),
+        (false, "error429", 429),
+        (true, "reset", 200),
     ] {
         let response = client
             .post(format!("http://{addr}/v1/chat/completions"))
