@@ -2,11 +2,13 @@
 //! and the sweeper at scale (not used by the tests).
 //!
 //! ```text
-//! cargo run --release --example seed_records -- <config.toml> <count> [days]
+//! cargo run --release --example seed_records -- <config.toml> <count> [days] [ended_days_ago] [prompt_repeat]
 //! ```
 //!
-//! Records are spread evenly over the last `days` days (default 10): 70 %
-//! tagged usable (half streamed), the rest spread over the denying bases.
+//! Records are spread evenly over `days` days (default 10) ending
+//! `ended_days_ago` days ago (default 0): 70 % tagged usable (half
+//! streamed), the rest spread over the denying bases. `prompt_repeat`
+//! (default 20) sizes the bodies: about 0.1 KiB per repeat plus 1.5 KiB.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,19 +31,21 @@ async fn main() -> anyhow::Result<()> {
     };
     let count: usize = count.parse().context("count")?;
     let days: i64 = args.get(3).map_or(Ok(10), |d| d.parse()).context("days")?;
+    let ended_days_ago: i64 = args.get(4).map_or(Ok(0), |d| d.parse()).context("ended_days_ago")?;
+    let repeat: usize = args.get(5).map_or(Ok(20), |d| d.parse()).context("prompt_repeat")?;
     let config = Config::load(Path::new(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = store::connect(&config.database).await?;
     store.migrate().await?;
     custodian::startup::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
 
-    let now = SystemClock.now();
+    let now = SystemClock.now() - Duration::days(ended_days_ago);
     let span = Duration::days(days);
     let started = Instant::now();
     let store: Arc<dyn store::Store> = store;
     let mut batch = Vec::with_capacity(BATCH);
     for i in 0..count {
         let offset = span * (i as f64 / count.max(1) as f64);
-        batch.push(record(i, now - span + offset));
+        batch.push(record(i, now - span + offset, repeat));
         if batch.len() == BATCH || i + 1 == count {
             store.insert_records(&batch).await?;
             batch.clear();
@@ -54,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record(i: usize, received_at: time::OffsetDateTime) -> Record {
+fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record {
     let training = match i % 10 {
         0..=6 => TrainingTag {
             usable: true,
@@ -80,7 +84,7 @@ fn record(i: usize, received_at: time::OffsetDateTime) -> Record {
     let streamed = i % 2 == 0;
     let prompt = format!(
         "Summarise ticket {i}: {}",
-        "the customer reports that ".repeat(20)
+        "the customer reports that ".repeat(repeat)
     );
     let request = serde_json::json!({
         "model": "gpt-4o-mini", "stream": streamed,
