@@ -31,8 +31,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let count: usize = count.parse().context("count")?;
     let days: i64 = args.get(3).map_or(Ok(10), |d| d.parse()).context("days")?;
-    let ended_days_ago: i64 = args.get(4).map_or(Ok(0), |d| d.parse()).context("ended_days_ago")?;
-    let repeat: usize = args.get(5).map_or(Ok(20), |d| d.parse()).context("prompt_repeat")?;
+    let ended_days_ago: i64 = args
+        .get(4)
+        .map_or(Ok(0), |d| d.parse())
+        .context("ended_days_ago")?;
+    let repeat: usize = args
+        .get(5)
+        .map_or(Ok(20), |d| d.parse())
+        .context("prompt_repeat")?;
     let config = Config::load(Path::new(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = store::connect(&config.database).await?;
     store.migrate().await?;

@@ -433,11 +433,18 @@ fn reject(e: ApiError, flavor: Flavor, request_id: &HeaderValue, route: &str) ->
     response
 }
 
+/// Paths the gateway answers itself (e.g. `/custodian/v1/data-sharing`).
+pub const GATEWAY_PATH_PREFIX: &str = "/custodian/";
+
 /// The longest route prefix that `path` falls under. Paths that could
 /// escape a prefix once decoded or normalised upstream are refused.
 pub fn select_route(routes: &[RouteRuntime], path: &str) -> Result<usize, ApiError> {
     if !is_safe_path(path) {
         return Err(ApiError::BadPath);
+    }
+    // The gateway's own namespace is never forwarded, whatever the routes.
+    if path.starts_with(GATEWAY_PATH_PREFIX) {
+        return Err(ApiError::NoRoute);
     }
     routes
         .iter()

@@ -258,7 +258,46 @@ async fn a_default_tenant_mapping_cannot_speak_for_the_tenant(backend: Backend) 
     assert_eq!(get_as(&app, MANAGED_KEY).await.status(), StatusCode::OK);
 }
 
+/// Even a catch-all route never forwards the gateway's own namespace.
+async fn the_gateway_namespace_is_never_forwarded(backend: Backend) {
+    let builder = ConfigBuilder {
+        routes: Some(
+            r#"
+[[routes]]
+name = "everything"
+prefix = "/"
+upstream = "UPSTREAM_BASE"
+profile = "api"
+upstream_key = { env = "TEST_UPSTREAM_KEY" }
+"#
+            .into(),
+        ),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    assert_eq!(app.get("/v1/models").await.status(), StatusCode::OK);
+    let seen = app.upstream.mock.seen().len();
+    for path in [
+        "/custodian/v1/other",
+        "/custodian/",
+        "/custodian/v1/data-sharing/x",
+    ] {
+        assert_eq!(
+            app.get(path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(get_as(&app, MANAGED_KEY).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.upstream.mock.seen().len(),
+        seen,
+        "nothing reached the upstream"
+    );
+}
+
 both_stores!(
+    the_gateway_namespace_is_never_forwarded,
     a_tenant_reads_and_changes_its_own_choice,
     a_pass_through_tenant_changes_only_its_own_choice,
     a_scheduled_change_applies_from_its_instant_and_never_rewrites_tags,

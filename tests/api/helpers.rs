@@ -173,7 +173,12 @@ managed_keys = ["{zdr}"]
 
 impl ConfigBuilder {
     pub fn build(&self, upstream: &Upstream, db: &TestDb) -> Config {
-        let routes = self.routes.clone().unwrap_or_else(|| {
+        // `UPSTREAM_BASE` in custom routes stands for the mock's base URL.
+        let custom = self
+            .routes
+            .as_ref()
+            .map(|r| r.replace("UPSTREAM_BASE", &upstream.base()));
+        let routes = custom.unwrap_or_else(|| {
             format!(
                 r#"
 [[routes]]
