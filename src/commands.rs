@@ -453,6 +453,13 @@ async fn audit_verify(path: &Path) -> anyhow::Result<()> {
             verifier.check(entry)?;
         }
     }
+    // The head row is written with every entry: a log that ends before it
+    // lost its tail.
+    let (head_seq, head_hash) = store.audit_head().await?;
+    let (seq, hash) = verifier.head().unwrap_or((0, crate::audit::GENESIS_HASH));
+    if (seq, hash) != (head_seq, head_hash.as_str()) {
+        bail!("the audit log ends at entry {seq} but its head records entry {head_seq}: entries are missing");
+    }
     match verifier.head() {
         Some((seq, hash)) => println!(
             "audit log intact: {} entries, head #{seq} {hash}",

@@ -111,6 +111,8 @@ impl FileCopies {
             sender: Some(sender),
             task,
             pending,
+            objects: Arc::clone(&self.objects),
+            settled: false,
         })
     }
 
@@ -125,15 +127,11 @@ impl FileCopies {
         upstream_body: &[u8],
         now: OffsetDateTime,
     ) {
-        let PendingCopy {
-            sender,
-            task,
-            pending,
-        } = copy;
-        drop(sender);
+        let mut copy = copy;
+        drop(copy.sender.take());
         // The body has been sent by now; the copier only has to finish
-        // writing. A copier that cannot is abandoned rather than waited on.
-        let uploaded = match tokio::time::timeout(COPY_FINISH_TIMEOUT, task).await {
+        // writing. A copier that cannot is stopped rather than waited on.
+        let uploaded = match tokio::time::timeout(COPY_FINISH_TIMEOUT, &mut copy.task).await {
             Ok(Ok(Ok(u))) => Some(u),
             Ok(Ok(Err(e))) => {
                 copy_failed(tenant, &e);
@@ -144,10 +142,14 @@ impl FileCopies {
                 None
             }
             Err(elapsed) => {
+                copy.task.abort();
                 copy_failed(tenant, &elapsed);
                 None
             }
         };
+        // From here on this function removes or keeps the blob itself.
+        copy.settled = true;
+        let pending = copy.pending.clone();
         let accepted = accepted_file(upstream_status, upstream_body);
         let keep = match (&uploaded, accepted) {
             (Some(u), Some((file_id, purpose)))
@@ -208,11 +210,8 @@ impl FileCopies {
         let Some(copy) = self.store.file_copy(tenant, file_id).await? else {
             return Ok(false);
         };
-        match self
-            .objects
-            .delete(&ObjectPath::from(copy.object_key.as_str()))
-            .await
-        {
+        let key = ObjectPath::parse(&copy.object_key).map_err(object_store::Error::from)?;
+        match self.objects.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -225,10 +224,8 @@ impl FileCopies {
 
     /// The bytes of a kept copy (for operators and tests).
     pub async fn read(&self, copy: &FileCopy) -> Result<Bytes, FilesError> {
-        let object = self
-            .objects
-            .get(&ObjectPath::from(copy.object_key.as_str()))
-            .await?;
+        let key = ObjectPath::parse(&copy.object_key).map_err(object_store::Error::from)?;
+        let object = self.objects.get(&key).await?;
         Ok(object.bytes().await?)
     }
 }
@@ -238,11 +235,29 @@ fn copy_failed(tenant: &TenantId, e: &dyn std::fmt::Display) {
     tracing::error!(tenant = %tenant, error = %e, "fine-tune file copy failed");
 }
 
-/// An upload being copied.
+/// An upload being copied. Dropped without `complete` (the upstream failed,
+/// the client left), it stops the copier and removes what it wrote.
 pub struct PendingCopy {
     sender: Option<mpsc::Sender<Bytes>>,
     task: JoinHandle<Result<Uploaded, FilesError>>,
     pending: ObjectPath,
+    objects: Arc<dyn ObjectStore>,
+    settled: bool,
+}
+
+impl Drop for PendingCopy {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.task.abort();
+        let (objects, pending) = (Arc::clone(&self.objects), self.pending.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = objects.delete(&pending).await;
+            });
+        }
+    }
 }
 
 impl PendingCopy {
@@ -290,12 +305,21 @@ async fn copy_upload(
                 let mut writer = BufWriter::new(Arc::clone(&objects), pending.clone());
                 let mut hasher = Sha256::new();
                 let mut bytes = 0i64;
-                while let Some(chunk) = field.chunk().await? {
-                    hasher.update(&chunk);
-                    bytes += chunk.len() as i64;
-                    writer.write_all(&chunk).await?;
+                let copied = async {
+                    while let Some(chunk) = field.chunk().await? {
+                        hasher.update(&chunk);
+                        bytes += chunk.len() as i64;
+                        writer.write_all(&chunk).await?;
+                    }
+                    writer.shutdown().await?;
+                    Ok::<(), FilesError>(())
                 }
-                writer.shutdown().await?;
+                .await;
+                if let Err(e) = copied {
+                    // No half-written object (or multipart upload) stays behind.
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
                 written = Some((filename, bytes, hex::encode(hasher.finalize())));
             }
             _ => while field.chunk().await?.is_some() {},
@@ -335,23 +359,30 @@ fn accepted_file(status: u16, body: &[u8]) -> Option<(String, Option<String>)> {
     Some((id, purpose))
 }
 
-/// The upstream confirmed the deletion (`{"deleted": true}` with a 2xx).
+/// The upstream confirmed the deletion of a file (a 2xx with
+/// `{"object": "file", "deleted": true}`).
 fn confirms_deletion(status: u16, body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
     (200..300).contains(&status)
-        && serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("deleted").and_then(serde_json::Value::as_bool))
-            == Some(true)
+        && v.get("object").and_then(serde_json::Value::as_str) == Some("file")
+        && v.get("deleted").and_then(serde_json::Value::as_bool) == Some(true)
 }
 
-/// `…/files` (an upload) or `…/files/{id}` (a file), from the request path.
+/// `…/v1/files` (an upload) or `…/v1/files/{id}` (a file), from the request
+/// path. Files nested elsewhere (`/v1/vector_stores/{id}/files/{id}`) are
+/// other resources.
 pub fn file_target(path: &str) -> Option<FileTarget<'_>> {
     let mut segments = path.trim_end_matches('/').rsplit('/');
     let last = segments.next()?;
     if last == "files" {
-        return Some(FileTarget::Collection);
+        return (segments.next()? == "v1").then_some(FileTarget::Collection);
     }
-    (segments.next()? == "files" && !last.is_empty()).then_some(FileTarget::File(last))
+    if segments.next()? != "files" || last.is_empty() {
+        return None;
+    }
+    (segments.next()? == "v1").then_some(FileTarget::File(last))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -374,6 +405,12 @@ mod tests {
         );
         assert_eq!(file_target("/v1/files/file-abc/content"), None);
         assert_eq!(file_target("/v1/chat/completions"), None);
+        assert_eq!(file_target("/v1/vector_stores/vs_1/files/file-abc"), None);
+        assert_eq!(file_target("/v1/vector_stores/vs_1/files"), None);
+        assert_eq!(
+            file_target("/openai/v1/files/file-abc"),
+            Some(FileTarget::File("file-abc"))
+        );
     }
 
     #[test]
@@ -384,10 +421,17 @@ mod tests {
         );
         assert_eq!(accepted_file(400, br#"{"id":"file-1"}"#), None);
         assert_eq!(accepted_file(200, b"<html>"), None);
-        assert!(confirms_deletion(200, br#"{"id":"file-1","deleted":true}"#));
+        assert!(confirms_deletion(
+            200,
+            br#"{"id":"file-1","object":"file","deleted":true}"#
+        ));
         assert!(!confirms_deletion(
             200,
-            br#"{"id":"file-1","deleted":false}"#
+            br#"{"id":"file-1","object":"file","deleted":false}"#
+        ));
+        assert!(!confirms_deletion(
+            200,
+            br#"{"id":"file-1","object":"vector_store.file.deleted","deleted":true}"#
         ));
         assert!(!confirms_deletion(404, br#"{"deleted":true}"#));
     }

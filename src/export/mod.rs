@@ -11,7 +11,8 @@
 //! in the store, and a progress file beside the output records the byte
 //! offset and the cursor. A re-run after a crash truncates the output to the
 //! last checkpoint and goes on from its cursor under the same export id. A
-//! later export skips records another export took, unless asked not to.
+//! later export skips records a finished export took, unless asked not to;
+//! an abandoned export holds nothing back.
 //! When done, a manifest (counts, range, consent bases, skips) is written
 //! beside the output and the run is audited.
 
@@ -66,7 +67,8 @@ pub enum ExportError {
     OutputExists(PathBuf),
     #[error(
         "{0} belongs to an unfinished export with other options; rerun with the same \
-         --since/--until/--include-exported to resume it, or delete it to start over"
+         --since/--until/--include-exported to resume it, or delete it to start over \
+         (an unfinished export's records are not held back from a new one)"
     )]
     ResumeMismatch(PathBuf),
     #[error("{path} is not a progress file this version can read: {detail}")]
@@ -164,6 +166,7 @@ pub async fn run(
             .cursor_received_at
             .zip(progress.cursor_id)
             .map(|(at, id)| (at, RecordId(id))),
+        export_id: progress.manifest.export_id,
     };
     let export_id = progress.manifest.export_id;
     let mut candidates = store.export_candidates(query);
@@ -361,6 +364,8 @@ async fn finish(
 ) -> Result<Manifest, ExportError> {
     manifest.finished_at = Some(now);
     write_atomically(&manifest_path(&options.out), &manifest)?;
+    // Only now do this export's marks keep records from later exports.
+    store.finish_export(manifest.export_id, now).await?;
     store
         .append_audit(&AuditEvent {
             at: now,

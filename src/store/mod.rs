@@ -123,6 +123,8 @@ pub struct ExportQuery {
     pub until: OffsetDateTime,
     pub now: OffsetDateTime,
     pub after: Option<(OffsetDateTime, RecordId)>,
+    /// The export reading: its own marks count, as do finished exports'.
+    pub export_id: Uuid,
 }
 
 /// A record tagged usable for training, with its content when that is
@@ -140,7 +142,8 @@ pub struct ExportCandidate {
     pub expires_at: OffsetDateTime,
     /// `None` when the content has expired or was never stored.
     pub content: Option<RecordContent>,
-    /// The export that already took this record, if any.
+    /// The export that already took this record: this one, or one that
+    /// finished (an abandoned export's marks are ignored).
     pub exported_by: Option<Uuid>,
 }
 
@@ -347,6 +350,13 @@ pub trait Store: Send + Sync + 'static {
         file_id: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// Record that an export finished: from now on its marks hide records
+    /// from later exports.
+    async fn finish_export(&self, export_id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// The audit chain's head as the store last wrote it: `(seq, hash)`.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
 
     /// Mark records as taken by `export_id` (replacing an earlier mark).
     async fn mark_exported(

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
-use time::{Date, Duration, Month, OffsetDateTime};
+use time::{Date, Month, OffsetDateTime};
 
 use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
@@ -437,6 +437,7 @@ impl Store for PgStore {
             .bind(q.now)
             .bind(after_at)
             .bind(after_id.0)
+            .bind(q.export_id)
             .fetch(&self.pool)
             .map(|row| candidate_from_row(&row?))
             .boxed()
@@ -532,6 +533,12 @@ impl Store for PgStore {
 
     async fn add_hold(&self, h: &NewHold, audit: &AuditEvent) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Wait out a running sweep: it checked for holds before dropping a
+        // partition, and must not drop one this hold covers.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SWEEP_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO legal_holds (tenant_id, record_id, reason, created_by, created_at, ends_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -675,6 +682,26 @@ impl Store for PgStore {
         Ok(removed)
     }
 
+    async fn finish_export(&self, export_id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO training_export_runs (export_id, finished_at) VALUES ($1, $2) \
+             ON CONFLICT (export_id) DO NOTHING",
+        )
+        .bind(export_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     async fn mark_exported(
         &self,
         export_id: Uuid,
@@ -756,6 +783,7 @@ const EXPORT_CANDIDATES: &str =
     LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at = m.content_expires_at \
         AND c.expires_at > $3 \
     LEFT JOIN training_exports x ON x.record_id = m.id \
+        AND (x.export_id = $6 OR EXISTS (SELECT 1 FROM training_export_runs r WHERE r.export_id = x.export_id)) \
     WHERE m.training_usable AND NOT m.zero_data_retention \
       AND m.received_at >= $1 AND m.received_at < $2 AND m.expires_at > $3 \
       AND (m.received_at, m.id) > ($4, $5) \
@@ -836,13 +864,16 @@ async fn sweep_locked(
                     .fetch_one(&mut *conn)
                     .await?;
                 // CONCURRENTLY: inserts and readers of the parent are not
-                // blocked; an interrupted detach is finished next time.
-                sqlx::query(&format!(
-                    "ALTER TABLE {parent} DETACH PARTITION {} CONCURRENTLY",
-                    part.name
-                ))
-                .execute(&mut *conn)
-                .await?;
+                // blocked; an interrupted detach is finished next time. A
+                // long reader (an export) would hold it up: give up after
+                // DETACH_WAIT and let the batched delete below do the work.
+                if let Err(e) = detach(conn, parent, &part.name).await {
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() != Some("55P03") {
+                        return Err(e);
+                    }
+                    tracing::warn!(partition = %part.name, "partition busy; its rows are deleted in batches instead");
+                    continue;
+                }
                 sqlx::query(&format!("DROP TABLE IF EXISTS {}", part.name))
                     .execute(&mut *conn)
                     .await?;
@@ -906,6 +937,28 @@ async fn sweep_locked(
         }
     }
     Ok(report)
+}
+
+/// How long a partition detach may wait for readers of the parent.
+const DETACH_WAIT: &str = "10s";
+
+async fn detach(
+    conn: &mut sqlx::PgConnection,
+    parent: &str,
+    part: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SET lock_timeout = '{DETACH_WAIT}'"))
+        .execute(&mut *conn)
+        .await?;
+    let result = sqlx::query(&format!(
+        "ALTER TABLE {parent} DETACH PARTITION {part} CONCURRENTLY"
+    ))
+    .execute(&mut *conn)
+    .await;
+    sqlx::query("RESET lock_timeout")
+        .execute(&mut *conn)
+        .await?;
+    result.map(|_| ())
 }
 
 /// Complete what an interrupted sweep left: a detach still pending, or a
@@ -1077,14 +1130,16 @@ impl Partition {
 }
 
 /// Daily content partitions and monthly metadata partitions from the day
-/// before `now` through the given horizons.
+/// of `now` through the given horizons. Records are written with an expiry
+/// after now, so none goes into an earlier partition (and the insert path
+/// creates one on demand if it must).
 fn partitions_wanted(
     now: OffsetDateTime,
     content_until: OffsetDateTime,
     metadata_until: OffsetDateTime,
 ) -> Vec<Partition> {
     let mut out = Vec::new();
-    let start = (now - Duration::days(1)).date();
+    let start = now.date();
     let mut day = start;
     while day <= content_until.date() {
         let Some(next) = day.next_day() else { break };
@@ -1133,6 +1188,7 @@ fn next_month(d: Date) -> Date {
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
+    use time::Duration;
 
     use super::*;
 
@@ -1156,7 +1212,7 @@ mod tests {
     }
 
     #[test]
-    fn partitions_cover_yesterday_through_the_horizons() {
+    fn partitions_cover_today_through_the_horizons() {
         let now = datetime!(2026-12-30 10:00 UTC);
         let parts = partitions_wanted(now, now + Duration::days(3), now + Duration::days(40));
         let content: Vec<_> = parts
@@ -1167,7 +1223,6 @@ mod tests {
         assert_eq!(
             content,
             [
-                "record_content_p20261229",
                 "record_content_p20261230",
                 "record_content_p20261231",
                 "record_content_p20270101",

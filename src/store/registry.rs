@@ -75,6 +75,8 @@ pub const TABLES: &[TableRetention] = &[
         RetentionClass::Metadata,
         Expiry::ExpiresAt,
     ),
+    // Which exports finished: ids and instants, no content.
+    table("training_export_runs", RetentionClass::Audit, Expiry::Kept),
     table("consent_events", RetentionClass::Audit, Expiry::Kept),
     table("audit_log", RetentionClass::Audit, Expiry::Kept),
     table("audit_head", RetentionClass::Audit, Expiry::Kept),

@@ -34,6 +34,10 @@ const CONTENT_COLUMNS: &str =
 const CONSENT_COLUMNS: &str =
     "id, tenant_id, opted_in, effective_at, recorded_at, actor, source, note";
 
+/// Rows per sweep delete: each holds the database's single write lock.
+const MAX_SWEEP_BATCH: i64 = 1_000;
+const MIN_SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -282,6 +286,7 @@ impl Store for SqliteStore {
             .bind(to_micros(q.now))
             .bind(to_micros(after_at))
             .bind(after_id.0)
+            .bind(q.export_id)
             .fetch(&self.pool)
             .map(|row| candidate_from_row(&row?))
             .boxed()
@@ -328,9 +333,10 @@ impl Store for SqliteStore {
             let delete =
                 format!("DELETE FROM {table} WHERE rowid IN (SELECT t.rowid {expired} LIMIT ?2)");
             loop {
+                let started = std::time::Instant::now();
                 let n = sqlx::query(&delete)
                     .bind(to_micros(now))
-                    .bind(batch)
+                    .bind(batch.min(MAX_SWEEP_BATCH))
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
@@ -338,6 +344,9 @@ impl Store for SqliteStore {
                 if n == 0 {
                     break;
                 }
+                // SQLite has one writer: leave it free as long as the batch
+                // held it, so the record writer is never starved.
+                tokio::time::sleep(started.elapsed().max(MIN_SWEEP_PAUSE)).await;
             }
         }
         Ok(report)
@@ -522,6 +531,26 @@ impl Store for SqliteStore {
         Ok(removed)
     }
 
+    async fn finish_export(&self, export_id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO training_export_runs (export_id, finished_at) VALUES (?1, ?2) \
+             ON CONFLICT (export_id) DO NOTHING",
+        )
+        .bind(export_id)
+        .bind(to_micros(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     async fn mark_exported(
         &self,
         export_id: Uuid,
@@ -639,6 +668,7 @@ const EXPORT_CANDIDATES: &str =
     FROM record_meta m \
     LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at > ?3 \
     LEFT JOIN training_exports x ON x.record_id = m.id \
+        AND (x.export_id = ?6 OR EXISTS (SELECT 1 FROM training_export_runs r WHERE r.export_id = x.export_id)) \
     WHERE m.training_usable AND NOT m.zero_data_retention \
       AND m.received_at >= ?1 AND m.received_at < ?2 AND m.expires_at > ?3 \
       AND (m.received_at, m.id) > (?4, ?5) \

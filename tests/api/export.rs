@@ -255,7 +255,36 @@ async fn an_interrupted_export_resumes_without_duplicates(backend: Backend) {
     assert!(err.to_string().contains("unfinished export"), "{err}");
 }
 
+/// Marks left by an export that never finished do not hold records back.
+async fn an_abandoned_export_holds_nothing_back(backend: Backend) {
+    let (clock, shared) = manual_clock(T0);
+    let app = spawn_app_with(backend, ConfigBuilder::default(), shared).await;
+    store_mixed_traffic(&app, &clock).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A run marked everything, then died before finishing.
+    let ids: Vec<_> = app
+        .store
+        .list_records(&custodian::domain::TenantId("acme".into()), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id, m.expires_at))
+        .collect();
+    app.store
+        .mark_exported(uuid::Uuid::now_v7(), T0, &ids)
+        .await
+        .unwrap();
+    let next = export(
+        &app,
+        T0 + Duration::hours(3),
+        &options(dir.path(), "b.jsonl"),
+    )
+    .await;
+    assert_eq!(next.lines, 3, "{next:?}");
+}
+
 both_stores!(
+    an_abandoned_export_holds_nothing_back,
     only_usable_records_are_exported_as_finetune_lines,
     an_interrupted_export_resumes_without_duplicates,
 );
