@@ -241,6 +241,10 @@ fn host_name() -> String {
 
 async fn export_training(path: &Path, args: ExportTrainingArgs) -> anyhow::Result<()> {
     let config = load(path)?;
+    if config.database.max_connections < 2 {
+        // The record stream holds one connection while checkpoints write.
+        bail!("export needs database.max_connections of at least 2");
+    }
     let parse = |s: &str| config::parse_instant(s).map_err(anyhow::Error::msg);
     let options = ExportOptions {
         since: parse(&args.since).context("--since")?,
