@@ -150,5 +150,6 @@ fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record 
             response_truncated: false,
             expires_at: content_expires_at,
         }),
+        review: None,
     }
 }

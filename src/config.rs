@@ -112,6 +112,8 @@ pub struct Config {
     pub consent: ConsentConfig,
     pub sweeper: SweeperConfig,
     pub files: FilesConfig,
+    /// Inline abuse rules, compiled.
+    pub rules: Arc<crate::abuse::RuleSet>,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub routes: Vec<Route>,
@@ -412,6 +414,8 @@ struct RawConfig {
     #[serde(default)]
     files: RawFiles,
     #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
     auth: RawAuth,
@@ -538,6 +542,22 @@ struct RawConsent {
     refresh_interval: Duration,
     #[serde(deserialize_with = "de_duration")]
     max_staleness: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    #[serde(default)]
+    severity: crate::abuse::Severity,
+    #[serde(default)]
+    action: crate::abuse::RuleAction,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
+    max_body_bytes: Option<u64>,
+    max_requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -763,6 +783,7 @@ impl Validator<'_> {
         let routes = self.routes(&raw.routes, &profiles)?;
         let tenants = self.tenants(&raw.tenants, &routes, &profiles)?;
         let auth = self.auth(&raw.auth, &tenants)?;
+        let rules = self.rules(&raw.rules)?;
         self.positive(&raw)?;
         let policy_version = policy_version(&profiles, &routes, &tenants);
         Ok(Config {
@@ -808,6 +829,7 @@ impl Validator<'_> {
             files: FilesConfig {
                 location: raw.files.location,
             },
+            rules: Arc::new(rules),
             logging: LoggingConfig {
                 format: raw.logging.format,
                 filter: raw.logging.filter,
@@ -817,6 +839,29 @@ impl Validator<'_> {
             profiles,
             tenants,
             policy_version,
+        })
+    }
+
+    /// Compile the rules; a bad one is reported at its `name` line.
+    fn rules(&self, raw: &[RawRule]) -> Result<crate::abuse::RuleSet, ConfigError> {
+        let specs: Vec<crate::abuse::RuleSpec> = raw
+            .iter()
+            .map(|r| crate::abuse::RuleSpec {
+                name: r.name.get_ref().clone(),
+                severity: r.severity,
+                action: r.action,
+                keywords: r.keywords.clone(),
+                patterns: r.patterns.clone(),
+                max_body_bytes: r.max_body_bytes,
+                max_requests_per_minute: r.max_requests_per_minute,
+            })
+            .collect();
+        crate::abuse::RuleSet::compile(&specs).or_else(|e| {
+            let span = raw
+                .iter()
+                .find(|r| *r.name.get_ref() == e.rule)
+                .map(|r| r.name.span());
+            self.err(span, "rules", e)
         })
     }
 

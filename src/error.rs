@@ -35,6 +35,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("The gateway's store is unavailable; try again shortly.")]
     StoreUnavailable,
+    #[error("This request was refused by the gateway's usage policy.")]
+    Blocked,
 }
 
 impl ApiError {
@@ -43,7 +45,7 @@ impl ApiError {
             Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath | Self::BadBody | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::UnregisteredKey => StatusCode::FORBIDDEN,
+            Self::UnregisteredKey | Self::Blocked => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -68,6 +70,7 @@ impl ApiError {
             Self::UnregisteredKey => "key_not_registered",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Blocked => "blocked_by_policy",
         }
     }
 
@@ -85,7 +88,8 @@ impl ApiError {
                 | Self::InvalidRequest(_)
                 | Self::MethodNotAllowed,
             ) => "invalid_request_error",
-            (_, Self::UnregisteredKey) => "permission_error",
+            (_, Self::UnregisteredKey) | (Flavor::Anthropic, Self::Blocked) => "permission_error",
+            (Flavor::Openai, Self::Blocked) => "invalid_request_error",
             (Flavor::Openai, Self::StoreUnavailable) => "server_error",
             (Flavor::Anthropic, Self::StoreUnavailable) => "overloaded_error",
             (Flavor::Anthropic, Self::InvalidRequest(_) | Self::MethodNotAllowed) => {

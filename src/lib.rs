@@ -4,6 +4,7 @@
 //! `policy` (pure decisions) → `proxy` (forward and capture) → `store`
 //! (batched persistence). `startup` is the one place that wires them.
 
+pub mod abuse;
 pub mod admin;
 pub mod audit;
 pub mod auth;

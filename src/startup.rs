@@ -117,6 +117,7 @@ impl Gateway {
             policy_version: http::HeaderValue::from_str(&config.policy_version)
                 .context("policy version is not a header value")?,
             policy_version_str: Arc::from(config.policy_version.as_str()),
+            rates: Arc::default(),
             files: FileCopies::open(&config.files, Arc::clone(&store))
                 .context("opening the file copy store")?,
             config: Arc::clone(&config),

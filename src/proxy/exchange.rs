@@ -10,10 +10,11 @@ use time::OffsetDateTime;
 
 use super::capture::Capture;
 use super::extract;
+use crate::abuse::Verdict;
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
 use crate::store::writer::RecordSink;
-use crate::store::{Record, RecordContent, RecordMeta};
+use crate::store::{Record, RecordContent, RecordMeta, ReviewFlag};
 
 /// Status recorded for a client that left before any response (nginx's 499).
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
@@ -54,6 +55,7 @@ struct State {
     streamed: bool,
     upstream_sent: Option<Instant>,
     upstream_headers: Option<Instant>,
+    review: Option<ReviewFlag>,
 }
 
 impl Exchange {
@@ -69,6 +71,7 @@ impl Exchange {
                 streamed: false,
                 upstream_sent: None,
                 upstream_headers: None,
+                review: None,
             }),
         }
     }
@@ -76,6 +79,16 @@ impl Exchange {
     pub fn request_body(&mut self, capture: RequestCapture) {
         if let Some(s) = self.state.as_mut() {
             s.request = Some(capture);
+        }
+    }
+
+    /// Abuse rules matched: the record opens a review item. Its content is
+    /// kept only if the record keeps content (never for ZDR tenants).
+    pub fn flag(&mut self, verdicts: Vec<Verdict>) {
+        if let Some(s) = self.state.as_mut() {
+            let policy = &s.start.policy;
+            let expires_at = policy.retention.content_expires_at(s.start.received_at);
+            s.review = ReviewFlag::from_verdicts(verdicts, !policy.zero_data_retention, expires_at);
         }
     }
 
@@ -139,6 +152,7 @@ impl State {
             streamed,
             upstream_sent,
             upstream_headers,
+            review,
         } = self;
         let request = match request {
             Some(RequestCapture::Whole(body)) => Capture::of(&body, start.capture_cap),
@@ -195,6 +209,10 @@ impl State {
                 expires_at,
             }
         });
-        Record { meta, content }
+        Record {
+            meta,
+            content,
+            review,
+        }
     }
 }

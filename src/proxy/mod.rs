@@ -74,6 +74,8 @@ pub struct ProxyState {
     pub policy_version: HeaderValue,
     pub policy_version_str: Arc<str>,
     pub files: FileCopies,
+    /// Requests per tenant per minute, for rate rules.
+    pub rates: Arc<crate::abuse::RateCounter>,
 }
 
 /// The proxy listener's only handler: every path goes through here.
@@ -242,9 +244,19 @@ async fn forward(
     // later checks need them in memory); others stream through a tee.
     let cap = state.config.capture.max_body_bytes;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let upstream_body = match declared_length {
-        Some(len) if len <= cap as u64 => match read_whole_body(body, limit).await {
+    let rules = &state.config.rules;
+    // Rules that read the text see JSON bodies whole, before forwarding.
+    let read_whole = match declared_length {
+        Some(len) => len <= cap as u64 || (rules.reads_text() && is_json(&parts.headers)),
+        None => rules.reads_text() && is_json(&parts.headers),
+    };
+    let upstream_body = match read_whole {
+        true => match read_whole_body(body, limit).await {
             Ok(bytes) => {
+                let verdicts = check_rules(state, caller, Some(&bytes), declared_length);
+                if let Err(e) = apply_verdicts(verdicts, &mut exchange) {
+                    return Err((e, exchange));
+                }
                 if let FileOp::Upload(copy) = &mut file_op {
                     if let Some(side) = copy.take_sender() {
                         let _ = side.send(bytes.clone()).await;
@@ -255,7 +267,11 @@ async fn forward(
             }
             Err(e) => return Err((e, exchange)),
         },
-        _ => {
+        false => {
+            let verdicts = check_rules(state, caller, None, declared_length);
+            if let Err(e) = apply_verdicts(verdicts, &mut exchange) {
+                return Err((e, exchange));
+            }
             let shared = Arc::new(Mutex::new(Capture::new(cap)));
             exchange.request_body(RequestCapture::Streamed(Arc::clone(&shared)));
             let mut tee = RequestTee::new(
@@ -336,6 +352,66 @@ async fn forward(
     *out.headers_mut() = response_headers;
     record_latency(&route.name, started, sent_at, headers_at);
     Ok(out)
+}
+
+/// Run the inline rules on a request (in memory, before it is forwarded).
+fn check_rules(
+    state: &ProxyState,
+    caller: &Caller,
+    body: Option<&bytes::Bytes>,
+    declared_length: Option<u64>,
+) -> Vec<crate::abuse::Verdict> {
+    let rules = &state.config.rules;
+    if rules.is_empty() {
+        return Vec::new();
+    }
+    let requests_this_minute = if rules.counts_requests() {
+        let tenant = &state.config.tenants[caller.tenant_index].id;
+        state
+            .rates
+            .hit(&tenant.0, state.clock.now().unix_timestamp())
+    } else {
+        0
+    };
+    let text = body
+        .filter(|_| rules.reads_text())
+        .map(|b| crate::abuse::request_text(b));
+    rules.check(&crate::abuse::CheckInput {
+        text: text.as_deref(),
+        body_bytes: body.map(|b| b.len() as u64).or(declared_length),
+        requests_this_minute,
+    })
+}
+
+/// Flag the exchange; a blocking verdict refuses the request.
+fn apply_verdicts(
+    verdicts: Vec<crate::abuse::Verdict>,
+    exchange: &mut Exchange,
+) -> Result<(), ApiError> {
+    let Some((action, severity)) = crate::abuse::strongest(&verdicts) else {
+        return Ok(());
+    };
+    for v in &verdicts {
+        metrics::counter!("custodian_rule_matches_total", "rule" => v.rule.clone(), "action" => v.action.as_str())
+            .increment(1);
+    }
+    tracing::info!(rules = ?verdicts.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>(), %severity, action = action.as_str(), "request flagged");
+    exchange.flag(verdicts);
+    match action {
+        crate::abuse::RuleAction::Block => Err(ApiError::Blocked),
+        crate::abuse::RuleAction::Flag => Ok(()),
+    }
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim_start().to_ascii_lowercase();
+            v.starts_with("application/json")
+                || (v.starts_with("application/") && v.contains("+json"))
+        })
 }
 
 /// Files API answers are small JSON; more than this is relayed untouched.

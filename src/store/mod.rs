@@ -14,6 +14,7 @@ use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::abuse::{RuleAction, Severity, Verdict};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
@@ -106,6 +107,59 @@ pub struct RecordContent {
 pub struct Record {
     pub meta: RecordMeta,
     pub content: Option<RecordContent>,
+    /// Set when an abuse rule flagged the request: a review item is written
+    /// with the record.
+    pub review: Option<ReviewFlag>,
+}
+
+/// A review item as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewItem {
+    pub record_id: RecordId,
+    pub tenant: TenantId,
+    pub severity: Severity,
+    pub action: RuleAction,
+    pub verdicts: Vec<Verdict>,
+    pub content_kept: bool,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub resolution: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What opens a review item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewFlag {
+    pub verdicts: Vec<Verdict>,
+    pub action: RuleAction,
+    pub severity: Severity,
+    /// The record's content is stored with it (never for ZDR tenants).
+    pub content_kept: bool,
+    /// The item expires with the record's content (the review period).
+    pub expires_at: OffsetDateTime,
+}
+
+impl ReviewFlag {
+    /// The flag for these verdicts, or `None` when there are none.
+    pub fn from_verdicts(
+        verdicts: Vec<Verdict>,
+        content_kept: bool,
+        expires_at: OffsetDateTime,
+    ) -> Option<Self> {
+        let (action, severity) = crate::abuse::strongest(&verdicts)?;
+        Some(Self {
+            verdicts,
+            action,
+            severity,
+            content_kept,
+            expires_at,
+        })
+    }
+
+    pub fn reasons_json(&self) -> String {
+        serde_json::to_string(&self.verdicts).unwrap_or_else(|_| "[]".to_owned())
+    }
 }
 
 /// A stored consent event with its sequence number.
@@ -334,6 +388,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
 
+    /// The review item of a record, if it was flagged.
+    async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError>;
+
     /// Index a kept file copy (replacing one with the same id).
     async fn insert_file_copy(&self, copy: &FileCopy) -> Result<(), StoreError>;
 
@@ -365,6 +422,24 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         records: &[(RecordId, OffsetDateTime)],
     ) -> Result<(), StoreError>;
+}
+
+/// Parse the stored text columns of a review item.
+fn review_fields(
+    severity: &str,
+    action: &str,
+    reasons: &str,
+) -> Result<(Severity, RuleAction, Vec<Verdict>), StoreError> {
+    let severity = Severity::parse(severity)
+        .ok_or_else(|| StoreError::Corrupt(format!("severity {severity:?}")))?;
+    let action = match action {
+        "flag" => RuleAction::Flag,
+        "block" => RuleAction::Block,
+        other => return Err(StoreError::Corrupt(format!("action {other:?}"))),
+    };
+    let verdicts = serde_json::from_str(reasons)
+        .map_err(|e| StoreError::Corrupt(format!("review reasons: {e}")))?;
+    Ok((severity, action, verdicts))
 }
 
 /// A `(usable, basis, count)` row as a [`TagCount`].

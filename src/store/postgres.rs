@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::{
     tag_count, ExportCandidate, ExportQuery, FileCopy, LegalHold, NewHold, Record, RecordContent,
-    RecordMeta, Store, StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
+    RecordMeta, ReviewFlag, ReviewItem, Store, StoreError, StoredConsentEvent, SweepReport,
+    TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -48,6 +49,11 @@ const INSERT_CONTENT: &str = "INSERT INTO record_content (record_id, tenant_id, 
     request_truncated, response_body, response_truncated, received_at, expires_at) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bool[], $5::bytea[], $6::bool[], \
     $7::timestamptz[], $8::timestamptz[])";
+
+const INSERT_REVIEW: &str = "INSERT INTO review_items (record_id, tenant_id, severity, action, \
+    reasons, content_kept, created_at, updated_at, expires_at) \
+    SELECT r, t, s, a, j, k, c, c, e FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
+    $5::text[], $6::bool[], $7::timestamptz[], $8::timestamptz[]) AS x(r, t, s, a, j, k, c, e)";
 
 /// Appended when a batch may repeat stored records (a retry after an
 /// unknown commit outcome, a replay). Speculative insertion costs about a
@@ -202,6 +208,58 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let flagged: Vec<(&RecordMeta, &ReviewFlag)> = records
+            .iter()
+            .filter_map(|r| r.review.as_ref().map(|f| (&r.meta, f)))
+            .collect();
+        if !flagged.is_empty() {
+            sqlx::query(&format!("{INSERT_REVIEW}{suffix}"))
+                .bind(flagged.iter().map(|(m, _)| m.id.0).collect::<Vec<_>>())
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(m, _)| m.tenant.0.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(_, f)| f.severity.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(_, f)| f.action.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(_, f)| f.reasons_json())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(_, f)| f.content_kept)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(m, _)| m.received_at)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    flagged
+                        .iter()
+                        .map(|(_, f)| f.expires_at)
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await
     }
 }
@@ -324,7 +382,11 @@ impl Store for PgStore {
             .await?
             .map(|row| content_from_row(&row))
             .transpose()?;
-        Ok(Some(Record { meta, content }))
+        Ok(Some(Record {
+            meta,
+            content,
+            review: None,
+        }))
     }
 
     async fn list_records(
@@ -608,6 +670,35 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError> {
+        let row = sqlx::query(
+            "SELECT record_id, tenant_id, severity, action, reasons, content_kept, status, \
+             assignee, resolution, created_at, expires_at FROM review_items WHERE record_id = $1",
+        )
+        .bind(record.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let (severity, action, verdicts) = super::review_fields(
+            &r.try_get::<String, _>("severity")?,
+            &r.try_get::<String, _>("action")?,
+            &r.try_get::<String, _>("reasons")?,
+        )?;
+        Ok(Some(ReviewItem {
+            record_id: RecordId(r.try_get("record_id")?),
+            tenant: TenantId(r.try_get("tenant_id")?),
+            severity,
+            action,
+            verdicts,
+            content_kept: r.try_get("content_kept")?,
+            status: r.try_get("status")?,
+            assignee: r.try_get("assignee")?,
+            resolution: r.try_get("resolution")?,
+            created_at: r.try_get("created_at")?,
+            expires_at: r.try_get("expires_at")?,
+        }))
     }
 
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
@@ -906,6 +997,33 @@ async fn sweep_locked(
                 .await?
                 .rows_affected();
             report.add(parent, n);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let items = format!(
+        "FROM review_items t WHERE t.expires_at <= $1 AND NOT {}",
+        held("record_id")
+    );
+    if dry_run {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {items}"))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+        report.add("review_items", u64::try_from(rows).unwrap_or(0));
+    } else {
+        let delete = format!(
+            "DELETE FROM review_items WHERE record_id IN (SELECT t.record_id {items} LIMIT $2)"
+        );
+        loop {
+            let n = sqlx::query(&delete)
+                .bind(now)
+                .bind(batch)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            report.add("review_items", n);
             if n == 0 {
                 break;
             }

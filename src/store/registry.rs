@@ -14,6 +14,8 @@ pub enum RetentionClass {
     /// Who, when, what model, tokens, the training tag: the profile's
     /// metadata retention (365 days by default).
     Metadata,
+    /// Review items (flags of abuse rules): expire with their record's content.
+    Review,
     /// Consent history, the audit log, legal holds: the record of decisions.
     /// No payload content; kept (see the README for the operator's side).
     Audit,
@@ -26,6 +28,7 @@ impl RetentionClass {
         match self {
             Self::Content => "content",
             Self::Metadata => "metadata",
+            Self::Review => "review",
             Self::Audit => "audit",
             Self::Files => "files",
         }
@@ -68,6 +71,7 @@ const fn table(table: &'static str, class: RetentionClass, expiry: Expiry) -> Ta
 /// The registry. Order matters to the sweeper: content goes first.
 pub const TABLES: &[TableRetention] = &[
     table("record_content", RetentionClass::Content, Expiry::ExpiresAt),
+    table("review_items", RetentionClass::Review, Expiry::ExpiresAt),
     table("record_meta", RetentionClass::Metadata, Expiry::ExpiresAt),
     // An export mark expires with its record's metadata.
     table(

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::{
     tag_count, ExportCandidate, ExportQuery, FileCopy, LegalHold, NewHold, Record, RecordContent,
-    RecordMeta, Store, StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
+    RecordMeta, ReviewFlag, ReviewItem, Store, StoreError, StoredConsentEvent, SweepReport,
+    TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -156,6 +157,28 @@ impl Store for SqliteStore {
             });
             qb.build().execute(&mut *tx).await?;
         }
+        let flagged: Vec<(&RecordMeta, &ReviewFlag)> = records
+            .iter()
+            .filter_map(|r| r.review.as_ref().map(|f| (&r.meta, f)))
+            .collect();
+        if !flagged.is_empty() {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO review_items (record_id, tenant_id, severity, action, \
+                 reasons, content_kept, created_at, updated_at, expires_at) ",
+            );
+            qb.push_values(flagged, |mut b, (m, f)| {
+                b.push_bind(m.id.0)
+                    .push_bind(&m.tenant.0)
+                    .push_bind(f.severity.as_str())
+                    .push_bind(f.action.as_str())
+                    .push_bind(f.reasons_json())
+                    .push_bind(f.content_kept)
+                    .push_bind(to_micros(m.received_at))
+                    .push_bind(to_micros(m.received_at))
+                    .push_bind(to_micros(f.expires_at));
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -177,7 +200,11 @@ impl Store for SqliteStore {
             .await?
             .map(|row| content_from_row(&row))
             .transpose()?;
-        Ok(Some(Record { meta, content }))
+        Ok(Some(Record {
+            meta,
+            content,
+            review: None,
+        }))
     }
 
     async fn list_records(
@@ -459,6 +486,35 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError> {
+        let row = sqlx::query(
+            "SELECT record_id, tenant_id, severity, action, reasons, content_kept, status, \
+             assignee, resolution, created_at, expires_at FROM review_items WHERE record_id = ?",
+        )
+        .bind(record.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let (severity, action, verdicts) = super::review_fields(
+            &r.try_get::<String, _>("severity")?,
+            &r.try_get::<String, _>("action")?,
+            &r.try_get::<String, _>("reasons")?,
+        )?;
+        Ok(Some(ReviewItem {
+            record_id: RecordId(r.try_get("record_id")?),
+            tenant: TenantId(r.try_get("tenant_id")?),
+            severity,
+            action,
+            verdicts,
+            content_kept: r.try_get("content_kept")?,
+            status: r.try_get("status")?,
+            assignee: r.try_get("assignee")?,
+            resolution: r.try_get("resolution")?,
+            created_at: from_micros(r.try_get("created_at")?)?,
+            expires_at: from_micros(r.try_get("expires_at")?)?,
+        }))
+    }
+
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO file_copies (tenant_id, file_id, object_key, filename, purpose, bytes, \
@@ -582,7 +638,7 @@ impl Store for SqliteStore {
 /// Per swept table, in order: the `FROM … WHERE` selecting rows to remove
 /// (`?1` is now). Content and metadata skip rows a legal hold covers; an
 /// export mark goes once its record's metadata is gone.
-fn sweep_selections() -> [(&'static str, String); 3] {
+fn sweep_selections() -> [(&'static str, String); 4] {
     let held = |id: &str| {
         format!(
             "EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > ?1 \
@@ -594,6 +650,13 @@ fn sweep_selections() -> [(&'static str, String); 3] {
             "record_content",
             format!(
                 "FROM record_content t WHERE t.expires_at <= ?1 AND NOT {}",
+                held("record_id")
+            ),
+        ),
+        (
+            "review_items",
+            format!(
+                "FROM review_items t WHERE t.expires_at <= ?1 AND NOT {}",
                 held("record_id")
             ),
         ),

@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod helpers;
+mod abuse;
 mod cli;
 mod consent;
 mod data_sharing;

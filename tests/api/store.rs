@@ -64,7 +64,11 @@ fn sample(tenant: &str, received_at: time::OffsetDateTime, with_content: bool) -
         response_truncated: true,
         expires_at: received_at + Duration::days(30),
     });
-    Record { meta, content }
+    Record {
+        meta,
+        content,
+        review: None,
+    }
 }
 
 async fn records_round_trip_exactly(backend: Backend) {

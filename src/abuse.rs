@@ -1,0 +1,402 @@
+//! Inline abuse rules (DESIGN.md, "Abuse checks and the review queue"):
+//! literal keyword lists (Aho-Corasick), regular expressions over the
+//! request's text, and body-size and request-rate anomalies per tenant.
+//! Each rule has a name, a severity and an action: `flag` (forward and open
+//! a review item) or `block` (refuse with 403, record and flag). Rules are
+//! compiled once, when the configuration is loaded; evaluating them is pure
+//! and runs in memory, for ZDR tenants too.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use aho_corasick::AhoCorasick;
+use regex::RegexSet;
+use serde::{Deserialize, Serialize};
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Low, Self::Medium, Self::High, Self::Critical]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    #[default]
+    Flag,
+    Block,
+}
+
+impl RuleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flag => "flag",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// A rule as configured (`[[rules]]`).
+#[derive(Debug, Clone, Default)]
+pub struct RuleSpec {
+    pub name: String,
+    pub severity: Severity,
+    pub action: RuleAction,
+    /// Matched anywhere in the text, ignoring ASCII case.
+    pub keywords: Vec<String>,
+    /// Regular expressions (Rust `regex` syntax), any of which matches.
+    pub patterns: Vec<String>,
+    /// Matches a request body larger than this.
+    pub max_body_bytes: Option<u64>,
+    /// Matches a tenant's requests beyond this many in a minute (per replica).
+    pub max_requests_per_minute: Option<u32>,
+}
+
+/// Why a rule cannot be compiled; names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {rule:?}: {message}")]
+pub struct RuleError {
+    pub rule: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: Arc<str>,
+    severity: Severity,
+    action: RuleAction,
+    keywords: Option<AhoCorasick>,
+    patterns: Option<RegexSet>,
+    max_body_bytes: Option<u64>,
+    max_requests_per_minute: Option<u32>,
+}
+
+/// One rule that matched a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub rule: String,
+    pub severity: Severity,
+    pub action: RuleAction,
+}
+
+/// What a request gives the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    /// The request's text, when the gateway read the body (JSON requests).
+    pub text: Option<&'a str>,
+    /// The body's size, declared or read.
+    pub body_bytes: Option<u64>,
+    /// This tenant's requests in the current minute, this one included.
+    pub requests_this_minute: u64,
+}
+
+/// The compiled rules.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    pub fn compile(specs: &[RuleSpec]) -> Result<Self, RuleError> {
+        let mut rules = Vec::with_capacity(specs.len());
+        let mut names = std::collections::HashSet::new();
+        for spec in specs {
+            let fail = |message: String| RuleError {
+                rule: spec.name.clone(),
+                message,
+            };
+            if spec.name.trim().is_empty() {
+                return Err(fail("a rule needs a name".into()));
+            }
+            if !names.insert(spec.name.as_str()) {
+                return Err(fail("the name is used by another rule".into()));
+            }
+            if spec.keywords.iter().any(String::is_empty) {
+                return Err(fail("an empty keyword would match everything".into()));
+            }
+            let keywords = (!spec.keywords.is_empty())
+                .then(|| {
+                    AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build(&spec.keywords)
+                        .map_err(|e| fail(e.to_string()))
+                })
+                .transpose()?;
+            let patterns = (!spec.patterns.is_empty())
+                .then(|| RegexSet::new(&spec.patterns).map_err(|e| fail(e.to_string())))
+                .transpose()?;
+            if keywords.is_none()
+                && patterns.is_none()
+                && spec.max_body_bytes.is_none()
+                && spec.max_requests_per_minute.is_none()
+            {
+                return Err(fail(
+                    "give keywords, patterns, max_body_bytes or max_requests_per_minute".into(),
+                ));
+            }
+            rules.push(Rule {
+                name: Arc::from(spec.name.as_str()),
+                severity: spec.severity,
+                action: spec.action,
+                keywords,
+                patterns,
+                max_body_bytes: spec.max_body_bytes,
+                max_requests_per_minute: spec.max_requests_per_minute,
+            });
+        }
+        Ok(Self { rules })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Some rule reads the request's text (so JSON bodies are read whole).
+    pub fn reads_text(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.keywords.is_some() || r.patterns.is_some())
+    }
+
+    /// Some rule counts requests per tenant.
+    pub fn counts_requests(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.max_requests_per_minute.is_some())
+    }
+
+    /// Every rule that matches, in configuration order.
+    pub fn check(&self, input: &CheckInput<'_>) -> Vec<Verdict> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.matches(input))
+            .map(|rule| Verdict {
+                rule: rule.name.to_string(),
+                severity: rule.severity,
+                action: rule.action,
+            })
+            .collect()
+    }
+}
+
+impl Rule {
+    fn matches(&self, input: &CheckInput<'_>) -> bool {
+        let text = input.text.unwrap_or("");
+        self.keywords.as_ref().is_some_and(|k| k.is_match(text))
+            || self.patterns.as_ref().is_some_and(|p| p.is_match(text))
+            || self
+                .max_body_bytes
+                .zip(input.body_bytes)
+                .is_some_and(|(max, len)| len > max)
+            || self
+                .max_requests_per_minute
+                .is_some_and(|max| input.requests_this_minute > u64::from(max))
+    }
+}
+
+/// The text rules see: every string in a JSON body (messages, system
+/// prompts, tool arguments…), one per line, so JSON escapes cannot hide a
+/// keyword; the raw bytes, lossily decoded, when the body is not JSON.
+pub fn request_text(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => {
+            let mut out = String::new();
+            collect_strings(&value, &mut out);
+            out
+        }
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+fn collect_strings(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The outcome for a request: the strongest action and severity.
+pub fn strongest(verdicts: &[Verdict]) -> Option<(RuleAction, Severity)> {
+    let action = verdicts.iter().map(|v| v.action).max()?;
+    let severity = verdicts.iter().map(|v| v.severity).max()?;
+    Some((action, severity))
+}
+
+/// Requests per tenant in fixed one-minute windows, in this replica's memory.
+#[derive(Debug, Default)]
+pub struct RateCounter {
+    windows: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl RateCounter {
+    /// Count a request of `tenant` at `unix_seconds`; returns the count in
+    /// its minute, this request included.
+    pub fn hit(&self, tenant: &str, unix_seconds: i64) -> u64 {
+        let minute = unix_seconds.div_euclid(60);
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        // Keep the map from growing with tenants long gone.
+        if windows.len() > 10_000 {
+            windows.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = windows.entry(tenant.to_owned()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            ..RuleSpec::default()
+        }
+    }
+
+    fn input(text: &str) -> CheckInput<'_> {
+        CheckInput {
+            text: Some(text),
+            body_bytes: Some(text.len() as u64),
+            requests_this_minute: 1,
+        }
+    }
+
+    fn names(v: &[Verdict]) -> Vec<&str> {
+        v.iter().map(|v| v.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn keywords_patterns_size_and_rate_match() {
+        let rules = RuleSet::compile(&[
+            RuleSpec {
+                keywords: vec!["Make A Bomb".into()],
+                ..spec("weapons")
+            },
+            RuleSpec {
+                patterns: vec![r"\b\d{3}-\d{2}-\d{4}\b".into()],
+                action: RuleAction::Block,
+                severity: Severity::High,
+                ..spec("ssn")
+            },
+            RuleSpec {
+                max_body_bytes: Some(10),
+                ..spec("big")
+            },
+            RuleSpec {
+                max_requests_per_minute: Some(2),
+                ..spec("burst")
+            },
+        ])
+        .unwrap();
+        assert!(rules.reads_text() && rules.counts_requests());
+        assert_eq!(
+            names(&rules.check(&input("how to make a bomb"))),
+            ["weapons", "big"]
+        );
+        assert_eq!(names(&rules.check(&input("123-45-6789"))), ["ssn", "big"]);
+        assert_eq!(names(&rules.check(&input("hi"))), Vec::<&str>::new());
+        let burst = CheckInput {
+            requests_this_minute: 3,
+            ..input("hi")
+        };
+        assert_eq!(names(&rules.check(&burst)), ["burst"]);
+        assert_eq!(
+            strongest(&rules.check(&input("123-45-6789"))),
+            Some((RuleAction::Block, Severity::High))
+        );
+    }
+
+    #[test]
+    fn json_escapes_do_not_hide_keywords() {
+        let body = br#"{"messages":[{"role":"user","content":"say \"b\u006fmb\"\nnow"}]}"#;
+        let rules = RuleSet::compile(&[RuleSpec {
+            keywords: vec!["\"bomb\"".into()],
+            ..spec("quoted")
+        }])
+        .unwrap();
+        let text = request_text(body);
+        assert_eq!(names(&rules.check(&input(&text))), ["quoted"]);
+        assert!(request_text(b"\xff not json bomb").contains("bomb"));
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_their_name() {
+        let bad = [
+            RuleSpec {
+                patterns: vec!["(unclosed".into()],
+                ..spec("broken")
+            },
+            RuleSpec {
+                keywords: vec![String::new()],
+                ..spec("empty")
+            },
+            spec("nothing"),
+        ];
+        for rule in bad {
+            let err = RuleSet::compile(std::slice::from_ref(&rule)).unwrap_err();
+            assert_eq!(err.rule, rule.name);
+        }
+        let twice = RuleSet::compile(&[
+            RuleSpec {
+                max_body_bytes: Some(1),
+                ..spec("a")
+            },
+            RuleSpec {
+                max_body_bytes: Some(1),
+                ..spec("a")
+            },
+        ]);
+        assert!(twice.is_err());
+    }
+
+    #[test]
+    fn rate_windows_reset_each_minute() {
+        let counter = RateCounter::default();
+        assert_eq!(counter.hit("acme", 120), 1);
+        assert_eq!(counter.hit("acme", 179), 2);
+        assert_eq!(counter.hit("beta", 179), 1);
+        assert_eq!(counter.hit("acme", 180), 1);
+    }
+}
