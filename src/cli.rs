@@ -63,6 +63,77 @@ pub enum Command {
     /// Legal holds: keep a tenant's records, or one record, past their expiry.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Principals of the admin API (reviewers, contractors, auditors, admins).
+    #[command(subcommand)]
+    Principals(PrincipalsCommand),
+    /// Work the review queue through the admin API.
+    Review(ReviewArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalsCommand {
+    /// Create a principal; prints its bearer token once (only a hash is kept).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// admin, reviewer, contractor or auditor.
+        #[arg(long)]
+        role: String,
+        /// When its access ends (RFC 3339); contractors should have one.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Who creates it.
+        #[arg(long)]
+        actor: String,
+    },
+    /// List principals (never their tokens).
+    List,
+    /// Revoke a principal's token.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        actor: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The admin listener.
+    #[arg(
+        long,
+        env = "CUSTODIAN_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    pub url: String,
+    /// Your principal's bearer token.
+    #[arg(long, env = "CUSTODIAN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[command(subcommand)]
+    pub command: ReviewCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List items (default: open ones).
+    List {
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one item with its payload (audited).
+    Show { id: String },
+    /// Claim the next open item.
+    Claim,
+    /// Resolve an item.
+    Resolve {
+        id: String,
+        /// dismissed or confirmed.
+        #[arg(long)]
+        resolution: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

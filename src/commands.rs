@@ -11,7 +11,8 @@ use crate::audit::{AuditEvent, ChainVerifier};
 use crate::auth;
 use crate::cli::{
     AuditCommand, Cli, Command, ConsentCommand, ConsentRecordArgs, ExportCommand,
-    ExportTrainingArgs, HoldAddArgs, HoldCommand, KeysCommand,
+    ExportTrainingArgs, HoldAddArgs, HoldCommand, KeysCommand, PrincipalsCommand, ReviewArgs,
+    ReviewCommand,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
@@ -61,6 +62,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hold(HoldCommand::Release { id, actor, reason }) => {
             hold_release(&cli.config, id, &actor, &reason).await
         }
+        Command::Principals(command) => principals(&cli.config, command).await,
+        Command::Review(args) => review(args).await,
     }
 }
 
@@ -441,6 +444,152 @@ async fn hold_release(path: &Path, id: i64, actor: &str, reason: &str) -> anyhow
         bail!("no active legal hold #{id}");
     }
     println!("legal hold #{id} released; the next sweep removes what it kept past expiry");
+    Ok(())
+}
+
+async fn principals(path: &Path, command: PrincipalsCommand) -> anyhow::Result<()> {
+    use crate::review::access::{self, Role};
+    let config = load(path)?;
+    let store = open_store(&config).await?;
+    let now = SystemClock.now();
+    match command {
+        PrincipalsCommand::Add {
+            name,
+            role,
+            expires,
+            actor,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("--role {role:?}: admin, reviewer, contractor or auditor")
+            })?;
+            if name.trim().is_empty() || actor.trim().is_empty() {
+                bail!("--name and --actor must not be empty");
+            }
+            let expires_at = expires
+                .as_deref()
+                .map(config::parse_instant)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            if expires_at.is_some_and(|e| e <= now) {
+                bail!("--expires must be in the future");
+            }
+            let token = access::issue_token();
+            let audit = operator_audit(
+                &actor,
+                "principal.added",
+                None,
+                serde_json::json!({"role": role, "expires_at": expires_at.map(|e| e.format(&Rfc3339).unwrap_or_default())}),
+            );
+            store
+                .add_principal(
+                    &crate::store::NewPrincipal {
+                        name: name.clone(),
+                        role,
+                        token_hash: access::token_hash(&token),
+                        created_at: now,
+                        expires_at,
+                    },
+                    &audit,
+                )
+                .await?;
+            println!("token: {token}");
+            eprintln!("The token is shown once. Give it to {name}; only its hash is stored.");
+        }
+        PrincipalsCommand::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "name\trole\tstate\texpires_at\tcreated_at")?;
+            for p in store.list_principals().await? {
+                let state = match (p.revoked_at, p.is_active(now)) {
+                    (Some(_), _) => "revoked",
+                    (None, true) => "active",
+                    (None, false) => "expired",
+                };
+                writeln!(
+                    out,
+                    "{}\t{}\t{state}\t{}\t{}",
+                    p.name,
+                    p.role,
+                    p.expires_at
+                        .map(|e| e.format(&Rfc3339))
+                        .transpose()?
+                        .unwrap_or_default(),
+                    p.created_at.format(&Rfc3339)?
+                )?;
+            }
+        }
+        PrincipalsCommand::Revoke { name, actor } => {
+            let audit = operator_audit(&actor, "principal.revoked", None, serde_json::json!({}));
+            if !store.revoke_principal(&name, now, &audit).await? {
+                bail!("no active principal {name:?}");
+            }
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}
+
+/// The review CLI: a thin client of the admin API.
+async fn review(args: ReviewArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let base = args.url.trim_end_matches('/');
+    let request = match &args.command {
+        ReviewCommand::List { status, limit } => client
+            .get(format!("{base}/admin/v1/review/items"))
+            .query(&[("status", status.as_str()), ("limit", &limit.to_string())]),
+        ReviewCommand::Show { id } => client.get(format!("{base}/admin/v1/review/items/{id}")),
+        ReviewCommand::Claim => client.post(format!("{base}/admin/v1/review/claim")),
+        ReviewCommand::Resolve {
+            id,
+            resolution,
+            note,
+        } => client
+            .post(format!("{base}/admin/v1/review/items/{id}/resolve"))
+            .json(&serde_json::json!({"resolution": resolution, "note": note})),
+    };
+    let response = request.bearer_auth(&args.token).send().await?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NO_CONTENT {
+        println!("no open item");
+        return Ok(());
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed");
+        bail!("{status}: {message}");
+    }
+    match args.command {
+        ReviewCommand::List { .. } => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "record_id\tseverity\tstatus\tassignee\ttenant\trules\tcreated_at"
+            )?;
+            for item in body["data"].as_array().into_iter().flatten() {
+                let rules: Vec<&str> = item["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r["rule"].as_str())
+                    .collect();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    item["record_id"].as_str().unwrap_or(""),
+                    item["severity"].as_str().unwrap_or(""),
+                    item["status"].as_str().unwrap_or(""),
+                    item["assignee"].as_str().unwrap_or("-"),
+                    item["tenant"].as_str().unwrap_or(""),
+                    rules.join(","),
+                    item["created_at"].as_str().unwrap_or("")
+                )?;
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&body)?),
+    }
     Ok(())
 }
 

@@ -37,6 +37,10 @@ pub enum ApiError {
     StoreUnavailable,
     #[error("This request was refused by the gateway's usage policy.")]
     Blocked,
+    #[error("This principal's role may not do this.")]
+    Forbidden,
+    #[error("Not found.")]
+    NotFound,
 }
 
 impl ApiError {
@@ -45,7 +49,8 @@ impl ApiError {
             Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath | Self::BadBody | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::UnregisteredKey | Self::Blocked => StatusCode::FORBIDDEN,
+            Self::UnregisteredKey | Self::Blocked | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +76,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",
             Self::Blocked => "blocked_by_policy",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
         }
     }
 
@@ -88,7 +95,11 @@ impl ApiError {
                 | Self::InvalidRequest(_)
                 | Self::MethodNotAllowed,
             ) => "invalid_request_error",
-            (_, Self::UnregisteredKey) | (Flavor::Anthropic, Self::Blocked) => "permission_error",
+            (_, Self::UnregisteredKey | Self::Forbidden) | (Flavor::Anthropic, Self::Blocked) => {
+                "permission_error"
+            }
+            (Flavor::Openai, Self::NotFound) => "invalid_request_error",
+            (Flavor::Anthropic, Self::NotFound) => "not_found_error",
             (Flavor::Openai, Self::Blocked) => "invalid_request_error",
             (Flavor::Openai, Self::StoreUnavailable) => "server_error",
             (Flavor::Anthropic, Self::StoreUnavailable) => "overloaded_error",

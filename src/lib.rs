@@ -20,6 +20,7 @@ pub mod export;
 pub mod files;
 pub mod policy;
 pub mod proxy;
+pub mod review;
 pub mod startup;
 pub mod store;
 pub mod sweeper;

@@ -26,6 +26,7 @@ use crate::data_sharing::{self, DataSharingState};
 use crate::files::FileCopies;
 use crate::proxy::upstream::UpstreamClient;
 use crate::proxy::{self, ProxyState, RouteRuntime};
+use crate::review;
 use crate::store::{self, writer, Store};
 use crate::sweeper;
 use crate::telemetry;
@@ -122,6 +123,7 @@ impl Gateway {
                 .context("opening the file copy store")?,
             config: Arc::clone(&config),
         };
+        let review_clock = Arc::clone(&proxy_state.clock);
         let data_sharing_state = DataSharingState {
             config: Arc::clone(&config),
             keyring: Arc::clone(&proxy_state.keyring),
@@ -139,7 +141,11 @@ impl Gateway {
         let admin_router = admin::router(AdminState {
             store: Arc::clone(&store),
             metrics: telemetry::metrics_handle(),
-        });
+        })
+        .merge(review::api::router(review::api::ReviewState {
+            store: Arc::clone(&store),
+            clock: review_clock,
+        }));
 
         let proxy_listener = TcpListener::bind(config.server.listen)
             .await

@@ -97,6 +97,27 @@ pub fn finetune_line(c: &Captured<'_>) -> Result<String, SkipReason> {
     Ok(Value::Object(line).to_string())
 }
 
+/// The assistant's answer as readable text (streamed answers reassembled),
+/// for reviewers; `None` when the exchange is not a chat or message call.
+pub fn answer_text(path: &str, streamed: bool, response: &[u8]) -> Option<String> {
+    let answer = match (api_of(path)?, streamed) {
+        (Api::ChatCompletions, false) => openai_answer(response),
+        (Api::ChatCompletions, true) => openai_streamed_answer(response),
+        (Api::AnthropicMessages, false) => anthropic_answer(response),
+        (Api::AnthropicMessages, true) => anthropic_streamed_answer(response),
+    }
+    .ok()?;
+    let mut text = answer
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if let Some(calls) = answer.get("tool_calls") {
+        text.push_str(&format!("\n[tool calls] {calls}"));
+    }
+    Some(text)
+}
+
 /// The keys a chat fine-tune message may carry.
 const MESSAGE_KEYS: [&str; 6] = [
     "role",

@@ -18,6 +18,7 @@ use crate::abuse::{RuleAction, Severity, Verdict};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
+use crate::review::access::{Principal, Role};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -124,8 +125,56 @@ pub struct ReviewItem {
     pub status: String,
     pub assignee: Option<String>,
     pub resolution: Option<String>,
+    /// Notes as stored: a JSON array of `{author, at, text}`.
+    pub notes: serde_json::Value,
     pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+}
+
+/// A principal to create.
+#[derive(Debug, Clone)]
+pub struct NewPrincipal {
+    pub name: String,
+    pub role: Role,
+    pub token_hash: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Which review items to list, oldest first after the cursor.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    pub status: Option<String>,
+    pub tenant: Option<String>,
+    pub rule: Option<String>,
+    pub severity: Option<Severity>,
+    pub assignee: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    /// Items created after this `(created_at, record id)`.
+    pub after: Option<(OffsetDateTime, RecordId)>,
+    pub limit: i64,
+}
+
+/// A change to a review item.
+#[derive(Debug, Clone)]
+pub enum ItemChange {
+    Assign(String),
+    Note { author: String, text: String },
+    Resolve { resolution: String, by: String },
+}
+
+/// Which audit entries to read, in sequence order after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub subject: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub after: i64,
+    pub limit: i64,
 }
 
 /// What opens a review item.
@@ -388,8 +437,64 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
 
-    /// The review item of a record, if it was flagged.
+    /// The review item of a record, if it was flagged (no audit: metadata).
     async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError>;
+
+    /// Review items matching `filter` (metadata only, no payloads).
+    async fn list_review_items(&self, filter: &ReviewFilter)
+        -> Result<Vec<ReviewItem>, StoreError>;
+
+    /// Read an item with its record and content, writing `audit` in the same
+    /// transaction: no audit entry, no data. `None` when there is no item.
+    async fn read_review_item(
+        &self,
+        record: RecordId,
+        audit: &AuditEvent,
+    ) -> Result<Option<(ReviewItem, Record)>, StoreError>;
+
+    /// Claim the most severe, oldest open item for `assignee`; two callers
+    /// never get the same item. Audited in the same transaction.
+    async fn claim_next_item(
+        &self,
+        assignee: &str,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<ReviewItem>, StoreError>;
+
+    /// Apply `change` and audit it in one transaction; `false` when there is
+    /// no such item (or it is already resolved).
+    async fn update_review_item(
+        &self,
+        record: RecordId,
+        change: &ItemChange,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Live items counted by status and severity.
+    async fn review_counts(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, String, i64)>, StoreError>;
+
+    /// Audit entries matching `filter`.
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Create a principal and audit it. Returns its id.
+    async fn add_principal(&self, p: &NewPrincipal, audit: &AuditEvent) -> Result<i64, StoreError>;
+
+    /// The principal whose token has this hash (active or not).
+    async fn principal_by_token(&self, token_hash: &str) -> Result<Option<Principal>, StoreError>;
+
+    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
+
+    /// Revoke a principal by name and audit it; `false` when none is active.
+    async fn revoke_principal(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 
     /// Index a kept file copy (replacing one with the same id).
     async fn insert_file_copy(&self, copy: &FileCopy) -> Result<(), StoreError>;
@@ -422,6 +527,16 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         records: &[(RecordId, OffsetDateTime)],
     ) -> Result<(), StoreError>;
+}
+
+/// `notes` (a JSON array) with one more note.
+fn append_note(notes: &str, author: &str, text: &str, at: OffsetDateTime) -> String {
+    let mut list: Vec<serde_json::Value> = serde_json::from_str(notes).unwrap_or_default();
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    list.push(serde_json::json!({"author": author, "at": at, "text": text}));
+    serde_json::Value::Array(list).to_string()
 }
 
 /// Parse the stored text columns of a review item.

@@ -12,13 +12,14 @@ use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
 use super::{
-    tag_count, ExportCandidate, ExportQuery, FileCopy, LegalHold, NewHold, Record, RecordContent,
-    RecordMeta, ReviewFlag, ReviewItem, Store, StoreError, StoredConsentEvent, SweepReport,
-    TableStats, TagCount, Usage,
+    tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
+    NewPrincipal, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag, ReviewItem, Store,
+    StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
+use crate::review::access::{Principal, Role};
 
 /// Serialises partition creation between replicas (any constant works; this
 /// one spells "cstd" in ASCII).
@@ -673,32 +674,275 @@ impl Store for PgStore {
     }
 
     async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError> {
-        let row = sqlx::query(
-            "SELECT record_id, tenant_id, severity, action, reasons, content_kept, status, \
-             assignee, resolution, created_at, expires_at FROM review_items WHERE record_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM review_items WHERE record_id = $1"
+        ))
         .bind(record.0)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let (severity, action, verdicts) = super::review_fields(
-            &r.try_get::<String, _>("severity")?,
-            &r.try_get::<String, _>("action")?,
-            &r.try_get::<String, _>("reasons")?,
-        )?;
-        Ok(Some(ReviewItem {
-            record_id: RecordId(r.try_get("record_id")?),
-            tenant: TenantId(r.try_get("tenant_id")?),
-            severity,
-            action,
-            verdicts,
-            content_kept: r.try_get("content_kept")?,
-            status: r.try_get("status")?,
-            assignee: r.try_get("assignee")?,
-            resolution: r.try_get("resolution")?,
-            created_at: r.try_get("created_at")?,
-            expires_at: r.try_get("expires_at")?,
-        }))
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn list_review_items(&self, f: &ReviewFilter) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+            "SELECT {ITEM_COLUMNS} FROM review_items WHERE TRUE"
+        ));
+        if let Some(v) = &f.status {
+            q.push(" AND status = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.tenant {
+            q.push(" AND tenant_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.severity {
+            q.push(" AND severity = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.assignee {
+            q.push(" AND assignee = ").push_bind(v.clone());
+        }
+        if let Some(rule) = &f.rule {
+            let needle = format!("%\"rule\":{}%", serde_json::Value::from(rule.as_str()));
+            q.push(" AND reasons LIKE ").push_bind(needle);
+        }
+        if let Some(v) = f.since {
+            q.push(" AND created_at >= ").push_bind(v);
+        }
+        if let Some(v) = f.until {
+            q.push(" AND created_at < ").push_bind(v);
+        }
+        if let Some((at, id)) = f.after {
+            q.push(" AND (created_at, record_id) > (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id.0)
+                .push(")");
+        }
+        q.push(" ORDER BY created_at, record_id LIMIT ")
+            .push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    async fn read_review_item(
+        &self,
+        record: RecordId,
+        audit: &AuditEvent,
+    ) -> Result<Option<(ReviewItem, Record)>, StoreError> {
+        // The audit entry commits before any content is read: no entry, no data.
+        let mut tx = self.pool.begin().await?;
+        let item = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM review_items WHERE record_id = $1"
+        ))
+        .bind(record.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(item) = item.as_ref().map(item_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("review_item:{record}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        let Some(stored) = self.get_record(record).await? else {
+            return Ok(None);
+        };
+        Ok(Some((item, stored)))
+    }
+
+    async fn claim_next_item(
+        &self,
+        assignee: &str,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<ReviewItem>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE review_items SET status = 'claimed', assignee = $1, updated_at = $2 \
+             WHERE record_id = (SELECT record_id FROM review_items \
+             WHERE status = 'open' AND expires_at > $2 \
+             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
+             WHEN 'medium' THEN 2 ELSE 3 END, created_at, record_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING {ITEM_COLUMNS}"
+        ))
+        .bind(assignee)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(item) = row.as_ref().map(item_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("review_item:{}", item.record_id));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(Some(item))
+    }
+
+    async fn update_review_item(
+        &self,
+        record: RecordId,
+        change: &ItemChange,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Writing first takes the row (PostgreSQL) or the database (SQLite)
+        // before the notes are read back.
+        let touched = sqlx::query(
+            "UPDATE review_items SET updated_at = $2 \
+             WHERE record_id = $1 AND status <> 'resolved'",
+        )
+        .bind(record.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if touched != 1 {
+            return Ok(false);
+        }
+        match change {
+            ItemChange::Assign(name) => {
+                sqlx::query(
+                    "UPDATE review_items SET assignee = $2, \
+                     status = CASE WHEN status = 'open' THEN 'claimed' ELSE status END \
+                     WHERE record_id = $1",
+                )
+                .bind(record.0)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ItemChange::Note { author, text } => {
+                let notes: String =
+                    sqlx::query_scalar("SELECT notes FROM review_items WHERE record_id = $1")
+                        .bind(record.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let notes = super::append_note(&notes, author, text, now);
+                sqlx::query("UPDATE review_items SET notes = $2 WHERE record_id = $1")
+                    .bind(record.0)
+                    .bind(notes)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ItemChange::Resolve { resolution, .. } => {
+                sqlx::query(
+                    "UPDATE review_items SET status = 'resolved', resolution = $2 \
+                     WHERE record_id = $1",
+                )
+                .bind(record.0)
+                .bind(resolution)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("review_item:{record}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn review_counts(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT status, severity, count(*) FROM review_items WHERE expires_at > $1 \
+             GROUP BY status, severity ORDER BY status, severity",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT seq, at, actor, action, tenant_id, subject, source, details, prev_hash, hash \
+             FROM audit_log WHERE seq > ",
+        );
+        q.push_bind(f.after);
+        if let Some(v) = &f.actor {
+            q.push(" AND actor = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.action {
+            q.push(" AND action = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.subject {
+            q.push(" AND subject = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.since {
+            q.push(" AND at >= ").push_bind(v);
+        }
+        if let Some(v) = f.until {
+            q.push(" AND at < ").push_bind(v);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn add_principal(&self, p: &NewPrincipal, audit: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO principals (name, role, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(&p.name)
+        .bind(p.role.as_str())
+        .bind(&p.token_hash)
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("principal:{}", p.name));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn principal_by_token(&self, token_hash: &str) -> Result<Option<Principal>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(principal_from_row).transpose()
+    }
+
+    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(principal_from_row).collect()
+    }
+
+    async fn revoke_principal(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let revoked = sqlx::query(
+            "UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+        )
+        .bind(name)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if revoked {
+            let mut audit = audit.clone();
+            audit.subject = Some(format!("principal:{name}"));
+            append_audit_in(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
@@ -1301,6 +1545,48 @@ fn next_month(d: Date) -> Date {
         m => (d.year(), m.next()),
     };
     Date::from_calendar_date(year, month, 1).unwrap_or(d)
+}
+
+const ITEM_COLUMNS: &str =
+    "record_id, tenant_id, severity, action, reasons, content_kept, status, \
+    assignee, resolution, notes, created_at, updated_at, expires_at";
+
+const PRINCIPAL_COLUMNS: &str = "id, name, role, created_at, expires_at, revoked_at";
+
+fn item_from_row(r: &PgRow) -> Result<ReviewItem, StoreError> {
+    let (severity, action, verdicts) = super::review_fields(
+        &r.try_get::<String, _>("severity")?,
+        &r.try_get::<String, _>("action")?,
+        &r.try_get::<String, _>("reasons")?,
+    )?;
+    let notes: String = r.try_get("notes")?;
+    Ok(ReviewItem {
+        record_id: RecordId(r.try_get("record_id")?),
+        tenant: TenantId(r.try_get("tenant_id")?),
+        severity,
+        action,
+        verdicts,
+        content_kept: r.try_get("content_kept")?,
+        status: r.try_get("status")?,
+        assignee: r.try_get("assignee")?,
+        resolution: r.try_get("resolution")?,
+        notes: serde_json::from_str(&notes).unwrap_or_else(|_| serde_json::json!([])),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+fn principal_from_row(r: &PgRow) -> Result<Principal, StoreError> {
+    let role: String = r.try_get("role")?;
+    Ok(Principal {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ pub const TABLES: &[TableRetention] = &[
     table("audit_log", RetentionClass::Audit, Expiry::Kept),
     table("audit_head", RetentionClass::Audit, Expiry::Kept),
     table("legal_holds", RetentionClass::Audit, Expiry::Kept),
+    table("principals", RetentionClass::Audit, Expiry::Kept),
     table("file_copies", RetentionClass::Files, Expiry::UntilDeleted),
 ];
 

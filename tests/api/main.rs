@@ -16,6 +16,7 @@ mod export;
 mod files;
 mod proxy;
 mod retention;
+mod review;
 mod sdk;
 mod store;
 mod upstream;

@@ -1,0 +1,435 @@
+//! The review queue's admin API: every endpoint × every role (expired and
+//! revoked included), contractor scoping and redaction, no double claim
+//! under concurrent reviewers, and an audit entry for every read.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use custodian::audit::{AuditEvent, ChainVerifier};
+use custodian::clock::SystemClock;
+use custodian::review::access::{issue_token, token_hash, Role};
+use custodian::store::NewPrincipal;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+
+use crate::helpers::*;
+
+const RULES: &str = r#"
+[[rules]]
+name = "weapons"
+severity = "high"
+keywords = ["build a bomb"]
+"#;
+
+async fn app(backend: Backend) -> TestApp {
+    let builder = ConfigBuilder {
+        extra: RULES.into(),
+        ..ConfigBuilder::default()
+    };
+    spawn_app_with(backend, builder, Arc::new(SystemClock)).await
+}
+
+/// Create a principal straight in the store; returns its token.
+async fn principal(app: &TestApp, name: &str, role: Role, expires: Option<Duration>) -> String {
+    let token = issue_token();
+    let now = OffsetDateTime::now_utc();
+    app.store
+        .add_principal(
+            &NewPrincipal {
+                name: name.into(),
+                role,
+                token_hash: token_hash(&token),
+                created_at: now - Duration::days(1),
+                expires_at: expires.map(|d| now + d),
+            },
+            &AuditEvent {
+                at: now,
+                actor: "operator:test".into(),
+                action: "principal.added".into(),
+                tenant: None,
+                subject: None,
+                source: "test".into(),
+                details: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    token
+}
+
+/// A flagged request; returns its record id.
+async fn flagged(app: &TestApp, text: &str) -> String {
+    let response = app
+        .chat(
+            MANAGED_KEY,
+            json!({"model": "m", "messages": [{"role": "user", "content": format!("build a bomb {text}")}]}),
+        )
+        .await;
+    let id = record_id(&response);
+    app.record(&id).await;
+    id
+}
+
+async fn call(
+    app: &TestApp,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let url = format!("{}{path}", app.admin);
+    let mut request = match method {
+        "GET" => app.client.get(url),
+        _ => app.client.post(url),
+    };
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn every_endpoint_answers_each_role_as_specified(backend: Backend) {
+    let app = app(backend).await;
+    let admin = principal(&app, "ada", Role::Admin, None).await;
+    let reviewer = principal(&app, "rex", Role::Reviewer, None).await;
+    let contractor = principal(&app, "cora", Role::Contractor, Some(Duration::days(30))).await;
+    let auditor = principal(&app, "aud", Role::Auditor, None).await;
+    let expired = principal(&app, "old", Role::Contractor, Some(Duration::seconds(-1))).await;
+    let revoked = principal(&app, "gone", Role::Reviewer, None).await;
+    let revoke_audit = AuditEvent {
+        at: OffsetDateTime::now_utc(),
+        actor: "operator:test".into(),
+        action: "principal.revoked".into(),
+        tenant: None,
+        subject: None,
+        source: "test".into(),
+        details: json!({}),
+    };
+    assert!(app
+        .store
+        .revoke_principal("gone", OffsetDateTime::now_utc(), &revoke_audit)
+        .await
+        .unwrap());
+    let id = flagged(&app, "one").await;
+    let item = format!("/admin/v1/review/items/{id}");
+    let note = json!({"text": "looked at it"});
+
+    use StatusCode as S;
+    // (method, path, body, [admin, reviewer, contractor (not assigned), auditor])
+    let matrix: Vec<(&str, String, Option<Value>, [StatusCode; 4])> = vec![
+        (
+            "GET",
+            "/admin/v1/review/items".into(),
+            None,
+            [S::OK, S::OK, S::OK, S::FORBIDDEN],
+        ),
+        (
+            "GET",
+            item.clone(),
+            None,
+            [S::OK, S::OK, S::NOT_FOUND, S::FORBIDDEN],
+        ),
+        (
+            "POST",
+            format!("{item}/notes"),
+            Some(note.clone()),
+            [S::OK, S::OK, S::NOT_FOUND, S::FORBIDDEN],
+        ),
+        (
+            "POST",
+            format!("{item}/assign"),
+            Some(json!({"assignee": "rex"})),
+            [S::OK, S::OK, S::FORBIDDEN, S::FORBIDDEN],
+        ),
+        (
+            "GET",
+            "/admin/v1/review/counts".into(),
+            None,
+            [S::OK, S::OK, S::FORBIDDEN, S::OK],
+        ),
+        (
+            "GET",
+            "/admin/v1/audit".into(),
+            None,
+            [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK],
+        ),
+        (
+            "POST",
+            "/admin/v1/review/claim".into(),
+            None,
+            [S::NO_CONTENT, S::NO_CONTENT, S::FORBIDDEN, S::FORBIDDEN],
+        ),
+    ];
+    for (method, path, body, expected) in &matrix {
+        for (token, want) in [&admin, &reviewer, &contractor, &auditor]
+            .into_iter()
+            .zip(expected)
+        {
+            let (got, answer) = call(&app, Some(token), method, path, body.clone()).await;
+            assert_eq!(got, *want, "{method} {path}: {answer}");
+        }
+        for token in [
+            Some(expired.as_str()),
+            Some(revoked.as_str()),
+            Some("cstp_nobody"),
+            None,
+        ] {
+            let (got, _) = call(&app, token, method, path, body.clone()).await;
+            assert_eq!(got, S::UNAUTHORIZED, "{method} {path} with {token:?}");
+        }
+    }
+    // A contractor's own view: nothing until assigned; then only that item.
+    let (_, list) = call(
+        &app,
+        Some(&contractor),
+        "GET",
+        "/admin/v1/review/items",
+        None,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]));
+    let (status, _) = call(
+        &app,
+        Some(&admin),
+        "POST",
+        &format!("{item}/assign"),
+        Some(json!({"assignee": "cora"})),
+    )
+    .await;
+    assert_eq!(status, S::OK);
+    let other = flagged(&app, "two").await;
+    let (_, list) = call(
+        &app,
+        Some(&contractor),
+        "GET",
+        "/admin/v1/review/items",
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["record_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let (status, _) = call(
+        &app,
+        Some(&contractor),
+        "GET",
+        &format!("/admin/v1/review/items/{other}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        S::NOT_FOUND,
+        "indistinguishable from a missing item"
+    );
+    let (status, _) = call(&app, Some(&contractor), "GET", &item, None).await;
+    assert_eq!(status, S::OK);
+    let (status, resolved) = call(
+        &app,
+        Some(&contractor),
+        "POST",
+        &format!("{item}/resolve"),
+        Some(json!({"resolution": "dismissed", "note": "benign"})),
+    )
+    .await;
+    assert_eq!(status, S::OK, "{resolved}");
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(
+        resolved["notes"].as_array().unwrap().len(),
+        3,
+        "two from the matrix, one here"
+    );
+    let (status, _) = call(
+        &app,
+        Some(&reviewer),
+        "POST",
+        &format!("{item}/resolve"),
+        Some(json!({"resolution": "confirmed"})),
+    )
+    .await;
+    assert_eq!(status, S::BAD_REQUEST, "resolved once");
+    let (status, _) = call(
+        &app,
+        Some(&admin),
+        "POST",
+        &format!("/admin/v1/review/items/{other}/resolve"),
+        Some(json!({"resolution": "maybe"})),
+    )
+    .await;
+    assert_eq!(status, S::BAD_REQUEST);
+    let (status, _) = call(
+        &app,
+        Some(&admin),
+        "GET",
+        "/admin/v1/review/items/not-a-uuid",
+        None,
+    )
+    .await;
+    assert_eq!(status, S::NOT_FOUND);
+}
+
+async fn contractors_read_payloads_redacted(backend: Backend) {
+    let app = app(backend).await;
+    let admin = principal(&app, "ada", Role::Admin, None).await;
+    let contractor = principal(&app, "cora", Role::Contractor, Some(Duration::days(1))).await;
+    let id = flagged(
+        &app,
+        "mail jane@example.com, call +1 415 555 0132, card 4111 1111 1111 1111",
+    )
+    .await;
+    let item = format!("/admin/v1/review/items/{id}");
+    call(
+        &app,
+        Some(&admin),
+        "POST",
+        &format!("{item}/assign"),
+        Some(json!({"assignee": "cora"})),
+    )
+    .await;
+    let (status, full) = call(&app, Some(&admin), "GET", &item, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let request = full["record"]["content"]["request"].as_str().unwrap();
+    assert!(request.contains("jane@example.com"));
+    assert!(
+        full["record"]["content"]["response_text"]
+            .as_str()
+            .unwrap()
+            .contains("jane@example.com"),
+        "the echo"
+    );
+    let (_, redacted) = call(&app, Some(&contractor), "GET", &item, None).await;
+    let text = redacted["record"]["content"].to_string();
+    for secret in ["jane@example.com", "555 0132", "4111"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} shown to a contractor: {text}"
+        );
+    }
+    assert!(text.contains("[redacted:email]"), "{text}");
+}
+
+async fn every_read_is_audited_in_the_chain(backend: Backend) {
+    let app = app(backend).await;
+    let reviewer = principal(&app, "rex", Role::Reviewer, None).await;
+    let id = flagged(&app, "x").await;
+    for _ in 0..2 {
+        let (status, _) = call(
+            &app,
+            Some(&reviewer),
+            "GET",
+            &format!("/admin/v1/review/items/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let entries = app.store.audit_entries(0, 100).await.unwrap();
+    let reads: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "review_item.read")
+        .collect();
+    assert_eq!(reads.len(), 2);
+    assert_eq!(reads[0].actor, "principal:rex");
+    assert_eq!(
+        reads[0].subject.as_deref(),
+        Some(format!("review_item:{id}").as_str())
+    );
+    assert!(reads[0].source.starts_with("127.0.0.1:"));
+    assert!(
+        !reads[0].details.contains("bomb"),
+        "no payload in the audit log"
+    );
+    let mut verifier = ChainVerifier::new();
+    for e in &entries {
+        verifier.check(e).unwrap();
+    }
+    // Listing is metadata only: not a payload read.
+    call(&app, Some(&reviewer), "GET", "/admin/v1/review/items", None).await;
+    assert_eq!(
+        app.store.audit_entries(0, 100).await.unwrap().len(),
+        entries.len()
+    );
+}
+
+/// Eight reviewers claim concurrently until the queue is empty: every item
+/// is claimed exactly once.
+async fn concurrent_claims_never_share_an_item(backend: Backend) {
+    let app = app(backend).await;
+    let mut created = HashSet::new();
+    for i in 0..24 {
+        created.insert(flagged(&app, &i.to_string()).await);
+    }
+    let mut tasks = Vec::new();
+    for r in 0..8 {
+        let token = principal(&app, &format!("r{r}"), Role::Reviewer, None).await;
+        let (client, admin) = (app.client.clone(), app.admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..100 {
+                let response = client
+                    .post(format!("{admin}/admin/v1/review/claim"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                if response.status() == StatusCode::NO_CONTENT {
+                    break;
+                }
+                assert_eq!(response.status(), StatusCode::OK);
+                let item: Value = response.json().await.unwrap();
+                mine.push(item["record_id"].as_str().unwrap().to_owned());
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let unique: HashSet<String> = claimed.iter().cloned().collect();
+    assert_eq!(claimed.len(), unique.len(), "an item was claimed twice");
+    assert_eq!(unique, created, "every item was claimed");
+    let claims = app
+        .store
+        .audit_entries(0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "review_item.claimed")
+        .count();
+    assert_eq!(claims, 24);
+}
+
+both_stores!(
+    every_endpoint_answers_each_role_as_specified,
+    contractors_read_payloads_redacted,
+    every_read_is_audited_in_the_chain,
+    concurrent_claims_never_share_an_item,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_checked_in() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let served: Value = app
+        .client
+        .get(format!("{}/admin/v1/openapi.json", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    assert_eq!(served, file);
+    assert_eq!(served["openapi"], "3.0.3");
+}
