@@ -68,6 +68,23 @@ pub enum Command {
     Principals(PrincipalsCommand),
     /// Work the review queue through the admin API.
     Review(ReviewArgs),
+    /// Keys and tenants suspended after confirmed abuse.
+    #[command(subcommand)]
+    Suspensions(SuspensionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuspensionsCommand {
+    /// List suspensions, in force first.
+    List,
+    /// Lift a suspension (audited); replicas apply it within the refresh interval.
+    Lift {
+        id: i64,
+        #[arg(long)]
+        actor: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

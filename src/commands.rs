@@ -12,7 +12,7 @@ use crate::auth;
 use crate::cli::{
     AuditCommand, Cli, Command, ConsentCommand, ConsentRecordArgs, ExportCommand,
     ExportTrainingArgs, HoldAddArgs, HoldCommand, KeysCommand, PrincipalsCommand, ReviewArgs,
-    ReviewCommand,
+    ReviewCommand, SuspensionsCommand,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
@@ -64,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Principals(command) => principals(&cli.config, command).await,
         Command::Review(args) => review(args).await,
+        Command::Suspensions(command) => suspensions(&cli.config, command).await,
     }
 }
 
@@ -528,6 +529,61 @@ async fn principals(path: &Path, command: PrincipalsCommand) -> anyhow::Result<(
     Ok(())
 }
 
+async fn suspensions(path: &Path, command: SuspensionsCommand) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let store = open_store(&config).await?;
+    match command {
+        SuspensionsCommand::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "id\tstate\ttenant\tkey_id\tcreated_by\treason")?;
+            let mut all = store.list_suspensions().await?;
+            all.sort_by_key(|s| (s.lifted_at.is_some(), s.id));
+            for s in all {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    s.id,
+                    if s.lifted_at.is_some() {
+                        "lifted"
+                    } else {
+                        "in force"
+                    },
+                    s.tenant,
+                    s.key_id.as_deref().unwrap_or("*"),
+                    s.created_by,
+                    s.reason
+                )?;
+            }
+        }
+        SuspensionsCommand::Lift { id, actor, reason } => {
+            if actor.trim().is_empty() || reason.trim().is_empty() {
+                bail!("--actor and --reason must not be empty");
+            }
+            let tenant = store
+                .list_suspensions()
+                .await?
+                .into_iter()
+                .find(|s| s.id == id)
+                .map(|s| s.tenant);
+            let audit = operator_audit(
+                &actor,
+                "suspension.lifted",
+                tenant,
+                serde_json::json!({ "reason": reason }),
+            );
+            let by = format!("operator:{actor}");
+            if !store
+                .lift_suspension(id, &by, SystemClock.now(), &audit)
+                .await?
+            {
+                bail!("no suspension #{id} in force");
+            }
+            println!("suspension #{id} lifted; replicas apply it within consent.refresh_interval");
+        }
+    }
+    Ok(())
+}
+
 /// The review CLI: a thin client of the admin API.
 async fn review(args: ReviewArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
@@ -546,7 +602,8 @@ async fn review(args: ReviewArgs) -> anyhow::Result<()> {
             note,
         } => client
             .post(format!("{base}/admin/v1/review/items/{id}/resolve"))
-            .json(&serde_json::json!({"resolution": resolution, "note": note})),
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::json!({"resolution": resolution, "note": note}).to_string()),
     };
     let response = request.bearer_auth(&args.token).send().await?;
     let status = response.status();
@@ -554,7 +611,8 @@ async fn review(args: ReviewArgs) -> anyhow::Result<()> {
         println!("no open item");
         return Ok(());
     }
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await?).unwrap_or_default();
     if !status.is_success() {
         let message = body["error"]["message"]
             .as_str()

@@ -114,6 +114,7 @@ pub struct Config {
     pub files: FilesConfig,
     /// Inline abuse rules, compiled.
     pub rules: Arc<crate::abuse::RuleSet>,
+    pub review: ReviewConfig,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub routes: Vec<Route>,
@@ -180,6 +181,25 @@ pub struct WriterConfig {
 pub struct ConsentConfig {
     pub refresh_interval: Duration,
     pub max_staleness: Duration,
+}
+
+/// What resolving a review item as confirmed abuse does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConfirm {
+    /// Nothing beyond the resolution.
+    #[default]
+    None,
+    /// Suspend the API key that sent the request.
+    SuspendKey,
+    /// Suspend the whole tenant.
+    SuspendTenant,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    pub on_confirm: OnConfirm,
 }
 
 /// Where copies of fine-tune files are kept.
@@ -415,6 +435,8 @@ struct RawConfig {
     files: RawFiles,
     #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    review: ReviewConfig,
     #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
@@ -830,6 +852,7 @@ impl Validator<'_> {
                 location: raw.files.location,
             },
             rules: Arc::new(rules),
+            review: raw.review,
             logging: LoggingConfig {
                 format: raw.logging.format,
                 filter: raw.logging.filter,

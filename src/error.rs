@@ -41,6 +41,8 @@ pub enum ApiError {
     Forbidden,
     #[error("Not found.")]
     NotFound,
+    #[error("This API key or its organisation is suspended after a usage-policy review. Contact the gateway's operator.")]
+    Suspended,
 }
 
 impl ApiError {
@@ -49,7 +51,9 @@ impl ApiError {
             Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath | Self::BadBody | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::UnregisteredKey | Self::Blocked | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::UnregisteredKey | Self::Blocked | Self::Forbidden | Self::Suspended => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +81,7 @@ impl ApiError {
             Self::StoreUnavailable => "store_unavailable",
             Self::Blocked => "blocked_by_policy",
             Self::Forbidden => "forbidden",
+            Self::Suspended => "suspended",
             Self::NotFound => "not_found",
         }
     }
@@ -95,9 +100,8 @@ impl ApiError {
                 | Self::InvalidRequest(_)
                 | Self::MethodNotAllowed,
             ) => "invalid_request_error",
-            (_, Self::UnregisteredKey | Self::Forbidden) | (Flavor::Anthropic, Self::Blocked) => {
-                "permission_error"
-            }
+            (_, Self::UnregisteredKey | Self::Forbidden | Self::Suspended)
+            | (Flavor::Anthropic, Self::Blocked) => "permission_error",
             (Flavor::Openai, Self::NotFound) => "invalid_request_error",
             (Flavor::Anthropic, Self::NotFound) => "not_found_error",
             (Flavor::Openai, Self::Blocked) => "invalid_request_error",

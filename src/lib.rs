@@ -23,5 +23,6 @@ pub mod proxy;
 pub mod review;
 pub mod startup;
 pub mod store;
+pub mod suspensions;
 pub mod sweeper;
 pub mod telemetry;

@@ -77,10 +77,19 @@ impl Gateway {
             // Not fatal: requests are tagged consent_unavailable until it loads.
             tracing::warn!(error = %e, "consent not loaded at start");
         }
+        let suspensions = Arc::new(crate::suspensions::Suspensions::default());
+        if let Err(e) = suspensions.refresh(store.as_ref()).await {
+            tracing::warn!(error = %e, "suspensions not loaded at start");
+        }
         let writer_stop = CancellationToken::new();
         let (sink, writer) = writer::spawn(Arc::clone(&store), &config.writer, writer_stop.clone());
         let mut background = vec![
             Arc::clone(&consent).spawn_refresher(
+                Arc::clone(&store),
+                config.consent.refresh_interval,
+                shutdown.clone(),
+            ),
+            Arc::clone(&suspensions).spawn_refresher(
                 Arc::clone(&store),
                 config.consent.refresh_interval,
                 shutdown.clone(),
@@ -119,6 +128,7 @@ impl Gateway {
                 .context("policy version is not a header value")?,
             policy_version_str: Arc::from(config.policy_version.as_str()),
             rates: Arc::default(),
+            suspensions: Arc::clone(&suspensions),
             files: FileCopies::open(&config.files, Arc::clone(&store))
                 .context("opening the file copy store")?,
             config: Arc::clone(&config),
@@ -145,6 +155,8 @@ impl Gateway {
         .merge(review::api::router(review::api::ReviewState {
             store: Arc::clone(&store),
             clock: review_clock,
+            suspensions,
+            on_confirm: config.review.on_confirm,
         }));
 
         let proxy_listener = TcpListener::bind(config.server.listen)

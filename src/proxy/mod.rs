@@ -74,6 +74,7 @@ pub struct ProxyState {
     pub policy_version: HeaderValue,
     pub policy_version_str: Arc<str>,
     pub files: FileCopies,
+    pub suspensions: Arc<crate::suspensions::Suspensions>,
     /// Requests per tenant per minute, for rate rules.
     pub rates: Arc<crate::abuse::RateCounter>,
 }
@@ -101,6 +102,12 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         }
     };
     let tenant = &state.config.tenants[caller.tenant_index];
+    if state
+        .suspensions
+        .is_suspended(&tenant.id.0, &caller.key_id.0)
+    {
+        return reject(ApiError::Suspended, flavor, &request_id, &route.name);
+    }
     let policy = Arc::clone(&tenant.policies[route_index]);
 
     let opt_out = headers::requests_opt_out(&parts.headers);

@@ -37,6 +37,8 @@ const MAX_NOTE_CHARS: usize = 4_000;
 pub struct ReviewState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    pub suspensions: Arc<crate::suspensions::Suspensions>,
+    pub on_confirm: crate::config::OnConfirm,
 }
 
 pub fn router(state: ReviewState) -> Router {
@@ -485,14 +487,69 @@ async fn resolve(
             now,
             json!({"resolution": resolution}),
         );
+        let confirmed = resolution == "confirmed";
         let change_ = ItemChange::Resolve {
             resolution,
             by: principal.name.clone(),
         };
-        change(&state, &item, change_, now, &event).await
+        let answer = change(&state, &item, change_, now, &event).await?;
+        if confirmed {
+            suspend(&state, &principal, &item, peer, now).await?;
+        }
+        Ok(answer)
     }
     .await
     .unwrap_or_else(fail)
+}
+
+/// On confirmed abuse, suspend the key or tenant as configured (audited);
+/// this replica applies it at once, the others within their refresh.
+async fn suspend(
+    state: &ReviewState,
+    principal: &Principal,
+    item: &ReviewItem,
+    peer: SocketAddr,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    use crate::config::OnConfirm;
+    let key = match state.on_confirm {
+        OnConfirm::None => return Ok(()),
+        OnConfirm::SuspendTenant => None,
+        OnConfirm::SuspendKey => {
+            let record = state
+                .store
+                .get_record(item.record_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or(ApiError::NotFound)?;
+            Some(record.meta.key_id.0)
+        }
+    };
+    let reason = format!("confirmed abuse in review item {}", item.record_id);
+    let event = audit(
+        principal,
+        "suspension.added",
+        Some(item),
+        Some(peer),
+        now,
+        json!({"key_id": key, "reason": reason}),
+    );
+    state
+        .store
+        .add_suspension(
+            &item.tenant,
+            key.as_deref(),
+            &reason,
+            &format!("principal:{}", principal.name),
+            now,
+            &event,
+        )
+        .await
+        .map_err(unavailable)?;
+    if let Err(e) = state.suspensions.refresh(state.store.as_ref()).await {
+        tracing::warn!(error = %e, "suspensions refresh after a confirmation failed");
+    }
+    Ok(())
 }
 
 /// Apply a change and answer with the item as it now is.

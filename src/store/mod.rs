@@ -132,6 +132,20 @@ pub struct ReviewItem {
     pub expires_at: OffsetDateTime,
 }
 
+/// A key or tenant suspended after confirmed abuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub id: i64,
+    pub tenant: TenantId,
+    /// `None`: the whole tenant.
+    pub key_id: Option<String>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub lifted_at: Option<OffsetDateTime>,
+    pub lifted_by: Option<String>,
+}
+
 /// A principal to create.
 #[derive(Debug, Clone)]
 pub struct NewPrincipal {
@@ -479,6 +493,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit entries matching `filter`.
     async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Suspend a key (or, with `key` `None`, a tenant) and audit it.
+    async fn add_suspension(
+        &self,
+        tenant: &TenantId,
+        key: Option<&str>,
+        reason: &str,
+        by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError>;
+
+    /// Lift a suspension and audit it; `false` when none is in force.
+    async fn lift_suspension(
+        &self,
+        id: i64,
+        by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    async fn list_suspensions(&self) -> Result<Vec<Suspension>, StoreError>;
 
     /// Create a principal and audit it. Returns its id.
     async fn add_principal(&self, p: &NewPrincipal, audit: &AuditEvent) -> Result<i64, StoreError>;

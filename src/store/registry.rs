@@ -86,6 +86,7 @@ pub const TABLES: &[TableRetention] = &[
     table("audit_head", RetentionClass::Audit, Expiry::Kept),
     table("legal_holds", RetentionClass::Audit, Expiry::Kept),
     table("principals", RetentionClass::Audit, Expiry::Kept),
+    table("suspensions", RetentionClass::Audit, Expiry::Kept),
     table("file_copies", RetentionClass::Files, Expiry::UntilDeleted),
 ];
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{
     tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
     NewPrincipal, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag, ReviewItem, Store,
-    StoreError, StoredConsentEvent, SweepReport, TableStats, TagCount, Usage,
+    StoreError, StoredConsentEvent, Suspension, SweepReport, TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -757,6 +757,88 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(revoked)
+    }
+
+    async fn add_suspension(
+        &self,
+        tenant: &TenantId,
+        key: Option<&str>,
+        reason: &str,
+        by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO suspensions (tenant_id, key_id, reason, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )
+        .bind(&tenant.0)
+        .bind(key)
+        .bind(reason)
+        .bind(by)
+        .bind(to_micros(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut audit = audit.clone();
+        audit.subject = Some(format!("suspension:{id}"));
+        append_audit_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn lift_suspension(
+        &self,
+        id: i64,
+        by: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let lifted = sqlx::query(
+            "UPDATE suspensions SET lifted_at = ?2, lifted_by = ?3 \
+             WHERE id = ?1 AND lifted_at IS NULL",
+        )
+        .bind(id)
+        .bind(to_micros(at))
+        .bind(by)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if lifted {
+            let mut audit = audit.clone();
+            audit.subject = Some(format!("suspension:{id}"));
+            append_audit_in(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(lifted)
+    }
+
+    async fn list_suspensions(&self) -> Result<Vec<Suspension>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, key_id, reason, created_by, created_at, lifted_at, lifted_by \
+             FROM suspensions ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Suspension {
+                    id: r.try_get("id")?,
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    key_id: r.try_get("key_id")?,
+                    reason: r.try_get("reason")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: from_micros(r.try_get("created_at")?)?,
+                    lifted_at: r
+                        .try_get::<Option<i64>, _>("lifted_at")?
+                        .map(from_micros)
+                        .transpose()?,
+                    lifted_by: r.try_get("lifted_by")?,
+                })
+            })
+            .collect()
     }
 
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {

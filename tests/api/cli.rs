@@ -448,3 +448,103 @@ async fn sweep_and_holds_from_the_command_line() {
         assert!(verify.contains("audit log intact: 2 entries"), "{verify}");
     }
 }
+
+/// A reviewer's day from the terminal: an admin creates principals, a
+/// reviewer lists, claims, reads and resolves through the admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_and_the_review_cli() {
+    let builder = crate::helpers::ConfigBuilder {
+        extra: "[[rules]]\nname = \"weapons\"\nkeywords = [\"build a bomb\"]\n".into(),
+        ..crate::helpers::ConfigBuilder::default()
+    };
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        builder,
+        std::sync::Arc::new(custodian::clock::SystemClock),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), app._db.url(), "");
+    let add = |name: &str, role: &str| {
+        custodian(
+            &path,
+            &[
+                "principals",
+                "add",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--actor",
+                "root",
+            ],
+        )
+    };
+    let out = add("rex", "reviewer");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    assert!(!add("rex", "reviewer").status.success(), "names are unique");
+    assert!(!add("eve", "superuser").status.success());
+    let list = stdout(&custodian(&path, &["principals", "list"]));
+    assert!(list.contains("rex\treviewer\tactive"), "{list}");
+    assert!(!list.contains(&token[5..]), "tokens are never shown again");
+
+    let response = app
+        .chat(
+            crate::helpers::MANAGED_KEY,
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "build a bomb"}]}),
+        )
+        .await;
+    let id = crate::helpers::record_id(&response);
+    app.record(&id).await;
+
+    let review = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .args(["review", "--url", &app.admin])
+            .args(args)
+            .env("CUSTODIAN_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let out = review(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&id) && stdout(&out).contains("weapons"),
+        "{}",
+        stdout(&out)
+    );
+    let out = review(&["claim"]);
+    assert!(
+        stdout(&out).contains("\"assignee\": \"rex\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&review(&["claim"])).contains("no open item"));
+    let out = review(&["show", &id]);
+    assert!(stdout(&out).contains("build a bomb"), "{}", stdout(&out));
+    let out = review(&[
+        "resolve",
+        &id,
+        "--resolution",
+        "dismissed",
+        "--note",
+        "a chemistry class",
+    ]);
+    assert!(
+        stdout(&out).contains("\"status\": \"resolved\""),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = custodian(&path, &["principals", "revoke", "rex", "--actor", "root"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = review(&["list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let verify = stdout(&custodian(&path, &["audit", "verify"]));
+    assert!(verify.contains("audit log intact"), "{verify}");
+}

@@ -410,7 +410,82 @@ async fn concurrent_claims_never_share_an_item(backend: Backend) {
     assert_eq!(claims, 24);
 }
 
+/// Confirming abuse suspends the key (as configured): its next request
+/// gets 403 on this replica at once; lifting it (audited) restores access.
+async fn confirmed_abuse_suspends_the_key_until_lifted(backend: Backend) {
+    let builder = ConfigBuilder {
+        extra: format!("{RULES}\n[review]\non_confirm = \"suspend_key\"\n"),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let reviewer = principal(&app, "rex", Role::Reviewer, None).await;
+    let id = flagged(&app, "for real").await;
+    let (status, _) = call(
+        &app,
+        Some(&reviewer),
+        "POST",
+        &format!("/admin/v1/review/items/{id}/resolve"),
+        Some(json!({"resolution": "confirmed", "note": "clear intent"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let hello = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]});
+    let response = app.chat(MANAGED_KEY, hello.clone()).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "suspended");
+    // Other tenants (and keys) are not affected.
+    assert_eq!(
+        app.chat(PASSTHROUGH_KEY, hello.clone()).await.status(),
+        StatusCode::OK
+    );
+
+    let suspension = app.store.list_suspensions().await.unwrap().pop().unwrap();
+    assert_eq!(suspension.tenant.0, "acme");
+    assert!(suspension.key_id.as_deref().unwrap().starts_with("mk_"));
+    let lift = AuditEvent {
+        at: OffsetDateTime::now_utc(),
+        actor: "operator:ops".into(),
+        action: "suspension.lifted".into(),
+        tenant: Some(suspension.tenant.clone()),
+        subject: None,
+        source: "test".into(),
+        details: json!({}),
+    };
+    assert!(app
+        .store
+        .lift_suspension(
+            suspension.id,
+            "operator:ops",
+            OffsetDateTime::now_utc(),
+            &lift
+        )
+        .await
+        .unwrap());
+    // Replicas reload within consent.refresh_interval (100 ms here).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = app.chat(MANAGED_KEY, hello.clone()).await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still suspended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let actions: Vec<String> = app
+        .store
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("suspension"))
+        .collect();
+    assert_eq!(actions, ["suspension.added", "suspension.lifted"]);
+}
+
 both_stores!(
+    confirmed_abuse_suspends_the_key_until_lifted,
     every_endpoint_answers_each_role_as_specified,
     contractors_read_payloads_redacted,
     every_read_is_audited_in_the_chain,
