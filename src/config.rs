@@ -250,6 +250,8 @@ pub struct Profile {
     #[serde(with = "time::serde::rfc3339::option")]
     pub training_cutover: Option<OffsetDateTime>,
     pub zero_data_retention: bool,
+    /// ZDR requests flagged by a rule keep their content for review.
+    pub safety_retention: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +273,8 @@ pub struct EffectivePolicy {
     pub profile: Arc<str>,
     pub retention: Retention,
     pub zero_data_retention: bool,
+    /// Keep the content of a flagged ZDR request for the review period.
+    pub safety_retention: bool,
     pub training_cutover: Option<OffsetDateTime>,
     pub retention_receipt: HeaderValue,
 }
@@ -688,6 +692,8 @@ struct RawProfile {
     training_cutover: Option<OffsetDateTime>,
     #[serde(default)]
     zero_data_retention: bool,
+    #[serde(default)]
+    safety_retention: bool,
 }
 
 fn default_content_retention() -> Duration {
@@ -969,6 +975,7 @@ impl Validator<'_> {
                     metadata_retention: p.metadata_retention,
                     training_cutover: p.training_cutover,
                     zero_data_retention: p.zero_data_retention,
+                    safety_retention: p.safety_retention,
                 },
             );
         }
@@ -1136,6 +1143,7 @@ impl Validator<'_> {
                     profile: Arc::from(profile_name.as_str()),
                     retention,
                     zero_data_retention: profile.zero_data_retention || t.zero_data_retention,
+                    safety_retention: profile.safety_retention,
                     training_cutover: profile.training_cutover,
                     retention_receipt: receipt,
                 }));

@@ -88,7 +88,8 @@ impl Exchange {
         if let Some(s) = self.state.as_mut() {
             let policy = &s.start.policy;
             let expires_at = policy.retention.content_expires_at(s.start.received_at);
-            s.review = ReviewFlag::from_verdicts(verdicts, !policy.zero_data_retention, expires_at);
+            let keeps_content = !policy.zero_data_retention || policy.safety_retention;
+            s.review = ReviewFlag::from_verdicts(verdicts, keeps_content, expires_at);
         }
     }
 
@@ -166,7 +167,11 @@ impl State {
         let policy = &start.policy;
         let received_at = start.received_at;
         let zdr = policy.zero_data_retention;
-        let content_expires_at = (!zdr).then(|| policy.retention.content_expires_at(received_at));
+        // ZDR: no content, unless the profile keeps flagged requests for
+        // review (safety retention) and a rule flagged this one.
+        let keep_content = !zdr || (policy.safety_retention && review.is_some());
+        let content_expires_at =
+            keep_content.then(|| policy.retention.content_expires_at(received_at));
         let meta = RecordMeta {
             id: start.id,
             request_id: start.request_id,

@@ -284,8 +284,14 @@ fn record_json(record: &Record, redacted: bool) -> Value {
         Some(c) => {
             let response_text = answer_text(&m.path, m.streamed, &c.response_body)
                 .unwrap_or_else(|| String::from_utf8_lossy(&c.response_body).into_owned());
+            // A ZDR record with content: kept only because a rule flagged it.
+            let state = if m.zero_data_retention {
+                "kept_for_safety_review"
+            } else {
+                "present"
+            };
             json!({
-                "state": "present",
+                "state": state,
                 "request": shown(String::from_utf8_lossy(&c.request_body).into_owned()),
                 "request_truncated": c.request_truncated,
                 "response_text": shown(response_text),
@@ -305,6 +311,7 @@ fn record_json(record: &Record, redacted: bool) -> Value {
         "streamed": m.streamed,
         "received_at": format_instant(m.received_at),
         "key_id": m.key_id,
+        "zero_data_retention": m.zero_data_retention,
         "content": content,
     })
 }

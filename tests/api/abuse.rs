@@ -189,7 +189,41 @@ async fn review_items_expire_with_their_content(backend: Backend) {
         .is_none());
 }
 
+/// A profile with safety retention keeps the content of a flagged ZDR
+/// request (and only of a flagged one) for the review period.
+async fn safety_retention_keeps_only_flagged_zdr_content(backend: Backend) {
+    let (_clock, shared) = manual_clock(T0);
+    let builder = ConfigBuilder {
+        extra: RULES.into(),
+        profiles: r#"
+[profiles.api]
+training_cutover = "2023-03-01T00:00:00Z"
+content_retention = "30d"
+metadata_retention = "365d"
+safety_retention = true
+"#
+        .into(),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(backend, builder, shared).await;
+    let flagged = app.chat(ZDR_KEY, body("build a bomb")).await;
+    let id = record_id(&flagged);
+    let record = app.record(&id).await;
+    let content = record.content.expect("kept for review");
+    assert!(String::from_utf8_lossy(&content.request_body).contains("build a bomb"));
+    assert_eq!(content.expires_at, T0 + Duration::days(30));
+    assert!(item(&app, &id).await.unwrap().content_kept);
+    assert!(
+        !record.meta.training.usable,
+        "still never used for training"
+    );
+
+    let clean = app.chat(ZDR_KEY, body("hello")).await;
+    assert!(app.record(&record_id(&clean)).await.content.is_none());
+}
+
 both_stores!(
+    safety_retention_keeps_only_flagged_zdr_content,
     a_flag_forwards_and_opens_a_review_item,
     a_block_is_refused_recorded_and_flagged,
     zdr_requests_are_checked_but_keep_no_content,
