@@ -115,6 +115,8 @@ pub struct Config {
     /// Inline abuse rules, compiled.
     pub rules: Arc<crate::abuse::RuleSet>,
     pub review: ReviewConfig,
+    /// The asynchronous moderation classifier, when configured.
+    pub classifier: Option<ClassifierConfig>,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub routes: Vec<Route>,
@@ -181,6 +183,36 @@ pub struct WriterConfig {
 pub struct ConsentConfig {
     pub refresh_interval: Duration,
     pub max_staleness: Duration,
+}
+
+/// How a profile treats the asynchronous classifier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierMode {
+    /// Not classified.
+    #[default]
+    Off,
+    /// Classified after the response; when the classifier cannot run, the
+    /// request is still served and counted as unchecked.
+    FailOpen,
+    /// Classified after the response; while the classifier is down, new
+    /// requests are refused with 503.
+    FailClosed,
+}
+
+/// A moderation endpoint in the OpenAI `/v1/moderations` shape.
+#[derive(Debug, Clone)]
+pub struct ClassifierConfig {
+    pub url: url::Url,
+    pub api_key: Option<Secret>,
+    pub model: Option<String>,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub queue_capacity: usize,
+    /// A category scoring at or above its threshold (or this default) flags.
+    pub threshold: f64,
+    pub thresholds: BTreeMap<String, f64>,
+    pub severity: crate::abuse::Severity,
 }
 
 /// What resolving a review item as confirmed abuse does.
@@ -252,6 +284,7 @@ pub struct Profile {
     pub zero_data_retention: bool,
     /// ZDR requests flagged by a rule keep their content for review.
     pub safety_retention: bool,
+    pub classifier: ClassifierMode,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +308,7 @@ pub struct EffectivePolicy {
     pub zero_data_retention: bool,
     /// Keep the content of a flagged ZDR request for the review period.
     pub safety_retention: bool,
+    pub classifier: ClassifierMode,
     pub training_cutover: Option<OffsetDateTime>,
     pub retention_receipt: HeaderValue,
 }
@@ -441,6 +475,7 @@ struct RawConfig {
     rules: Vec<RawRule>,
     #[serde(default)]
     review: ReviewConfig,
+    classifier: Option<RawClassifier>,
     #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
@@ -694,6 +729,47 @@ struct RawProfile {
     zero_data_retention: bool,
     #[serde(default)]
     safety_retention: bool,
+    #[serde(default)]
+    classifier: ClassifierMode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClassifier {
+    url: Spanned<String>,
+    api_key: Option<Spanned<RawSecretRef>>,
+    model: Option<String>,
+    #[serde(
+        default = "default_classifier_timeout",
+        deserialize_with = "de_duration"
+    )]
+    timeout: Duration,
+    #[serde(default = "default_classifier_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_classifier_queue")]
+    queue_capacity: usize,
+    #[serde(default = "default_classifier_threshold")]
+    threshold: f64,
+    #[serde(default)]
+    thresholds: BTreeMap<String, f64>,
+    #[serde(default = "default_classifier_severity")]
+    severity: crate::abuse::Severity,
+}
+
+fn default_classifier_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_classifier_concurrency() -> usize {
+    4
+}
+fn default_classifier_queue() -> usize {
+    1_000
+}
+fn default_classifier_threshold() -> f64 {
+    0.5
+}
+fn default_classifier_severity() -> crate::abuse::Severity {
+    crate::abuse::Severity::High
 }
 
 fn default_content_retention() -> Duration {
@@ -812,6 +888,7 @@ impl Validator<'_> {
         let tenants = self.tenants(&raw.tenants, &routes, &profiles)?;
         let auth = self.auth(&raw.auth, &tenants)?;
         let rules = self.rules(&raw.rules)?;
+        let classifier = self.classifier(raw.classifier.as_ref(), &profiles)?;
         self.positive(&raw)?;
         let policy_version = policy_version(&profiles, &routes, &tenants);
         Ok(Config {
@@ -859,6 +936,7 @@ impl Validator<'_> {
             },
             rules: Arc::new(rules),
             review: raw.review,
+            classifier,
             logging: LoggingConfig {
                 format: raw.logging.format,
                 filter: raw.logging.filter,
@@ -869,6 +947,67 @@ impl Validator<'_> {
             tenants,
             policy_version,
         })
+    }
+
+    fn classifier(
+        &self,
+        raw: Option<&RawClassifier>,
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<Option<ClassifierConfig>, ConfigError> {
+        let Some(raw) = raw else {
+            if let Some((name, _)) = profiles
+                .iter()
+                .find(|(_, p)| p.classifier != ClassifierMode::Off)
+            {
+                return self.err(
+                    None,
+                    format!("profiles.{name}.classifier"),
+                    "needs a [classifier] section",
+                );
+            }
+            return Ok(None);
+        };
+        let url = match url::Url::parse(raw.url.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+            _ => {
+                return self.err(
+                    Some(raw.url.span()),
+                    "classifier.url",
+                    "must be an http(s) URL",
+                )
+            }
+        };
+        let api_key = raw
+            .api_key
+            .as_ref()
+            .map(|s| self.secret("classifier.api_key", s))
+            .transpose()?;
+        let in_range = |v: f64| (0.0..=1.0).contains(&v);
+        if !in_range(raw.threshold) || !raw.thresholds.values().all(|v| in_range(*v)) {
+            return self.err(
+                None,
+                "classifier.thresholds",
+                "thresholds are between 0 and 1",
+            );
+        }
+        if raw.concurrency == 0 || raw.queue_capacity == 0 || raw.timeout.is_zero() {
+            return self.err(
+                None,
+                "classifier",
+                "concurrency, queue_capacity and timeout must be greater than zero",
+            );
+        }
+        Ok(Some(ClassifierConfig {
+            url,
+            api_key,
+            model: raw.model.clone(),
+            timeout: raw.timeout,
+            concurrency: raw.concurrency,
+            queue_capacity: raw.queue_capacity,
+            threshold: raw.threshold,
+            thresholds: raw.thresholds.clone(),
+            severity: raw.severity,
+        }))
     }
 
     /// Compile the rules; a bad one is reported at its `name` line.
@@ -976,6 +1115,7 @@ impl Validator<'_> {
                     training_cutover: p.training_cutover,
                     zero_data_retention: p.zero_data_retention,
                     safety_retention: p.safety_retention,
+                    classifier: p.classifier,
                 },
             );
         }
@@ -1144,6 +1284,7 @@ impl Validator<'_> {
                     retention,
                     zero_data_retention: profile.zero_data_retention || t.zero_data_retention,
                     safety_retention: profile.safety_retention,
+                    classifier: profile.classifier,
                     training_cutover: profile.training_cutover,
                     retention_receipt: receipt,
                 }));

@@ -43,6 +43,8 @@ pub enum ApiError {
     NotFound,
     #[error("This API key or its organisation is suspended after a usage-policy review. Contact the gateway's operator.")]
     Suspended,
+    #[error("Requests cannot be checked right now; try again shortly.")]
+    ChecksUnavailable,
 }
 
 impl ApiError {
@@ -56,7 +58,7 @@ impl ApiError {
             }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::ChecksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable | Self::MissingUpstreamCredential => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -82,6 +84,7 @@ impl ApiError {
             Self::Blocked => "blocked_by_policy",
             Self::Forbidden => "forbidden",
             Self::Suspended => "suspended",
+            Self::ChecksUnavailable => "checks_unavailable",
             Self::NotFound => "not_found",
         }
     }
@@ -105,8 +108,10 @@ impl ApiError {
             (Flavor::Openai, Self::NotFound) => "invalid_request_error",
             (Flavor::Anthropic, Self::NotFound) => "not_found_error",
             (Flavor::Openai, Self::Blocked) => "invalid_request_error",
-            (Flavor::Openai, Self::StoreUnavailable) => "server_error",
-            (Flavor::Anthropic, Self::StoreUnavailable) => "overloaded_error",
+            (Flavor::Openai, Self::StoreUnavailable | Self::ChecksUnavailable) => "server_error",
+            (Flavor::Anthropic, Self::StoreUnavailable | Self::ChecksUnavailable) => {
+                "overloaded_error"
+            }
             (Flavor::Anthropic, Self::InvalidRequest(_) | Self::MethodNotAllowed) => {
                 "invalid_request_error"
             }

@@ -8,6 +8,7 @@ pub mod abuse;
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod classifier;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -123,12 +123,25 @@ impl Gateway {
             sink,
             upstream: UpstreamClient::new(&config.upstream)
                 .context("building the upstream client")?,
-            clock,
+            clock: Arc::clone(&clock),
             policy_version: http::HeaderValue::from_str(&config.policy_version)
                 .context("policy version is not a header value")?,
             policy_version_str: Arc::from(config.policy_version.as_str()),
             rates: Arc::default(),
             suspensions: Arc::clone(&suspensions),
+            classifier: config
+                .classifier
+                .clone()
+                .map(|c| {
+                    crate::classifier::Classifier::spawn(
+                        c,
+                        Arc::clone(&store),
+                        Arc::clone(&clock),
+                        shutdown.clone(),
+                    )
+                })
+                .transpose()
+                .context("starting the classifier")?,
             files: FileCopies::open(&config.files, Arc::clone(&store))
                 .context("opening the file copy store")?,
             config: Arc::clone(&config),

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::capture::Capture;
 use super::extract;
 use crate::abuse::Verdict;
+use crate::classifier::{Classifier, Job};
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
 use crate::store::writer::RecordSink;
@@ -45,6 +46,8 @@ pub struct ExchangeStart {
 pub struct Exchange {
     sink: RecordSink,
     state: Option<State>,
+    /// Set when the exchange is to be classified after it ends.
+    classifier: Option<Classifier>,
 }
 
 struct State {
@@ -63,6 +66,7 @@ impl Exchange {
         let cap = start.capture_cap;
         Self {
             sink,
+            classifier: None,
             state: Some(State {
                 start,
                 request: None,
@@ -80,6 +84,11 @@ impl Exchange {
         if let Some(s) = self.state.as_mut() {
             s.request = Some(capture);
         }
+    }
+
+    /// Classify the exchange (asynchronously) once it has ended.
+    pub fn classify_with(&mut self, classifier: Classifier) {
+        self.classifier = Some(classifier);
     }
 
     /// Abuse rules matched: the record opens a review item. Its content is
@@ -127,7 +136,23 @@ impl Exchange {
 
     fn complete(&mut self, outcome: Outcome, at: Instant) {
         if let Some(state) = self.state.take() {
+            let text = self.classifier.as_ref().map(|_| state.text_to_classify());
+            let expires_at = state
+                .start
+                .policy
+                .retention
+                .content_expires_at(state.start.received_at);
             let record = state.into_record(outcome, at);
+            if let (Some(classifier), Some(text)) = (&self.classifier, text) {
+                classifier.submit(Job {
+                    record: record.meta.id,
+                    tenant: record.meta.tenant.clone(),
+                    text,
+                    content_kept: record.content.is_some(),
+                    expires_at,
+                    attempts: 0,
+                });
+            }
             self.sink.submit(record);
         }
     }
@@ -144,6 +169,24 @@ fn micros_between(from: Instant, to: Instant) -> i64 {
 }
 
 impl State {
+    /// The request's strings and the answer as text, from the captures
+    /// (held in memory only; for ZDR tenants they go no further).
+    fn text_to_classify(&self) -> String {
+        let request = match &self.request {
+            Some(RequestCapture::Whole(body)) => crate::abuse::request_text(body),
+            Some(RequestCapture::Streamed(shared)) => {
+                let capture = shared.lock().unwrap_or_else(|p| p.into_inner());
+                crate::abuse::request_text(capture.bytes())
+            }
+            None => String::new(),
+        };
+        let response = self.response.bytes();
+        let answer =
+            crate::export::finetune::answer_text(&self.start.path, self.streamed, response)
+                .unwrap_or_else(|| String::from_utf8_lossy(response).into_owned());
+        format!("{request}\n{answer}")
+    }
+
     fn into_record(self, outcome: Outcome, at: Instant) -> Record {
         let State {
             start,

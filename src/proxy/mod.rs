@@ -26,7 +26,7 @@ use self::headers::Receipts;
 use self::upstream::{UpstreamBody, UpstreamClient};
 use crate::auth::{Caller, KeyKind, KeyRing};
 use crate::clock::Clock;
-use crate::config::{Config, Flavor, Route};
+use crate::config::{ClassifierMode, Config, Flavor, Route};
 use crate::consent::ConsentCache;
 use crate::domain::{Outcome, RecordId};
 use crate::error::ApiError;
@@ -75,6 +75,7 @@ pub struct ProxyState {
     pub policy_version_str: Arc<str>,
     pub files: FileCopies,
     pub suspensions: Arc<crate::suspensions::Suspensions>,
+    pub classifier: Option<crate::classifier::Classifier>,
     /// Requests per tenant per minute, for rate rules.
     pub rates: Arc<crate::abuse::RateCounter>,
 }
@@ -109,6 +110,22 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         return reject(ApiError::Suspended, flavor, &request_id, &route.name);
     }
     let policy = Arc::clone(&tenant.policies[route_index]);
+    let classifier = match policy.classifier {
+        ClassifierMode::Off => None,
+        mode => state
+            .classifier
+            .clone()
+            .filter(|c| mode == ClassifierMode::FailOpen || c.healthy()),
+    };
+    if policy.classifier == ClassifierMode::FailClosed && classifier.is_none() {
+        metrics::counter!("custodian_classifier_refused_total").increment(1);
+        return reject(
+            ApiError::ChecksUnavailable,
+            flavor,
+            &request_id,
+            &route.name,
+        );
+    }
 
     let opt_out = headers::requests_opt_out(&parts.headers);
     headers::strip_gateway_headers(&mut parts.headers);
@@ -131,7 +148,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         request_id.clone(),
     );
     let exchange_policy_zdr = policy.zero_data_retention;
-    let exchange = Exchange::new(
+    let mut exchange = Exchange::new(
         ExchangeStart {
             id: record_id,
             request_id: request_id.to_str().unwrap_or("").to_owned(),
@@ -149,6 +166,9 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         },
         state.sink.clone(),
     );
+    if let Some(classifier) = classifier {
+        exchange.classify_with(classifier);
+    }
     let file_op = file_op(&state, flavor, &parts, exchange_policy_zdr, record_id);
     // After the exchange exists, so a client that leaves while waiting still
     // leaves a record.

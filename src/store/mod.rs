@@ -220,6 +220,24 @@ impl ReviewFlag {
         })
     }
 
+    /// This flag added to an item that already has `verdicts`.
+    pub fn merged_with(
+        &self,
+        severity: Severity,
+        action: RuleAction,
+        verdicts: Vec<Verdict>,
+    ) -> Self {
+        let mut all = verdicts;
+        all.extend(self.verdicts.iter().cloned());
+        Self {
+            verdicts: all,
+            action: action.max(self.action),
+            severity: severity.max(self.severity),
+            content_kept: self.content_kept,
+            expires_at: self.expires_at,
+        }
+    }
+
     pub fn reasons_json(&self) -> String {
         serde_json::to_string(&self.verdicts).unwrap_or_else(|_| "[]".to_owned())
     }
@@ -453,6 +471,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// The review item of a record, if it was flagged (no audit: metadata).
     async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError>;
+
+    /// Add verdicts found after the fact (the classifier) to a record's
+    /// item, opening one if it has none.
+    async fn add_review_flag(
+        &self,
+        record: RecordId,
+        tenant: &TenantId,
+        flag: &ReviewFlag,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     /// Review items matching `filter` (metadata only, no payloads).
     async fn list_review_items(&self, filter: &ReviewFilter)

@@ -1024,6 +1024,64 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn add_review_flag(
+        &self,
+        record: RecordId,
+        tenant: &TenantId,
+        flag: &ReviewFlag,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Writing first takes the row (or the database) before reading it.
+        let existing = sqlx::query(
+            "UPDATE review_items SET updated_at = $2 WHERE record_id = $1 \
+             RETURNING severity, action, reasons",
+        )
+        .bind(record.0)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match existing {
+            Some(r) => {
+                let (severity, action, verdicts) = super::review_fields(
+                    &r.try_get::<String, _>("severity")?,
+                    &r.try_get::<String, _>("action")?,
+                    &r.try_get::<String, _>("reasons")?,
+                )?;
+                let merged = flag.merged_with(severity, action, verdicts);
+                sqlx::query(
+                    "UPDATE review_items SET severity = $2, action = $3, reasons = $4 \
+                     WHERE record_id = $1",
+                )
+                .bind(record.0)
+                .bind(merged.severity.as_str())
+                .bind(merged.action.as_str())
+                .bind(merged.reasons_json())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO review_items (record_id, tenant_id, severity, action, reasons, \
+                     content_kept, created_at, updated_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+                )
+                .bind(record.0)
+                .bind(&tenant.0)
+                .bind(flag.severity.as_str())
+                .bind(flag.action.as_str())
+                .bind(flag.reasons_json())
+                .bind(flag.content_kept)
+                .bind(now)
+                .bind(flag.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO file_copies (tenant_id, file_id, object_key, filename, purpose, bytes, \

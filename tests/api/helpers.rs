@@ -237,7 +237,7 @@ location = "{files}"
 {tenants}
 "#,
             db = db.url(),
-            extra = self.extra,
+            extra = self.extra.replace("UPSTREAM_BASE", &upstream.base()),
             auth = self.auth,
             files = self
                 .files_location

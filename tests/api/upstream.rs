@@ -33,6 +33,9 @@ pub struct Mock {
     /// Streams dropped before their end (the gateway cancelled them).
     pub cancelled: Arc<AtomicUsize>,
     pub completed: Arc<AtomicUsize>,
+    /// While set, the moderation endpoint answers 500.
+    pub moderation_down: Arc<std::sync::atomic::AtomicBool>,
+    pub moderation_calls: Arc<AtomicUsize>,
 }
 
 impl Mock {
@@ -67,6 +70,7 @@ pub async fn spawn() -> Upstream {
         .route("/v1/models", get(models))
         .route("/v1/echo", get(echo).post(echo).put(echo))
         .route("/v1/files", post(upload))
+        .route("/v1/moderations", post(moderations))
         .route("/v1/files/{id}", delete(delete_file))
         .route("/v1/messages", post(messages))
         .with_state(mock.clone());
@@ -249,6 +253,28 @@ async fn upload(State(mock): State<Mock>, request: Request) -> Response {
     Json(
         json!({"id": format!("file-{}", uuid::Uuid::now_v7().simple()), "object": "file",
                "bytes": seen.body.len(), "purpose": purpose}),
+    )
+    .into_response()
+}
+
+/// OpenAI's moderation shape: "kill" scores high on violence.
+async fn moderations(State(mock): State<Mock>, body: Bytes) -> Response {
+    mock.moderation_calls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if mock
+        .moderation_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    let input: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = input["input"].as_str().unwrap_or("").to_lowercase();
+    let violence = if text.contains("kill") { 0.97 } else { 0.01 };
+    Json(
+        json!({"id": "modr-mock", "model": "omni-moderation-latest", "results": [{
+        "flagged": violence > 0.5,
+        "categories": {"violence": violence > 0.5, "harassment": false},
+        "category_scores": {"violence": violence, "harassment": 0.02}}]}),
     )
     .into_response()
 }
