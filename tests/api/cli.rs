@@ -548,3 +548,37 @@ async fn principals_and_the_review_cli() {
     let verify = stdout(&custodian(&path, &["audit", "verify"]));
     assert!(verify.contains("audit log intact"), "{verify}");
 }
+
+/// `audit verify` reports an entry removed from the end of the log (the
+/// chain alone cannot see a cut-off tail; the head row can).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_reports_a_removed_last_entry() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), db.url(), "");
+    assert!(custodian(&path, &["migrate"]).status.success());
+    for n in 0..3 {
+        let until = format!("2099-01-0{}T00:00:00Z", n + 1);
+        let add = [
+            "hold", "add", "--tenant", "acme", "--reason", "r", "--until", &until, "--actor", "x",
+        ];
+        assert!(custodian(&path, &add).status.success());
+    }
+    assert!(custodian(&path, &["audit", "verify"]).status.success());
+    let pool = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_delete")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = custodian(&path, &["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("entries are missing"),
+        "{}",
+        stderr(&out)
+    );
+}
