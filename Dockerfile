@@ -12,6 +12,8 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && rm -rf src target/release/deps/custodian* target/release/deps/libcustodian* target/release/custodian*
 COPY src ./src
 COPY migrations ./migrations
+# The admin API serves its OpenAPI document from the binary (include_str!).
+COPY docs ./docs
 RUN cargo build --release --locked --bin custodian
 
 FROM debian:bookworm-slim AS runtime
