@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::clock::truncate_to_micros;
 use crate::domain::TenantId;
 
 /// The hash before the first entry.
@@ -154,11 +155,6 @@ impl ChainVerifier {
     pub fn head(&self) -> Option<(i64, &str)> {
         self.last.as_ref().map(|(s, h)| (*s, h.as_str()))
     }
-}
-
-fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    let micros = t.nanosecond() / 1_000 * 1_000;
-    t.replace_nanosecond(micros).unwrap_or(t)
 }
 
 #[cfg(test)]

@@ -4,6 +4,13 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
+/// Instants are stored to the microsecond (PostgreSQL's precision): what is
+/// decided on an instant and what is stored of it must be the same instant.
+pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
+}
+
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;
 }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, KeyKind, KeyRing};
-use crate::clock::Clock;
+use crate::clock::{truncate_to_micros, Clock};
 use crate::config::{Config, Flavor, Tenant};
 use crate::consent::ConsentCache;
 use crate::domain::ConsentEvent;
@@ -288,11 +288,6 @@ pub(crate) fn client_address(extensions: &http::Extensions, headers: &HeaderMap)
 
 fn format_instant(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
-fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
 }
 
 #[cfg(test)]

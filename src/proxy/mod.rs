@@ -25,7 +25,7 @@ use self::exchange::{Exchange, ExchangeStart, RequestCapture};
 use self::headers::Receipts;
 use self::upstream::{UpstreamBody, UpstreamClient};
 use crate::auth::{Caller, KeyKind, KeyRing};
-use crate::clock::Clock;
+use crate::clock::{truncate_to_micros, Clock};
 use crate::config::{ClassifierMode, Config, Flavor, Route};
 use crate::consent::ConsentCache;
 use crate::domain::{Outcome, RecordId};
@@ -641,13 +641,6 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         })
-}
-
-/// Instants are stored to the microsecond (PostgreSQL's precision), so the
-/// tag is decided on the same instant that is stored.
-fn truncate_to_micros(t: time::OffsetDateTime) -> time::OffsetDateTime {
-    let nanos = t.nanosecond();
-    t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
 }
 
 /// Read a whole body, refusing more than `limit` bytes.
