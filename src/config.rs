@@ -131,6 +131,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_request_body_bytes: usize,
+    /// Requests in flight (streams included) beyond which new ones get 503.
+    pub max_concurrent_requests: usize,
     pub header_read_timeout: Duration,
     pub shutdown_drain: Duration,
 }
@@ -494,6 +496,7 @@ struct RawServer {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     max_request_body_bytes: usize,
+    max_concurrent_requests: usize,
     #[serde(deserialize_with = "de_duration")]
     header_read_timeout: Duration,
     #[serde(deserialize_with = "de_duration")]
@@ -506,6 +509,7 @@ impl Default for RawServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             max_request_body_bytes: 32 * 1024 * 1024,
+            max_concurrent_requests: 4_096,
             header_read_timeout: Duration::from_secs(10),
             shutdown_drain: Duration::from_secs(30),
         }
@@ -896,6 +900,7 @@ impl Validator<'_> {
                 listen: raw.server.listen,
                 admin_listen: raw.server.admin_listen,
                 max_request_body_bytes: raw.server.max_request_body_bytes,
+                max_concurrent_requests: raw.server.max_concurrent_requests,
                 header_read_timeout: raw.server.header_read_timeout,
                 shutdown_drain: raw.server.shutdown_drain,
             },
@@ -1043,6 +1048,10 @@ impl Validator<'_> {
             ("writer.batch_size", raw.writer.batch_size),
             ("sweeper.batch_size", raw.sweeper.batch_size),
             (
+                "server.max_concurrent_requests",
+                raw.server.max_concurrent_requests,
+            ),
+            (
                 "database.max_connections",
                 raw.database.max_connections as usize,
             ),
@@ -1051,6 +1060,13 @@ impl Validator<'_> {
             if value == 0 {
                 return self.err(None, key, "must be greater than zero");
             }
+        }
+        if raw.server.max_concurrent_requests > 1_000_000 {
+            return self.err(
+                None,
+                "server.max_concurrent_requests",
+                "must be at most 1000000",
+            );
         }
         if raw.writer.batch_size > MAX_BATCH_SIZE {
             // 27 bound parameters per record: beyond this SQLite's limit is near.

@@ -45,6 +45,8 @@ pub enum ApiError {
     Suspended,
     #[error("Requests cannot be checked right now; try again shortly.")]
     ChecksUnavailable,
+    #[error("The gateway is at its limit of concurrent requests; retry shortly.")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -58,7 +60,9 @@ impl ApiError {
             }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::StoreUnavailable | Self::ChecksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::ChecksUnavailable | Self::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable | Self::MissingUpstreamCredential => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -85,6 +89,7 @@ impl ApiError {
             Self::Forbidden => "forbidden",
             Self::Suspended => "suspended",
             Self::ChecksUnavailable => "checks_unavailable",
+            Self::Overloaded => "overloaded",
             Self::NotFound => "not_found",
         }
     }
@@ -108,10 +113,14 @@ impl ApiError {
             (Flavor::Openai, Self::NotFound) => "invalid_request_error",
             (Flavor::Anthropic, Self::NotFound) => "not_found_error",
             (Flavor::Openai, Self::Blocked) => "invalid_request_error",
-            (Flavor::Openai, Self::StoreUnavailable | Self::ChecksUnavailable) => "server_error",
-            (Flavor::Anthropic, Self::StoreUnavailable | Self::ChecksUnavailable) => {
-                "overloaded_error"
-            }
+            (
+                Flavor::Openai,
+                Self::StoreUnavailable | Self::ChecksUnavailable | Self::Overloaded,
+            ) => "server_error",
+            (
+                Flavor::Anthropic,
+                Self::StoreUnavailable | Self::ChecksUnavailable | Self::Overloaded,
+            ) => "overloaded_error",
             (Flavor::Anthropic, Self::InvalidRequest(_) | Self::MethodNotAllowed) => {
                 "invalid_request_error"
             }
@@ -147,6 +156,11 @@ impl ApiError {
             }),
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, Self::Overloaded | Self::ChecksUnavailable) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(self, Self::MissingKey | Self::UnknownKey) && flavor == Flavor::Openai {
             response
                 .headers_mut()

@@ -128,6 +128,9 @@ impl Gateway {
                 .context("policy version is not a header value")?,
             policy_version_str: Arc::from(config.policy_version.as_str()),
             rates: Arc::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_concurrent_requests,
+            )),
             suspensions: Arc::clone(&suspensions),
             classifier: config
                 .classifier

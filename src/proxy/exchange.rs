@@ -48,6 +48,9 @@ pub struct Exchange {
     state: Option<State>,
     /// Set when the exchange is to be classified after it ends.
     classifier: Option<Classifier>,
+    /// A place among the requests in flight, given back when the exchange
+    /// (and so its response stream) ends.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 struct State {
@@ -67,6 +70,7 @@ impl Exchange {
         Self {
             sink,
             classifier: None,
+            _slot: None,
             state: Some(State {
                 start,
                 request: None,
@@ -84,6 +88,11 @@ impl Exchange {
         if let Some(s) = self.state.as_mut() {
             s.request = Some(capture);
         }
+    }
+
+    /// Hold a place among the requests in flight until the exchange ends.
+    pub fn hold_slot(&mut self, slot: tokio::sync::OwnedSemaphorePermit) {
+        self._slot = Some(slot);
     }
 
     /// Classify the exchange (asynchronously) once it has ended.

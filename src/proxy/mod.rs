@@ -76,6 +76,8 @@ pub struct ProxyState {
     pub files: FileCopies,
     pub suspensions: Arc<crate::suspensions::Suspensions>,
     pub classifier: Option<crate::classifier::Classifier>,
+    /// Places for requests in flight (`server.max_concurrent_requests`).
+    pub slots: Arc<tokio::sync::Semaphore>,
     /// Requests per tenant per minute, for rate rules.
     pub rates: Arc<crate::abuse::RateCounter>,
 }
@@ -93,6 +95,11 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     };
     let route = &state.routes[route_index];
     let flavor = route.route.flavor;
+    // Shed load early and cheaply: no place, no work.
+    let Ok(slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+        metrics::counter!("custodian_requests_shed_total").increment(1);
+        return reject(ApiError::Overloaded, flavor, &request_id, &route.name);
+    };
     let caller = match state.keyring.identify(flavor, &parts.headers) {
         Ok(c) => c,
         Err(crate::auth::AuthError::MissingKey) => {
@@ -166,6 +173,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         },
         state.sink.clone(),
     );
+    exchange.hold_slot(slot);
     if let Some(classifier) = classifier {
         exchange.classify_with(classifier);
     }

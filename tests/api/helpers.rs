@@ -114,6 +114,8 @@ pub struct ConfigBuilder {
     pub extra: String,
     /// More keys for the `[auth]` table.
     pub auth: String,
+    /// More keys for the `[server]` table.
+    pub server: String,
     /// `files.location`; `spawn_app_with` points it at a temporary directory.
     pub files_location: Option<String>,
     pub tenants: String,
@@ -136,6 +138,7 @@ impl Default for ConfigBuilder {
         Self {
             extra: String::new(),
             auth: String::new(),
+            server: String::new(),
             files_location: None,
             profiles: r#"
 [profiles.api]
@@ -207,6 +210,7 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 max_request_body_bytes = 65536
 shutdown_drain = "5s"
+{server}
 
 [upstream]
 connect_timeout = "1s"
@@ -239,6 +243,7 @@ location = "{files}"
             db = db.url(),
             extra = self.extra.replace("UPSTREAM_BASE", &upstream.base()),
             auth = self.auth,
+            server = self.server,
             files = self
                 .files_location
                 .as_deref()

@@ -623,7 +623,60 @@ async fn shutdown_is_bounded_by_an_endless_stream(backend: Backend) {
     drop(stream);
 }
 
+/// Beyond `server.max_concurrent_requests` in flight (open streams count),
+/// new requests get 503 with `retry-after`; places come back as streams end.
+async fn excess_concurrent_requests_are_shed_with_retry_after(backend: Backend) {
+    let builder = ConfigBuilder {
+        server: "max_concurrent_requests = 2".into(),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(
+        backend,
+        builder,
+        std::sync::Arc::new(custodian::clock::SystemClock),
+    )
+    .await;
+    let streaming =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let first = app.chat_mode(MANAGED_KEY, &streaming, "hold").await;
+    let second = app.chat_mode(MANAGED_KEY, &streaming, "hold").await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let shed = app.chat(MANAGED_KEY, chat_body("x")).await;
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let error: Value = shed.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "overloaded");
+    // The held streams end: their places are free again.
+    // Released repeatedly: a stream may not be waiting yet at the first call.
+    let release = app.upstream.mock.release.clone();
+    let releaser = tokio::spawn(async move {
+        loop {
+            release.notify_waiters();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    first.text().await.unwrap();
+    second.text().await.unwrap();
+    releaser.abort();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = app.chat(MANAGED_KEY, chat_body("x")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "places never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 both_stores!(
+    excess_concurrent_requests_are_shed_with_retry_after,
     shutdown_is_bounded_by_an_endless_stream,
     a_full_record_queue_slows_clients_instead_of_dropping_records,
     bodiless_responses_are_recorded_as_completed,
