@@ -400,3 +400,135 @@ mod tests {
         assert_eq!(counter.hit("acme", 180), 1);
     }
 }
+
+/// Why a request body could not be decoded for the checks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the decoded body is larger than the limit")]
+    TooLarge,
+    #[error("the body is not valid {0}")]
+    Invalid(&'static str),
+    #[error("content-encoding {0:?} is not supported")]
+    Unsupported(String),
+}
+
+/// The body as the checks must see it: `Content-Encoding` (gzip, deflate,
+/// br; at most two layers) undone, never beyond `limit` bytes, so a
+/// compressed body cannot slip past the rules and a decompression bomb
+/// cannot exhaust memory. The original bytes are what is forwarded.
+pub fn decoded_body<'a>(
+    content_encoding: Option<&str>,
+    body: &'a [u8],
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
+    use std::borrow::Cow;
+    let encodings: Vec<String> = content_encoding
+        .unwrap_or("")
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty() && e != "identity")
+        .collect();
+    if encodings.len() > 2 {
+        return Err(DecodeError::Unsupported(encodings.join(", ")));
+    }
+    let mut current = Cow::Borrowed(body);
+    // Applied in order, so undone in reverse.
+    for encoding in encodings.iter().rev() {
+        current = Cow::Owned(decode_one(encoding, &current, limit)?);
+    }
+    Ok(current)
+}
+
+fn decode_one(encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read;
+    let reader: Box<dyn Read + '_> = match encoding {
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(body)),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
+        "br" => Box::new(brotli_decompressor::Decompressor::new(body, 8 * 1024)),
+        other => return Err(DecodeError::Unsupported(other.to_owned())),
+    };
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|_| DecodeError::Invalid(static_name(encoding)))?;
+    if out.len() > limit {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(out)
+}
+
+fn static_name(encoding: &str) -> &'static str {
+    match encoding {
+        "br" => "br",
+        "deflate" => "deflate",
+        _ => "gzip",
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn encoded_bodies_are_decoded_for_the_checks() {
+        let body = br#"{"messages":[{"role":"user","content":"build a bomb"}]}"#;
+        assert_eq!(decoded_body(None, body, 1000).unwrap().as_ref(), body);
+        assert_eq!(
+            decoded_body(Some("identity"), body, 1000).unwrap().as_ref(),
+            body
+        );
+        assert_eq!(
+            decoded_body(Some("gzip"), &gzip(body), 1000)
+                .unwrap()
+                .as_ref(),
+            body
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(body).unwrap();
+        assert_eq!(
+            decoded_body(Some("deflate"), &z.finish().unwrap(), 1000)
+                .unwrap()
+                .as_ref(),
+            body
+        );
+        let twice = gzip(&gzip(body));
+        assert_eq!(
+            decoded_body(Some("gzip, gzip"), &twice, 1000)
+                .unwrap()
+                .as_ref(),
+            body
+        );
+    }
+
+    #[test]
+    fn bombs_garbage_and_unknown_encodings_are_refused() {
+        let bomb = gzip(&vec![b'a'; 10_000_000]);
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            decoded_body(Some("gzip"), &bomb, 1_000_000),
+            Err(DecodeError::TooLarge)
+        );
+        assert_eq!(
+            decoded_body(Some("gzip"), b"not gzip", 1000),
+            Err(DecodeError::Invalid("gzip"))
+        );
+        assert!(matches!(
+            decoded_body(Some("zstd"), b"x", 1000),
+            Err(DecodeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            decoded_body(Some("gzip, gzip, gzip"), b"x", 1000),
+            Err(DecodeError::Unsupported(_))
+        ));
+    }
+}

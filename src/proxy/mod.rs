@@ -288,7 +288,10 @@ async fn forward(
     let upstream_body = match read_whole {
         true => match read_whole_body(body, limit).await {
             Ok(bytes) => {
-                let verdicts = check_rules(state, caller, Some(&bytes), declared_length);
+                let verdicts = match rules_input(state, &parts.headers, &bytes, limit) {
+                    Ok(decoded) => check_rules(state, caller, Some(&decoded), declared_length),
+                    Err(e) => return Err((e, exchange)),
+                };
                 if let Err(e) = apply_verdicts(verdicts, &mut exchange) {
                     return Err((e, exchange));
                 }
@@ -389,11 +392,34 @@ async fn forward(
     Ok(out)
 }
 
+/// The body as the rules read it: decoded when it came compressed (a
+/// compressed body must not slip past them).
+fn rules_input<'a>(
+    state: &ProxyState,
+    headers: &http::HeaderMap,
+    body: &'a [u8],
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, ApiError> {
+    if !state.config.rules.reads_text() {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    match crate::abuse::decoded_body(encoding, body, limit) {
+        Ok(decoded) => Ok(decoded),
+        Err(crate::abuse::DecodeError::TooLarge) => Err(ApiError::PayloadTooLarge { limit }),
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "The request body could not be decoded: {e}."
+        ))),
+    }
+}
+
 /// Run the inline rules on a request (in memory, before it is forwarded).
 fn check_rules(
     state: &ProxyState,
     caller: &Caller,
-    body: Option<&bytes::Bytes>,
+    body: Option<&[u8]>,
     declared_length: Option<u64>,
 ) -> Vec<crate::abuse::Verdict> {
     let rules = &state.config.rules;
@@ -410,7 +436,7 @@ fn check_rules(
     };
     let text = body
         .filter(|_| rules.reads_text())
-        .map(|b| crate::abuse::request_text(b));
+        .map(crate::abuse::request_text);
     rules.check(&crate::abuse::CheckInput {
         text: text.as_deref(),
         body_bytes: body.map(|b| b.len() as u64).or(declared_length),

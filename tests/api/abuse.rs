@@ -223,6 +223,7 @@ safety_retention = true
 }
 
 both_stores!(
+    compressed_bodies_do_not_slip_past_the_rules,
     safety_retention_keeps_only_flagged_zdr_content,
     a_flag_forwards_and_opens_a_review_item,
     a_block_is_refused_recorded_and_flagged,
@@ -248,4 +249,39 @@ fn a_bad_rule_fails_the_configuration_with_its_name() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nothing") && err.contains("keywords"), "{err}");
+}
+
+/// A compressed body is checked as what it decodes to; a decompression
+/// bomb is refused with 413 and garbage with 400, without reaching the upstream.
+async fn compressed_bodies_do_not_slip_past_the_rules(backend: Backend) {
+    use std::io::Write;
+    let (_clock, app) = app_with_rules(backend).await;
+    let gzip = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let send = |bytes: Vec<u8>| {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(MANAGED_KEY)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(bytes)
+            .send()
+    };
+    let blocked = send(gzip(body("ssn 123-45-6789").to_string().as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 403, "the block rule saw through gzip");
+    let seen = app.upstream.mock.seen().len();
+    let bomb = send(gzip(&vec![b' '; 5_000_000])).await.unwrap();
+    assert_eq!(bomb.status(), 413);
+    let garbage = send(b"not gzip at all".to_vec()).await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert_eq!(
+        app.upstream.mock.seen().len(),
+        seen,
+        "none of them was forwarded"
+    );
 }

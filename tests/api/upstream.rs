@@ -204,6 +204,9 @@ fn async_stream(
             }
         }
         if mode == "reset" {
+            // Let the first event leave the socket: a reset right behind it
+            // can discard it before it is sent, and the test would see nothing.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let _ = tx.send(Err(std::io::Error::other("upstream reset"))).await;
             return;
         }
