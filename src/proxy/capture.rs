@@ -78,6 +78,9 @@ pub struct RequestTee<S> {
     side: Option<PollSender<Bytes>>,
     /// A chunk read but not yet handed to `side`.
     held: Option<Bytes>,
+    /// Set when the client's body itself failed (malformed chunking, the
+    /// client went away): the client's fault, not the upstream's.
+    client_failed: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<S> RequestTee<S> {
@@ -94,7 +97,14 @@ impl<S> RequestTee<S> {
             exceeded,
             side: None,
             held: None,
+            client_failed: None,
         }
+    }
+
+    /// Raise `flag` when the client's body fails.
+    pub fn with_client_failure_flag(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.client_failed = Some(flag);
+        self
     }
 
     /// Also send every chunk to `side`; the channel closes at the body's end.
@@ -146,6 +156,9 @@ where
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.side = None;
+                    if let Some(flag) = &self.client_failed {
+                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Ready(None) => {

@@ -279,6 +279,7 @@ async fn forward(
     // later checks need them in memory); others stream through a tee.
     let cap = state.config.capture.max_body_bytes;
     let exceeded = Arc::new(AtomicBool::new(false));
+    let client_failed = Arc::new(AtomicBool::new(false));
     let rules = &state.config.rules;
     // Rules that read the text see JSON bodies whole, before forwarding.
     let read_whole = match declared_length {
@@ -317,7 +318,8 @@ async fn forward(
                 shared,
                 limit,
                 Arc::clone(&exceeded),
-            );
+            )
+            .with_client_failure_flag(Arc::clone(&client_failed));
             if let FileOp::Upload(copy) = &mut file_op {
                 if let Some(side) = copy.take_sender() {
                     tee = tee.with_side_channel(side);
@@ -338,6 +340,10 @@ async fn forward(
         .await;
     let response = match sent {
         Ok(r) => r,
+        // The client's body failed, not the upstream: 400, not 502.
+        Err(_) if client_failed.load(Ordering::Relaxed) => {
+            return Err((ApiError::BadBody, exchange))
+        }
         Err(_) if exceeded.load(Ordering::Relaxed) => {
             return Err((ApiError::PayloadTooLarge { limit }, exchange))
         }

@@ -15,6 +15,7 @@ mod consent;
 mod data_sharing;
 mod export;
 mod files;
+mod hostile;
 mod proxy;
 mod retention;
 mod review;
