@@ -103,15 +103,10 @@ impl ConsentCache {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = shutdown.cancelled() => return,
-                }
-                if let Err(e) = self.refresh(store.as_ref()).await {
+        crate::clock::spawn_every(interval, shutdown, move || {
+            let (cache, store) = (Arc::clone(&self), Arc::clone(&store));
+            async move {
+                if let Err(e) = cache.refresh(store.as_ref()).await {
                     metrics::counter!("custodian_consent_refresh_errors_total").increment(1);
                     tracing::warn!(error = %e, "consent refresh failed");
                 }

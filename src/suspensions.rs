@@ -49,15 +49,10 @@ impl Suspensions {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = shutdown.cancelled() => return,
-                }
-                if let Err(e) = self.refresh(store.as_ref()).await {
+        crate::clock::spawn_every(interval, shutdown, move || {
+            let (set, store) = (Arc::clone(&self), Arc::clone(&store));
+            async move {
+                if let Err(e) = set.refresh(store.as_ref()).await {
                     tracing::warn!(error = %e, "suspensions refresh failed");
                 }
             }

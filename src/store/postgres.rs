@@ -1358,84 +1358,75 @@ async fn sweep_locked(
             "FROM {parent} t WHERE t.expires_at <= $1 AND NOT {}",
             held(id_column)
         );
-        if dry_run {
-            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {expired}"))
-                .bind(now)
-                .fetch_one(&mut *conn)
-                .await?;
-            report.add(parent, u64::try_from(rows).unwrap_or(0));
-            continue;
-        }
-        let delete = format!(
-            "DELETE FROM {parent} WHERE ({id_column}, expires_at) IN \
-             (SELECT t.{id_column}, t.expires_at {expired} LIMIT $2)"
-        );
-        loop {
-            let n = sqlx::query(&delete)
-                .bind(now)
-                .bind(batch)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            report.add(parent, n);
-            if n == 0 {
-                break;
-            }
-        }
+        let key = format!("{id_column}, expires_at");
+        let n = remove_rows(conn, parent, &key, &expired, now, dry_run, batch).await?;
+        report.add(parent, n);
     }
     let items = format!(
         "FROM review_items t WHERE t.expires_at <= $1 AND NOT {}",
         held("record_id")
     );
-    if dry_run {
-        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {items}"))
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
-        report.add("review_items", u64::try_from(rows).unwrap_or(0));
-    } else {
-        let delete = format!(
-            "DELETE FROM review_items WHERE record_id IN (SELECT t.record_id {items} LIMIT $2)"
-        );
-        loop {
-            let n = sqlx::query(&delete)
-                .bind(now)
-                .bind(batch)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            report.add("review_items", n);
-            if n == 0 {
-                break;
-            }
-        }
-    }
+    let n = remove_rows(
+        conn,
+        "review_items",
+        "record_id",
+        &items,
+        now,
+        dry_run,
+        batch,
+    )
+    .await?;
+    report.add("review_items", n);
     let marks = "FROM training_exports x WHERE x.expires_at <= $1 \
         AND NOT EXISTS (SELECT 1 FROM record_meta m WHERE m.id = x.record_id)";
+    let n = remove_rows(
+        conn,
+        "training_exports",
+        "record_id",
+        marks,
+        now,
+        dry_run,
+        batch,
+    )
+    .await?;
+    report.add("training_exports", n);
+    Ok(report)
+}
+
+/// Delete the rows `selection` (a `FROM … WHERE …` with `$1` = now) picks,
+/// `batch` at a time by `key` columns, each batch its own statement; or,
+/// dry, count them.
+async fn remove_rows(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    key: &str,
+    selection: &str,
+    now: OffsetDateTime,
+    dry_run: bool,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
     if dry_run {
-        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {marks}"))
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) {selection}"))
             .bind(now)
             .fetch_one(&mut *conn)
             .await?;
-        report.add("training_exports", u64::try_from(rows).unwrap_or(0));
-    } else {
-        let delete = format!(
-            "DELETE FROM training_exports WHERE record_id IN (SELECT x.record_id {marks} LIMIT $2)"
-        );
-        loop {
-            let n = sqlx::query(&delete)
-                .bind(now)
-                .bind(batch)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            report.add("training_exports", n);
-            if n == 0 {
-                break;
-            }
+        return Ok(u64::try_from(rows).unwrap_or(0));
+    }
+    let delete =
+        format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} {selection} LIMIT $2)");
+    let mut removed = 0;
+    loop {
+        let n = sqlx::query(&delete)
+            .bind(now)
+            .bind(batch)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        removed += n;
+        if n == 0 {
+            return Ok(removed);
         }
     }
-    Ok(report)
 }
 
 /// How long a partition detach may wait for readers of the parent.
