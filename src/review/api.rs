@@ -98,7 +98,7 @@ fn audit(
     principal: &Principal,
     action: &str,
     item: Option<&ReviewItem>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     now: OffsetDateTime,
     details: Value,
 ) -> AuditEvent {
@@ -108,7 +108,7 @@ fn audit(
         action: action.into(),
         tenant: item.map(|i| i.tenant.clone()),
         subject: None,
-        source: peer.map_or_else(|| "unknown".into(), |p| p.to_string()),
+        source: peer.to_string(),
         details,
     }
 }
@@ -258,7 +258,7 @@ async fn read_item(
             &principal,
             "review_item.read",
             Some(&item),
-            Some(peer),
+            peer,
             now,
             json!({"redacted": redacted}),
         );
@@ -328,7 +328,7 @@ async fn claim(
             &principal,
             "review_item.claimed",
             None,
-            Some(peer),
+            peer,
             now,
             json!({}),
         );
@@ -396,11 +396,12 @@ async fn assign(
             &principal,
             "review_item.assigned",
             Some(&item),
-            Some(peer),
+            peer,
             now,
             json!({"assignee": target.name}),
         );
-        change(&state, &item, ItemChange::Assign(target.name), now, &event).await
+        apply(&state, &item, &ItemChange::Assign(target.name), now, &event).await?;
+        current(&state, &item).await
     }
     .await
     .unwrap_or_else(fail)
@@ -417,21 +418,9 @@ async fn note(
         let principal = authorize(&state, &headers, Action::NoteItem).await?;
         let item = visible_item(&state, &principal, &id).await?;
         let NoteBody { text } = parse_body(&body)?;
-        check_note(&text)?;
         let now = state.clock.now();
-        let event = audit(
-            &principal,
-            "review_item.noted",
-            Some(&item),
-            Some(peer),
-            now,
-            json!({}),
-        );
-        let change_ = ItemChange::Note {
-            author: principal.name.clone(),
-            text,
-        };
-        change(&state, &item, change_, now, &event).await
+        add_note(&state, &principal, &item, peer, now, text).await?;
+        current(&state, &item).await
     }
     .await
     .unwrap_or_else(fail)
@@ -464,46 +453,26 @@ async fn resolve(
         }
         let now = state.clock.now();
         if let Some(text) = note {
-            check_note(&text)?;
-            let event = audit(
-                &principal,
-                "review_item.noted",
-                Some(&item),
-                Some(peer),
-                now,
-                json!({}),
-            );
-            let change_ = ItemChange::Note {
-                author: principal.name.clone(),
-                text,
-            };
-            if !state
-                .store
-                .update_review_item(item.record_id, &change_, now, &event)
-                .await
-                .map_err(unavailable)?
-            {
-                return Err(ApiError::NotFound);
-            }
+            add_note(&state, &principal, &item, peer, now, text).await?;
         }
         let event = audit(
             &principal,
             "review_item.resolved",
             Some(&item),
-            Some(peer),
+            peer,
             now,
             json!({"resolution": resolution}),
         );
         let confirmed = resolution == "confirmed";
-        let change_ = ItemChange::Resolve {
+        let resolve = ItemChange::Resolve {
             resolution,
             by: principal.name.clone(),
         };
-        let answer = change(&state, &item, change_, now, &event).await?;
+        apply(&state, &item, &resolve, now, &event).await?;
         if confirmed {
             suspend(&state, &principal, &item, peer, now).await?;
         }
-        Ok(answer)
+        current(&state, &item).await
     }
     .await
     .unwrap_or_else(fail)
@@ -537,7 +506,7 @@ async fn suspend(
         principal,
         "suspension.added",
         Some(item),
-        Some(peer),
+        peer,
         now,
         json!({"key_id": key, "reason": reason}),
     );
@@ -559,23 +528,53 @@ async fn suspend(
     Ok(())
 }
 
-/// Apply a change and answer with the item as it now is.
-async fn change(
+/// Apply a change with its audit entry.
+async fn apply(
     state: &ReviewState,
     item: &ReviewItem,
-    change: ItemChange,
+    change: &ItemChange,
     now: OffsetDateTime,
     event: &AuditEvent,
-) -> ApiResult {
+) -> Result<(), ApiError> {
     let applied = state
         .store
-        .update_review_item(item.record_id, &change, now, event)
+        .update_review_item(item.record_id, change, now, event)
         .await
         .map_err(unavailable)?;
     if !applied {
         // Resolved already (or swept meanwhile): nothing to change.
         return Err(ApiError::InvalidRequest("the item is resolved".into()));
     }
+    Ok(())
+}
+
+/// Add `principal`'s note to the item, audited.
+async fn add_note(
+    state: &ReviewState,
+    principal: &Principal,
+    item: &ReviewItem,
+    peer: SocketAddr,
+    now: OffsetDateTime,
+    text: String,
+) -> Result<(), ApiError> {
+    check_note(&text)?;
+    let event = audit(
+        principal,
+        "review_item.noted",
+        Some(item),
+        peer,
+        now,
+        json!({}),
+    );
+    let note = ItemChange::Note {
+        author: principal.name.clone(),
+        text,
+    };
+    apply(state, item, &note, now, &event).await
+}
+
+/// The item as it now is.
+async fn current(state: &ReviewState, item: &ReviewItem) -> ApiResult {
     let item = state
         .store
         .review_item(item.record_id)
