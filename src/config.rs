@@ -109,6 +109,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub capture: CaptureConfig,
     pub writer: WriterConfig,
+    pub spool: SpoolConfig,
     pub consent: ConsentConfig,
     pub sweeper: SweeperConfig,
     pub files: FilesConfig,
@@ -176,9 +177,56 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     pub max_enqueue_wait: Duration,
     pub max_retry_backoff: Duration,
+    /// A store write slower than this counts as failed (the batch is spooled).
+    pub store_timeout: Duration,
     /// How long the writer waits at shutdown for exchanges still open after
     /// the drain (their records), besides writing what is queued.
     pub shutdown_grace: Duration,
+}
+
+/// The disk spool for records the store cannot take now.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Off: records wait in memory while the store is down (and are lost
+    /// beyond the queue, counted).
+    pub enabled: bool,
+    pub dir: std::path::PathBuf,
+    /// Cap on the spool's size on disk.
+    pub max_bytes: u64,
+    /// A segment is closed for replay beyond this size.
+    pub segment_bytes: u64,
+    /// How often the replay task looks for spooled records.
+    #[serde(deserialize_with = "de_duration")]
+    pub replay_interval: Duration,
+    /// When neither the store nor the spool can take records: keep serving
+    /// and count each record lost, or refuse new requests with 503.
+    pub when_unavailable: WhenUnrecordable,
+    /// Every record is written to the spool (fsync) before its response
+    /// ends: nothing answered is lost even on kill -9, at a latency cost.
+    pub journal: bool,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: "custodian-spool".into(),
+            max_bytes: 1024 * 1024 * 1024,
+            segment_bytes: 16 * 1024 * 1024,
+            replay_interval: Duration::from_secs(1),
+            when_unavailable: WhenUnrecordable::FailOpen,
+            journal: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnrecordable {
+    #[default]
+    FailOpen,
+    FailClosed,
 }
 
 #[derive(Debug, Clone)]
@@ -468,6 +516,8 @@ struct RawConfig {
     #[serde(default)]
     writer: RawWriter,
     #[serde(default)]
+    spool: SpoolConfig,
+    #[serde(default)]
     consent: RawConsent,
     #[serde(default)]
     sweeper: RawSweeper,
@@ -586,6 +636,8 @@ struct RawWriter {
     max_enqueue_wait: Duration,
     #[serde(deserialize_with = "de_duration")]
     max_retry_backoff: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    store_timeout: Duration,
 }
 
 impl Default for RawWriter {
@@ -596,6 +648,7 @@ impl Default for RawWriter {
             flush_interval: Duration::from_millis(20),
             max_enqueue_wait: Duration::from_secs(1),
             max_retry_backoff: Duration::from_secs(5),
+            store_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -925,8 +978,10 @@ impl Validator<'_> {
                 flush_interval: raw.writer.flush_interval,
                 max_enqueue_wait: raw.writer.max_enqueue_wait,
                 max_retry_backoff: raw.writer.max_retry_backoff,
+                store_timeout: raw.writer.store_timeout,
                 shutdown_grace: Duration::from_secs(5),
             },
+            spool: raw.spool.clone(),
             consent: ConsentConfig {
                 refresh_interval: raw.consent.refresh_interval,
                 max_staleness: raw.consent.max_staleness,
@@ -1047,6 +1102,8 @@ impl Validator<'_> {
             ("writer.queue_capacity", raw.writer.queue_capacity),
             ("writer.batch_size", raw.writer.batch_size),
             ("sweeper.batch_size", raw.sweeper.batch_size),
+            ("spool.max_bytes", raw.spool.max_bytes as usize),
+            ("spool.segment_bytes", raw.spool.segment_bytes as usize),
             (
                 "server.max_concurrent_requests",
                 raw.server.max_concurrent_requests,
@@ -1060,6 +1117,9 @@ impl Validator<'_> {
             if value == 0 {
                 return self.err(None, key, "must be greater than zero");
             }
+        }
+        if raw.spool.journal && !raw.spool.enabled {
+            return self.err(None, "spool.journal", "needs spool.enabled = true");
         }
         if raw.server.max_concurrent_requests > 1_000_000 {
             return self.err(

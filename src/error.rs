@@ -156,7 +156,10 @@ impl ApiError {
             }),
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, Self::Overloaded | Self::ChecksUnavailable) {
+        if matches!(
+            self,
+            Self::Overloaded | Self::ChecksUnavailable | Self::StoreUnavailable
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

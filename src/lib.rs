@@ -22,6 +22,7 @@ pub mod files;
 pub mod policy;
 pub mod proxy;
 pub mod review;
+pub mod spool;
 pub mod startup;
 pub mod store;
 pub mod suspensions;

@@ -82,7 +82,24 @@ impl Gateway {
             tracing::warn!(error = %e, "suspensions not loaded at start");
         }
         let writer_stop = CancellationToken::new();
-        let (sink, writer) = writer::spawn(Arc::clone(&store), &config.writer, writer_stop.clone());
+        let durability = writer::durability(&config.spool).with_context(|| {
+            format!("opening the spool {}", config.spool.dir.display())
+        })?;
+        let (sink, writer) = writer::spawn(
+            Arc::clone(&store),
+            &config.writer,
+            Arc::clone(&durability),
+            writer_stop.clone(),
+        );
+        // Stopped with the writer, after it: it replays what the writer
+        // spooled at shutdown, if the store is back.
+        let replay = writer::spawn_replay(
+            Arc::clone(&store),
+            durability,
+            config.writer.batch_size,
+            config.spool.replay_interval,
+            writer_stop.clone(),
+        );
         let mut background = vec![
             Arc::clone(&consent).spawn_refresher(
                 Arc::clone(&store),
@@ -204,6 +221,7 @@ impl Gateway {
             // Every exchange has ended (or the drain deadline passed): flush.
             writer_stop.cancel();
             writer.await.context("record writer panicked")?;
+            let _ = replay.await;
             for task in background {
                 let _ = task.await;
             }

@@ -116,6 +116,11 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     {
         return reject(ApiError::Suspended, flavor, &request_id, &route.name);
     }
+    if !state.sink.admits_requests() {
+        // fail_closed: no call goes through without a place for its record.
+        metrics::counter!("custodian_requests_refused_unrecordable_total").increment(1);
+        return reject(ApiError::StoreUnavailable, flavor, &request_id, &route.name);
+    }
     let policy = Arc::clone(&tenant.policies[route_index]);
     let classifier = match policy.classifier {
         ClassifierMode::Off => None,

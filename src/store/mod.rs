@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -33,6 +34,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
+    #[error("the store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl StoreError {
@@ -57,7 +60,7 @@ impl StoreError {
 }
 
 /// Token usage as the upstream reported it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
@@ -65,7 +68,7 @@ pub struct Usage {
 }
 
 /// The part of a record kept for billing and audit (metadata retention).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordMeta {
     pub id: RecordId,
     pub request_id: String,
@@ -95,16 +98,18 @@ pub struct RecordMeta {
 }
 
 /// The captured bodies (content retention). Never written for ZDR tenants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordContent {
+    #[serde(with = "serde_bytes")]
     pub request_body: Vec<u8>,
     pub request_truncated: bool,
+    #[serde(with = "serde_bytes")]
     pub response_body: Vec<u8>,
     pub response_truncated: bool,
     pub expires_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub meta: RecordMeta,
     pub content: Option<RecordContent>,
@@ -192,7 +197,7 @@ pub struct AuditFilter {
 }
 
 /// What opens a review item.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewFlag {
     pub verdicts: Vec<Verdict>,
     pub action: RuleAction,

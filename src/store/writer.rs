@@ -1,9 +1,14 @@
 //! The batching writer: records go through a bounded in-memory queue to one
 //! task that inserts them in multi-row batches, off the client's path.
+//! When the store fails or is slower than `writer.store_timeout`, batches go
+//! to the disk spool instead, and the replay task moves them into the store
+//! once it answers again (while anything is spooled, new batches are spooled
+//! behind it, so the store receives records in the order they were spooled).
 //!
 //! Nothing is dropped silently: a record that cannot be queued or written is
 //! counted in `custodian_records_dropped_total{reason}` and logged.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,20 +16,73 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Record, Store};
-use crate::config::WriterConfig;
+use super::{Record, Store, StoreError};
+use crate::config::{SpoolConfig, WhenUnrecordable, WriterConfig};
+use crate::spool::Spool;
 
 /// Attempts per batch once shutdown has begun (then it is counted as lost).
 const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// Where records can go right now; shared by the writer, the replay task
+/// and admission.
+pub struct Durability {
+    /// False from a failed or timed-out store write until the spool has been
+    /// replayed (or, without a spool, until a write succeeds).
+    store_ok: AtomicBool,
+    spool: Option<Arc<Spool>>,
+    fail_closed: bool,
+}
+
+impl Durability {
+    pub fn new(spool: Option<Arc<Spool>>, when_unavailable: WhenUnrecordable) -> Self {
+        Self {
+            store_ok: AtomicBool::new(true),
+            spool,
+            fail_closed: when_unavailable == WhenUnrecordable::FailClosed,
+        }
+    }
+
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::Relaxed)
+    }
+
+    fn set_store_ok(&self, ok: bool) {
+        let was = self.store_ok.swap(ok, Ordering::Relaxed);
+        if was != ok {
+            metrics::gauge!("custodian_store_up").set(if ok { 1.0 } else { 0.0 });
+            match ok {
+                true => tracing::info!("the store takes records again"),
+                false => tracing::warn!(
+                    spool = self.spool.is_some(),
+                    "the store is not taking records; spooling them"
+                ),
+            }
+        }
+    }
+
+    /// False only in fail-closed mode while neither the store nor the
+    /// spool can take a record: new requests are then refused.
+    pub fn admits_requests(&self) -> bool {
+        !self.fail_closed
+            || self.store_ok()
+            || self.spool.as_ref().is_some_and(|s| s.can_accept())
+    }
+}
 
 /// The sending side, cloned into every request.
 #[derive(Clone)]
 pub struct RecordSink {
     tx: mpsc::Sender<Record>,
     max_wait: Duration,
+    durability: Arc<Durability>,
 }
 
 impl RecordSink {
+    /// See [`Durability::admits_requests`].
+    pub fn admits_requests(&self) -> bool {
+        self.durability.admits_requests()
+    }
+
     /// Admission, before a request is forwarded: while the queue is full
     /// (the store is behind), wait up to `max_wait` for room. Clients slow to
     /// the store's pace instead of records being dropped. The room is not
@@ -51,17 +109,25 @@ impl RecordSink {
             return dropped("shutting_down", &record);
         };
         let (tx, max_wait) = (self.tx.clone(), self.max_wait);
+        let spool = self.durability.spool.clone();
         runtime.spawn(async move {
             match tokio::time::timeout(max_wait, tx.reserve()).await {
                 Ok(Ok(permit)) => permit.send(record),
                 Ok(Err(_)) => dropped("shutting_down", &record),
-                Err(_) => dropped("queue_full", &record),
+                Err(_) => match spool {
+                    Some(spool) => {
+                        if let Err(e) = spool.append(std::slice::from_ref(&record)).await {
+                            dropped(e.reason(), &record);
+                        }
+                    }
+                    None => dropped("queue_full", &record),
+                },
             }
         });
     }
 }
 
-fn dropped(reason: &'static str, record: &Record) {
+pub(crate) fn dropped(reason: &'static str, record: &Record) {
     metrics::counter!("custodian_records_dropped_total", "reason" => reason).increment(1);
     tracing::error!(
         record_id = %record.meta.id,
@@ -76,12 +142,14 @@ fn dropped(reason: &'static str, record: &Record) {
 pub fn spawn(
     store: Arc<dyn Store>,
     config: &WriterConfig,
+    durability: Arc<Durability>,
     shutdown: CancellationToken,
 ) -> (RecordSink, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let sink = RecordSink {
         tx,
         max_wait: config.max_enqueue_wait,
+        durability: Arc::clone(&durability),
     };
     let writer = Writer {
         store,
@@ -89,9 +157,92 @@ pub fn spawn(
         flush_interval: config.flush_interval,
         shutdown_grace: config.shutdown_grace,
         max_backoff: config.max_retry_backoff,
+        store_timeout: config.store_timeout,
+        durability,
     };
     let handle = tokio::spawn(writer.run(rx, shutdown));
     (sink, handle)
+}
+
+/// Open the spool (when enabled) and say where records can go.
+pub fn durability(config: &SpoolConfig) -> Result<Arc<Durability>, crate::spool::SpoolError> {
+    let spool = match config.enabled {
+        true => Some(Arc::new(Spool::open(config)?)),
+        false => None,
+    };
+    Ok(Arc::new(Durability::new(spool, config.when_unavailable)))
+}
+
+/// Move spooled records into the store every `interval`, and notice when
+/// the store is back. Runs until `shutdown`, then makes one last pass.
+pub fn spawn_replay(
+    store: Arc<dyn Store>,
+    durability: Arc<Durability>,
+    batch_size: usize,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(interval) => false,
+                () = shutdown.cancelled() => true,
+            };
+            let ok = replay_pass(store.as_ref(), &durability, batch_size, failing).await;
+            failing = !ok;
+            if stopping {
+                return;
+            }
+        }
+    })
+}
+
+/// One replay pass; true when the store took everything spooled.
+async fn replay_pass(
+    store: &dyn Store,
+    durability: &Durability,
+    batch_size: usize,
+    failing: bool,
+) -> bool {
+    let Some(spool) = &durability.spool else {
+        return true;
+    };
+    if spool.is_empty() {
+        if durability.store_ok() {
+            return true;
+        }
+        let up = store.ping().await.is_ok();
+        if up {
+            durability.set_store_ok(true);
+        }
+        return up;
+    }
+    match spool.replay_into(store, batch_size).await {
+        Ok(done) => {
+            if done.records > 0 || done.unreadable > 0 {
+                tracing::info!(
+                    records = done.records,
+                    segments = done.segments,
+                    unreadable = done.unreadable,
+                    "spooled records replayed into the store"
+                );
+            }
+            if spool.is_empty() {
+                durability.set_store_ok(true);
+            }
+            true
+        }
+        Err(e) => {
+            // Once per outage at warn; the retries every interval at debug.
+            match failing {
+                false => tracing::warn!(error = %e, "spool replay failed; will retry"),
+                true => tracing::debug!(error = %e, "spool replay failed; will retry"),
+            }
+            durability.set_store_ok(false);
+            false
+        }
+    }
 }
 
 struct Writer {
@@ -100,6 +251,8 @@ struct Writer {
     flush_interval: Duration,
     shutdown_grace: Duration,
     max_backoff: Duration,
+    store_timeout: Duration,
+    durability: Arc<Durability>,
 }
 
 impl Writer {
@@ -206,19 +359,56 @@ impl Writer {
         }
     }
 
-    /// Write `batch`, retrying with backoff while the store fails. Before
-    /// shutdown it retries until it succeeds; after, a few times, then counts
-    /// the batch as lost.
+    /// Spool `batch` when the store is known to be down (or was just found
+    /// so). Returns false when there is no spool or it cannot take the batch.
+    async fn spooled(&self, batch: &mut Vec<Record>) -> bool {
+        let Some(spool) = &self.durability.spool else {
+            return false;
+        };
+        match spool.append(batch).await {
+            Ok(()) => {
+                batch.clear();
+                true
+            }
+            Err(e) => {
+                metrics::counter!("custodian_spool_append_errors_total", "reason" => e.reason())
+                    .increment(1);
+                tracing::error!(error = %e, records = batch.len(), "spooling records failed");
+                false
+            }
+        }
+    }
+
+    /// One store write, bounded by `store_timeout` (a store that hangs is
+    /// as good as down). A timed-out write may still commit: the spool's
+    /// replay of the same ids is then a no-op.
+    async fn insert(&self, batch: &[Record]) -> Result<(), StoreError> {
+        match tokio::time::timeout(self.store_timeout, self.store.insert_records(batch)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+        }
+    }
+
+    /// Write `batch`: to the store while it answers, to the spool while it
+    /// does not. Without a spool (or with the spool full) it retries the
+    /// store with backoff: before shutdown until it succeeds; after, a few
+    /// times, then counts the batch as lost.
     async fn write(&self, batch: &mut Vec<Record>, shutdown: Option<&CancellationToken>) {
+        if !self.durability.store_ok() && self.spooled(batch).await {
+            return;
+        }
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.store.insert_records(batch).await {
+            match self.insert(batch).await {
                 Ok(()) => {
                     metrics::counter!("custodian_records_written_total")
                         .increment(batch.len() as u64);
                     batch.clear();
+                    if self.durability.spool.is_none() {
+                        self.durability.set_store_ok(true);
+                    }
                     return;
                 }
                 Err(e) if e.is_permanent() => {
@@ -228,6 +418,10 @@ impl Writer {
                 }
                 Err(e) => {
                     metrics::counter!("custodian_record_write_errors_total").increment(1);
+                    self.durability.set_store_ok(false);
+                    if self.spooled(batch).await {
+                        return;
+                    }
                     tracing::warn!(error = %e, records = batch.len(), attempt, "record batch write failed; retrying");
                 }
             }

@@ -118,6 +118,10 @@ pub struct ConfigBuilder {
     pub server: String,
     /// `files.location`; `spawn_app_with` points it at a temporary directory.
     pub files_location: Option<String>,
+    /// `spool.dir`; `spawn_app_with` points it at a temporary directory.
+    pub spool_dir: Option<String>,
+    /// More keys for the `[spool]` table.
+    pub spool: String,
     pub tenants: String,
     pub profiles: String,
     pub routes: Option<String>,
@@ -140,6 +144,8 @@ impl Default for ConfigBuilder {
             auth: String::new(),
             server: String::new(),
             files_location: None,
+            spool_dir: None,
+            spool: String::new(),
             profiles: r#"
 [profiles.api]
 training_cutover = "2023-03-01T00:00:00Z"
@@ -235,6 +241,11 @@ fingerprint_key = {{ env = "TEST_FINGERPRINT_KEY" }}
 [files]
 location = "{files}"
 
+[spool]
+dir = "{spool_dir}"
+replay_interval = "100ms"
+{spool}
+
 {extra}
 {profiles}
 {routes}
@@ -248,6 +259,8 @@ location = "{files}"
                 .files_location
                 .as_deref()
                 .unwrap_or("target/test-files"),
+            spool_dir = self.spool_dir.as_deref().unwrap_or("target/test-spool"),
+            spool = self.spool,
             profiles = self.profiles,
             tenants = self.tenants,
         );
@@ -272,10 +285,23 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     /// Where fine-tune file copies go.
     pub files_dir: tempfile::TempDir,
+    /// The disk spool.
+    pub spool_dir: tempfile::TempDir,
     pub config: Config,
     pub client: reqwest::Client,
     pub base: String,
     pub admin: String,
+}
+
+/// The gateway's warnings and errors are printed with a failing test's
+/// output (libtest captures them otherwise); `TEST_LOG=custodian=debug`
+/// shows more.
+fn init_test_log() {
+    let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "custodian=warn".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -287,11 +313,14 @@ pub async fn spawn_app_with(
     builder: ConfigBuilder,
     clock: Arc<dyn Clock>,
 ) -> TestApp {
+    init_test_log();
     let upstream = upstream::spawn().await;
     let db = TestDb::new(backend).await;
     let files_dir = tempfile::tempdir().unwrap();
     let mut builder = builder;
     builder.files_location = Some(files_dir.path().display().to_string());
+    let spool_dir = tempfile::tempdir().unwrap();
+    builder.spool_dir = Some(spool_dir.path().display().to_string());
     let config = builder.build(&upstream, &db);
     let gateway = Gateway::start(config.clone(), clock, true)
         .await
@@ -305,6 +334,7 @@ pub async fn spawn_app_with(
         _db: db,
         store,
         files_dir,
+        spool_dir,
         config,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))

@@ -305,9 +305,15 @@ async fn writer_isolates_a_record_the_store_refuses() {
         max_enqueue_wait: std::time::Duration::from_millis(100),
         shutdown_grace: std::time::Duration::from_secs(5),
         max_retry_backoff: std::time::Duration::from_millis(100),
+        store_timeout: std::time::Duration::from_secs(5),
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let (sink, handle) = custodian::store::writer::spawn(store.clone(), &config, stop.clone());
+    let durability = std::sync::Arc::new(custodian::store::writer::Durability::new(
+        None,
+        custodian::config::WhenUnrecordable::FailOpen,
+    ));
+    let (sink, handle) =
+        custodian::store::writer::spawn(store.clone(), &config, durability, stop.clone());
     for r in [good_a.clone(), bad, good_b.clone()] {
         sink.submit(r);
     }
