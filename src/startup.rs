@@ -82,9 +82,8 @@ impl Gateway {
             tracing::warn!(error = %e, "suspensions not loaded at start");
         }
         let writer_stop = CancellationToken::new();
-        let durability = writer::durability(&config.spool).with_context(|| {
-            format!("opening the spool {}", config.spool.dir.display())
-        })?;
+        let durability = writer::durability(&config.spool)
+            .with_context(|| format!("opening the spool {}", config.spool.dir.display()))?;
         let (sink, writer) = writer::spawn(
             Arc::clone(&store),
             &config.writer,

@@ -55,8 +55,8 @@ pub struct Spool {
     max_bytes: u64,
     segment_bytes: u64,
     state: Mutex<State>,
-    /// False after an append failed for another reason than a full spool
-    /// (disk error); true again after one succeeds.
+    /// False after an append failed (full, or a disk error); true again
+    /// after one succeeds or a replay frees space.
     writable: AtomicBool,
 }
 
@@ -111,8 +111,8 @@ impl Spool {
         &self.dir
     }
 
-    /// True while the spool can take records: not full, and its last write
-    /// did not fail.
+    /// True while the spool can take records: not full, and its last
+    /// append did not fail since space was last freed.
     pub fn can_accept(&self) -> bool {
         self.writable.load(Ordering::Relaxed) && self.lock().used < self.max_bytes
     }
@@ -133,10 +133,7 @@ impl Spool {
         let spool = Arc::clone(self);
         let count = records.len() as u64;
         let result = tokio::task::spawn_blocking(move || spool.append_blocking(&bytes)).await?;
-        self.writable.store(
-            !matches!(result, Err(SpoolError::Io(..))),
-            Ordering::Relaxed,
-        );
+        self.writable.store(result.is_ok(), Ordering::Relaxed);
         if result.is_ok() {
             metrics::counter!("custodian_spool_records_total", "event" => "spooled")
                 .increment(count);
@@ -262,6 +259,7 @@ impl Spool {
         state.used = state.used.saturating_sub(len);
         let used = state.used;
         drop(state);
+        self.writable.store(true, Ordering::Relaxed);
         let left = list_segments(&self.dir).map_or(0, |s| s.len());
         self.publish_gauges(used, left);
         Ok(())

@@ -118,7 +118,11 @@ mod tests {
         for cut in second_at + 1..bytes.len() {
             let (frames, bad) = decode(&bytes[..cut]);
             assert_eq!(frames, vec![&b"first"[..]], "cut at {cut}");
-            assert_eq!(bad, Some(BadTail::Torn { offset: second_at }), "cut at {cut}");
+            assert_eq!(
+                bad,
+                Some(BadTail::Torn { offset: second_at }),
+                "cut at {cut}"
+            );
         }
     }
 

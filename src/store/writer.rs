@@ -63,9 +63,7 @@ impl Durability {
     /// False only in fail-closed mode while neither the store nor the
     /// spool can take a record: new requests are then refused.
     pub fn admits_requests(&self) -> bool {
-        !self.fail_closed
-            || self.store_ok()
-            || self.spool.as_ref().is_some_and(|s| s.can_accept())
+        !self.fail_closed || self.store_ok() || self.spool.as_ref().is_some_and(|s| s.can_accept())
     }
 }
 

@@ -122,6 +122,8 @@ pub struct ConfigBuilder {
     pub spool_dir: Option<String>,
     /// More keys for the `[spool]` table.
     pub spool: String,
+    /// Reach the test database by another URL (through a fault proxy).
+    pub database_url: Option<String>,
     pub tenants: String,
     pub profiles: String,
     pub routes: Option<String>,
@@ -146,6 +148,7 @@ impl Default for ConfigBuilder {
             files_location: None,
             spool_dir: None,
             spool: String::new(),
+            database_url: None,
             profiles: r#"
 [profiles.api]
 training_cutover = "2023-03-01T00:00:00Z"
@@ -251,7 +254,7 @@ replay_interval = "100ms"
 {routes}
 {tenants}
 "#,
-            db = db.url(),
+            db = self.database_url.as_deref().unwrap_or(db.url()),
             extra = self.extra.replace("UPSTREAM_BASE", &upstream.base()),
             auth = self.auth,
             server = self.server,
@@ -313,14 +316,20 @@ pub async fn spawn_app_with(
     builder: ConfigBuilder,
     clock: Arc<dyn Clock>,
 ) -> TestApp {
+    spawn_app_on(TestDb::new(backend).await, builder, clock).await
+}
+
+/// The gateway on a database the test made (to reach it another way too).
+pub async fn spawn_app_on(db: TestDb, builder: ConfigBuilder, clock: Arc<dyn Clock>) -> TestApp {
     init_test_log();
     let upstream = upstream::spawn().await;
-    let db = TestDb::new(backend).await;
     let files_dir = tempfile::tempdir().unwrap();
     let mut builder = builder;
     builder.files_location = Some(files_dir.path().display().to_string());
     let spool_dir = tempfile::tempdir().unwrap();
-    builder.spool_dir = Some(spool_dir.path().display().to_string());
+    if builder.spool_dir.is_none() {
+        builder.spool_dir = Some(spool_dir.path().display().to_string());
+    }
     let config = builder.build(&upstream, &db);
     let gateway = Gateway::start(config.clone(), clock, true)
         .await

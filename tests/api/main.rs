@@ -20,5 +20,7 @@ mod proxy;
 mod retention;
 mod review;
 mod sdk;
+mod spool;
 mod store;
+mod tcp_cut;
 mod upstream;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use custodian::audit::AuditEvent;
-use custodian::clock::{Clock, ManualClock};
+use custodian::clock::{Clock, ManualClock, SystemClock};
 use custodian::domain::{RecordId, TenantId};
 use custodian::store::{registry, NewHold, Store};
 use custodian::sweeper::sweep_once;
@@ -379,7 +379,12 @@ both_stores!(
 /// Replicas: while one holds the sweep lock, another does nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_replica_sweeps_at_a_time() {
-    let app = spawn_app(Backend::Postgres).await;
+    // Without the gateway's own periodic sweep, which may hold the lock too.
+    let builder = ConfigBuilder {
+        extra: "[sweeper]\nenabled = false\n".into(),
+        ..Default::default()
+    };
+    let app = spawn_app_with(Backend::Postgres, builder, Arc::new(SystemClock)).await;
     let mut holder = sqlx::PgConnection::connect(app._db.url()).await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(x'63737477'::bigint)")
         .execute(&mut holder)

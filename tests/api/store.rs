@@ -9,10 +9,16 @@ use time::Duration;
 
 use crate::helpers::*;
 
-async fn open(backend: Backend) -> (TestDb, std::sync::Arc<dyn Store>) {
+pub(crate) async fn open(backend: Backend) -> (TestDb, std::sync::Arc<dyn Store>) {
     let db = TestDb::new(backend).await;
+    let store = connect_to(db.url()).await;
+    (db, store)
+}
+
+/// A store of our own on `url`, migrated.
+pub(crate) async fn connect_to(url: &str) -> std::sync::Arc<dyn Store> {
     let config = custodian::config::DatabaseConfig {
-        url: db.url().to_owned(),
+        url: url.to_owned(),
         migrate_on_start: true,
         max_connections: 4,
         connect_timeout: std::time::Duration::from_secs(5),
@@ -20,10 +26,14 @@ async fn open(backend: Backend) -> (TestDb, std::sync::Arc<dyn Store>) {
     };
     let store = store::connect(&config).await.unwrap();
     store.migrate().await.unwrap();
-    (db, store)
+    store
 }
 
-fn sample(tenant: &str, received_at: time::OffsetDateTime, with_content: bool) -> Record {
+pub(crate) fn sample(
+    tenant: &str,
+    received_at: time::OffsetDateTime,
+    with_content: bool,
+) -> Record {
     let meta = RecordMeta {
         id: RecordId::new(),
         request_id: "req-1".into(),
