@@ -2,6 +2,7 @@
 //! the record. When the response ends (or the client goes away, or the
 //! upstream fails) the exchange is finished and its record queued.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -189,6 +190,10 @@ pub struct ResponseTee<S> {
     relayed: u64,
     /// The upstream ended while chunks were being merged; report it next poll.
     ended: bool,
+    /// Journal mode: the record is being written to disk, and the end of the
+    /// response (`held_end`: the last chunk, or nothing) waits for it.
+    journaled: Option<crate::spool::journal::Journaled>,
+    held_end: Option<Bytes>,
 }
 
 impl<S> ResponseTee<S> {
@@ -199,12 +204,14 @@ impl<S> ResponseTee<S> {
             expected_len,
             relayed: 0,
             ended: false,
+            journaled: None,
+            held_end: None,
         }
     }
 
     fn finish(&mut self, outcome: Outcome) {
         if let Some(exchange) = self.exchange.take() {
-            exchange.finish(outcome, Instant::now());
+            self.journaled = exchange.finish(outcome, Instant::now());
         }
     }
 }
@@ -249,6 +256,33 @@ where
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(journaled) = self.journaled.as_mut() {
+            // Either way (on disk, or handed to the writer) it is settled.
+            if Pin::new(journaled).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.journaled = None;
+            return Poll::Ready(self.held_end.take().map(Ok));
+        }
+        let next = self.relay_next(cx);
+        match next {
+            Poll::Ready(Some(Ok(chunk))) if self.journaled.is_some() => {
+                self.held_end = Some(chunk);
+                self.poll_next(cx)
+            }
+            Poll::Ready(None) if self.journaled.is_some() => self.poll_next(cx),
+            other => other,
+        }
+    }
+}
+
+impl<S, E> ResponseTee<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    /// The next chunk for the client: what the upstream has ready, merged.
+    fn relay_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if self.ended {
             return Poll::Ready(None);
         }

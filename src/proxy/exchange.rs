@@ -14,6 +14,7 @@ use crate::abuse::Verdict;
 use crate::classifier::{Classifier, Job};
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
+use crate::spool::journal::Journaled;
 use crate::store::writer::RecordSink;
 use crate::store::{Record, RecordContent, RecordMeta, ReviewFlag};
 
@@ -132,19 +133,22 @@ impl Exchange {
     }
 
     /// The gateway answered `status` itself.
-    pub fn gateway_error(mut self, status: u16) {
+    pub fn gateway_error(mut self, status: u16) -> Option<Journaled> {
         if let Some(s) = self.state.as_mut() {
             s.status = status;
         }
-        self.finish(Outcome::GatewayError, Instant::now());
+        self.finish(Outcome::GatewayError, Instant::now())
     }
 
-    pub fn finish(mut self, outcome: Outcome, at: Instant) {
-        self.complete(outcome, at);
+    /// End the exchange; in journal mode, the answer resolves once its
+    /// record is on disk.
+    pub fn finish(mut self, outcome: Outcome, at: Instant) -> Option<Journaled> {
+        self.complete(outcome, at)
     }
 
-    fn complete(&mut self, outcome: Outcome, at: Instant) {
-        if let Some(state) = self.state.take() {
+    fn complete(&mut self, outcome: Outcome, at: Instant) -> Option<Journaled> {
+        let state = self.state.take()?;
+        {
             let text = self.classifier.as_ref().map(|_| state.text_to_classify());
             let expires_at = state
                 .start
@@ -162,14 +166,15 @@ impl Exchange {
                     attempts: 0,
                 });
             }
-            self.sink.submit(record);
+            self.sink.submit(record)
         }
     }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        self.complete(Outcome::ClientDisconnected, Instant::now());
+        // Nobody is left to wait for the journal.
+        let _ = self.complete(Outcome::ClientDisconnected, Instant::now());
     }
 }
 

@@ -197,7 +197,9 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     let mut response = match forward(&state, route, &caller, incoming, exchange).await {
         Ok(response) => response,
         Err((e, exchange)) => {
-            exchange.gateway_error(e.status().as_u16());
+            if let Some(journaled) = exchange.gateway_error(e.status().as_u16()) {
+                let _ = journaled.await;
+            }
             e.to_response(flavor)
         }
     };
@@ -370,7 +372,9 @@ async fn forward(
     let bodiless =
         method_was_head || matches!(status.as_u16(), 204 | 304) || expected_len == Some(0);
     let body = if bodiless {
-        exchange.finish(Outcome::Completed, headers_at);
+        if let Some(journaled) = exchange.finish(Outcome::Completed, headers_at) {
+            let _ = journaled.await;
+        }
         Body::empty()
     } else if matches!(file_op, FileOp::None) {
         Body::from_stream(ResponseTee::new(

@@ -7,6 +7,7 @@
 //! make the inserts idempotent, so a replay cut short is simply done again.
 //! A segment is removed only once every record in it is in the store.
 
+pub mod journal;
 pub mod segment;
 
 use std::fs::{self, File, OpenOptions};

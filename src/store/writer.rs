@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Record, Store, StoreError};
 use crate::config::{SpoolConfig, WhenUnrecordable, WriterConfig};
+use crate::spool::journal::{self, Journal, Journaled};
 use crate::spool::Spool;
 
 /// Attempts per batch once shutdown has begun (then it is counted as lost).
@@ -31,6 +32,8 @@ pub struct Durability {
     store_ok: AtomicBool,
     spool: Option<Arc<Spool>>,
     fail_closed: bool,
+    /// Journal mode: every record goes through the spool.
+    journal: bool,
 }
 
 impl Durability {
@@ -39,6 +42,7 @@ impl Durability {
             store_ok: AtomicBool::new(true),
             spool,
             fail_closed: when_unavailable == WhenUnrecordable::FailClosed,
+            journal: false,
         }
     }
 
@@ -73,6 +77,7 @@ pub struct RecordSink {
     tx: mpsc::Sender<Record>,
     max_wait: Duration,
     durability: Arc<Durability>,
+    journal: Option<Journal>,
 }
 
 impl RecordSink {
@@ -93,11 +98,28 @@ impl RecordSink {
         let _ = tokio::time::timeout(self.max_wait, self.tx.reserve()).await;
     }
 
+    /// Hand over a finished exchange's record. In journal mode the answer
+    /// resolves once it is on disk, and the response's end waits for it.
+    pub fn submit(&self, record: Record) -> Option<Journaled> {
+        let Some(journal) = &self.journal else {
+            self.enqueue(record);
+            return None;
+        };
+        match journal.submit(record) {
+            Ok(journaled) => Some(journaled),
+            Err(record) => {
+                metrics::counter!("custodian_journal_bypassed_total").increment(1);
+                self.enqueue(*record);
+                None
+            }
+        }
+    }
+
     /// Queue a record. Never blocks the response path: when the queue is
-    /// full, a task waits up to `max_wait` for room before the record is
-    /// counted as dropped. (Admission keeps the number of such tasks near the
-    /// number of requests in flight.)
-    pub fn submit(&self, record: Record) {
+    /// full, a task waits up to `max_wait` for room, then the record goes
+    /// to the spool (or, without one, is counted as dropped). (Admission
+    /// keeps the number of such tasks near the number of requests in flight.)
+    fn enqueue(&self, record: Record) {
         let record = match self.tx.try_send(record) {
             Ok(()) => return,
             Err(TrySendError::Closed(r)) => return dropped("shutting_down", &r),
@@ -144,10 +166,25 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> (RecordSink, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
-    let sink = RecordSink {
+    let mut sink = RecordSink {
         tx,
         max_wait: config.max_enqueue_wait,
         durability: Arc::clone(&durability),
+        journal: None,
+    };
+    let journal_task = match (&durability.spool, durability.journal) {
+        (Some(spool), true) => {
+            let fallback = sink.clone();
+            let (journal, task) = journal::spawn(
+                Arc::clone(spool),
+                config.queue_capacity,
+                config.batch_size,
+                move |record| fallback.enqueue(record),
+            );
+            sink.journal = Some(journal);
+            Some(task)
+        }
+        _ => None,
     };
     let writer = Writer {
         store,
@@ -158,7 +195,12 @@ pub fn spawn(
         store_timeout: config.store_timeout,
         durability,
     };
-    let handle = tokio::spawn(writer.run(rx, shutdown));
+    let handle = tokio::spawn(async move {
+        writer.run(rx, shutdown).await;
+        if let Some(task) = journal_task {
+            let _ = task.await;
+        }
+    });
     (sink, handle)
 }
 
@@ -168,7 +210,9 @@ pub fn durability(config: &SpoolConfig) -> Result<Arc<Durability>, crate::spool:
         true => Some(Arc::new(Spool::open(config)?)),
         false => None,
     };
-    Ok(Arc::new(Durability::new(spool, config.when_unavailable)))
+    let mut durability = Durability::new(spool, config.when_unavailable);
+    durability.journal = config.journal;
+    Ok(Arc::new(durability))
 }
 
 /// Move spooled records into the store every `interval`, and notice when

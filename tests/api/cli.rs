@@ -43,6 +43,31 @@ id = "acme"
     path
 }
 
+/// A configuration for `serve` on loopback ports chosen by the system,
+/// forwarding to `upstream` with the key from `ZDR_TEST_UPSTREAM_KEY`.
+pub(crate) fn serve_config(
+    dir: &Path,
+    db_url: &str,
+    tenant: &str,
+    upstream: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = write_config(dir, db_url, tenant);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("http://127.0.0.1:9/v1/", upstream)
+        .replace(
+            "[database]",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[database]",
+        )
+        .replace(
+            "[[routes]]",
+            "[[routes]]\nupstream_key = { env = \"ZDR_TEST_UPSTREAM_KEY\" }\n",
+        );
+    std::fs::write(&path, format!("{extra}\n{text}")).unwrap();
+    path
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -222,23 +247,7 @@ async fn serve_keeps_no_byte_of_zdr_content_in_any_file_or_log() {
         "zero_data_retention = true\nmanaged_keys = [\"{}\"]\n",
         custodian::auth::managed_key_hash(zdr_key)
     );
-    let path = write_config(dir.path(), &db, &tenant);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("http://127.0.0.1:9/v1/", &upstream.url())
-        .replace(
-            "[database]",
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[database]",
-        )
-        .replace(
-            "[[routes]]",
-            "[[routes]]\nupstream_key = \"sk-never-used\"\n",
-        )
-        .replace(
-            "upstream_key = \"sk-never-used\"\n",
-            "upstream_key = { env = \"ZDR_TEST_UPSTREAM_KEY\" }\n",
-        );
-    std::fs::write(&path, text).unwrap();
+    let path = serve_config(dir.path(), &db, &tenant, &upstream.url(), "");
     let log_path = dir.path().join("gateway.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
@@ -326,7 +335,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// The proxy address from the gateway's start-up log line.
-async fn wait_for_listen_addr(log: &Path) -> String {
+pub(crate) async fn wait_for_listen_addr(log: &Path) -> String {
     for _ in 0..200 {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.contains("custodian listening")) {

@@ -12,6 +12,7 @@ mod abuse;
 mod classifier;
 mod cli;
 mod consent;
+mod crash;
 mod data_sharing;
 mod export;
 mod files;

@@ -324,3 +324,36 @@ async fn the_spool_refuses_what_exceeds_its_cap_and_rotates_segments() {
 }
 
 both_stores!(a_damaged_spool_is_replayed_up_to_the_damage);
+
+/// Journal mode: every record passes through the spool before its response
+/// ends, and reaches the store once, streamed or not, errors included.
+async fn journal_mode_records_every_exchange_once(backend: Backend) {
+    let builder = ConfigBuilder {
+        spool: "journal = true\n".into(),
+        ..Default::default()
+    };
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(answered(&app, MANAGED_KEY, &format!("journaled {i}"), i % 2 == 0).await);
+    }
+    ids.push(answered(&app, ZDR_KEY, "zdr journaled", true).await);
+    let refused = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(MANAGED_KEY)
+        .body(vec![b'x'; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    ids.push(RecordId(record_id(&refused).parse().unwrap()));
+    let spool = app.spool_dir.path().to_owned();
+    eventually("journaled records in the store", 15, async || {
+        app.store.count_records().await.unwrap() == ids.len() as i64 && segments(&spool).is_empty()
+    })
+    .await;
+    exactly_these(app.store.as_ref(), &ids).await;
+}
+
+both_stores!(journal_mode_records_every_exchange_once);
