@@ -19,6 +19,8 @@ pub mod domain;
 pub mod error;
 pub mod export;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod policy;
 pub mod proxy;
 pub mod review;

@@ -336,10 +336,15 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// The proxy address from the gateway's start-up log line.
 pub(crate) async fn wait_for_listen_addr(log: &Path) -> String {
+    wait_for_logged(log, "proxy_addr=").await
+}
+
+/// The value of `field` (e.g. `admin_addr=`) in the gateway's start line.
+pub(crate) async fn wait_for_logged(log: &Path, field: &str) -> String {
     for _ in 0..200 {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.contains("custodian listening")) {
-            let start = line.find("proxy_addr=").unwrap() + "proxy_addr=".len();
+            let start = line.find(field).unwrap() + field.len();
             let addr: String = line[start..]
                 .chars()
                 .take_while(|c| !c.is_whitespace())
@@ -353,6 +358,22 @@ pub(crate) async fn wait_for_listen_addr(log: &Path) -> String {
         "the gateway did not start: {}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
+}
+
+/// `custodian serve` on `config` from its directory, logging to `log`.
+pub(crate) fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("ZDR_TEST_UPSTREAM_KEY", "sk-upstream")
+        .env_remove("CUSTODIAN_CONFIG")
+        .current_dir(config.parent().unwrap())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

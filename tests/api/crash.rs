@@ -2,15 +2,14 @@
 //! response waits for its record to be on disk, so after a restart every
 //! response a client received in full has its record: none lost.
 
-use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custodian::domain::RecordId;
 use tokio::task::JoinSet;
 
-use crate::cli::{serve_config, wait_for_listen_addr};
+use crate::cli::{serve_config, spawn_serve as start, wait_for_listen_addr};
 use crate::store::connect_to;
 
 const KEY: &str = "cst_crash_test_managed_key";
@@ -18,21 +17,6 @@ const KEY: &str = "cst_crash_test_managed_key";
 const REQUESTS_PER_CLIENT: usize = 150;
 const CLIENTS: usize = 6;
 const KILL_AFTER_ANSWERED: usize = 120;
-
-fn start(config: &Path, log: &Path) -> Child {
-    let file = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("ZDR_TEST_UPSTREAM_KEY", "sk-upstream")
-        .env_remove("CUSTODIAN_CONFIG")
-        .current_dir(config.parent().unwrap())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap()
-}
 
 /// Clients that keep calling until told to stop or the gateway is gone;
 /// each id of a response read in full is pushed to `answered`.

@@ -18,6 +18,7 @@ mod export;
 mod files;
 mod hostile;
 mod proxy;
+mod replicas;
 mod retention;
 mod review;
 mod sdk;

@@ -32,9 +32,18 @@ async fn app(backend: Backend) -> TestApp {
 
 /// Create a principal straight in the store; returns its token.
 async fn principal(app: &TestApp, name: &str, role: Role, expires: Option<Duration>) -> String {
+    principal_in(app.store.as_ref(), name, role, expires).await
+}
+
+pub(crate) async fn principal_in(
+    store: &dyn custodian::store::Store,
+    name: &str,
+    role: Role,
+    expires: Option<Duration>,
+) -> String {
     let token = issue_token();
     let now = OffsetDateTime::now_utc();
-    app.store
+    store
         .add_principal(
             &NewPrincipal {
                 name: name.into(),
@@ -56,6 +65,31 @@ async fn principal(app: &TestApp, name: &str, role: Role, expires: Option<Durati
         .await
         .unwrap();
     token
+}
+
+/// Claim items through the admin API at `admin` until none is left
+/// (bounded); the record ids claimed.
+pub(crate) async fn claim_until_empty(
+    client: &reqwest::Client,
+    admin: &str,
+    token: &str,
+) -> Vec<String> {
+    let mut mine = Vec::new();
+    for _ in 0..1_000 {
+        let response = client
+            .post(format!("{admin}/admin/v1/review/claim"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+        let item: Value = response.json().await.unwrap();
+        mine.push(item["record_id"].as_str().unwrap().to_owned());
+    }
+    mine
 }
 
 /// A flagged request; returns its record id.
@@ -374,22 +408,7 @@ async fn concurrent_claims_never_share_an_item(backend: Backend) {
         let token = principal(&app, &format!("r{r}"), Role::Reviewer, None).await;
         let (client, admin) = (app.client.clone(), app.admin.clone());
         tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            for _ in 0..100 {
-                let response = client
-                    .post(format!("{admin}/admin/v1/review/claim"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap();
-                if response.status() == StatusCode::NO_CONTENT {
-                    break;
-                }
-                assert_eq!(response.status(), StatusCode::OK);
-                let item: Value = response.json().await.unwrap();
-                mine.push(item["record_id"].as_str().unwrap().to_owned());
-            }
-            mine
+            claim_until_empty(&client, &admin, &token).await
         }));
     }
     let mut claimed = Vec::new();
