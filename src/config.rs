@@ -135,6 +135,12 @@ pub struct ServerConfig {
     /// Requests in flight (streams included) beyond which new ones get 503.
     pub max_concurrent_requests: usize,
     pub header_read_timeout: Duration,
+    /// Request line and headers, in bytes; beyond it, 431.
+    pub max_header_bytes: usize,
+    /// Header fields per request; beyond it, 431.
+    pub max_headers: usize,
+    /// The longest a client may pause while sending a request body; then 408.
+    pub client_body_timeout: Duration,
     pub shutdown_drain: Duration,
 }
 
@@ -549,6 +555,10 @@ struct RawServer {
     max_concurrent_requests: usize,
     #[serde(deserialize_with = "de_duration")]
     header_read_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+    #[serde(deserialize_with = "de_duration")]
+    client_body_timeout: Duration,
     #[serde(deserialize_with = "de_duration")]
     shutdown_drain: Duration,
 }
@@ -561,6 +571,9 @@ impl Default for RawServer {
             max_request_body_bytes: 32 * 1024 * 1024,
             max_concurrent_requests: 4_096,
             header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            client_body_timeout: Duration::from_secs(30),
             shutdown_drain: Duration::from_secs(30),
         }
     }
@@ -955,6 +968,9 @@ impl Validator<'_> {
                 max_request_body_bytes: raw.server.max_request_body_bytes,
                 max_concurrent_requests: raw.server.max_concurrent_requests,
                 header_read_timeout: raw.server.header_read_timeout,
+                max_header_bytes: raw.server.max_header_bytes,
+                max_headers: raw.server.max_headers,
+                client_body_timeout: raw.server.client_body_timeout,
                 shutdown_drain: raw.server.shutdown_drain,
             },
             upstream: UpstreamConfig {
@@ -1102,6 +1118,7 @@ impl Validator<'_> {
             ("writer.queue_capacity", raw.writer.queue_capacity),
             ("writer.batch_size", raw.writer.batch_size),
             ("sweeper.batch_size", raw.sweeper.batch_size),
+            ("server.max_headers", raw.server.max_headers),
             ("spool.max_bytes", raw.spool.max_bytes as usize),
             ("spool.segment_bytes", raw.spool.segment_bytes as usize),
             (
@@ -1117,6 +1134,9 @@ impl Validator<'_> {
             if value == 0 {
                 return self.err(None, key, "must be greater than zero");
             }
+        }
+        if raw.server.max_header_bytes < 8 * 1024 {
+            return self.err(None, "server.max_header_bytes", "must be at least 8192");
         }
         if raw.spool.journal && !raw.spool.enabled {
             return self.err(None, "spool.journal", "needs spool.enabled = true");
@@ -1140,6 +1160,7 @@ impl Validator<'_> {
             ("consent.refresh_interval", raw.consent.refresh_interval),
             ("sweeper.interval", raw.sweeper.interval),
             ("server.header_read_timeout", raw.server.header_read_timeout),
+            ("server.client_body_timeout", raw.server.client_body_timeout),
             (
                 "upstream.first_byte_timeout",
                 raw.upstream.first_byte_timeout,

@@ -47,6 +47,8 @@ pub enum ApiError {
     ChecksUnavailable,
     #[error("The gateway is at its limit of concurrent requests; retry shortly.")]
     Overloaded,
+    #[error("The request body stopped arriving; the gateway gave up waiting for it.")]
+    ClientTimeout,
 }
 
 impl ApiError {
@@ -59,6 +61,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable | Self::ChecksUnavailable | Self::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -90,6 +93,7 @@ impl ApiError {
             Self::Suspended => "suspended",
             Self::ChecksUnavailable => "checks_unavailable",
             Self::Overloaded => "overloaded",
+            Self::ClientTimeout => "request_timeout",
             Self::NotFound => "not_found",
         }
     }
@@ -106,7 +110,8 @@ impl ApiError {
                 | Self::BadBody
                 | Self::PayloadTooLarge { .. }
                 | Self::InvalidRequest(_)
-                | Self::MethodNotAllowed,
+                | Self::MethodNotAllowed
+                | Self::ClientTimeout,
             ) => "invalid_request_error",
             (_, Self::UnregisteredKey | Self::Forbidden | Self::Suspended)
             | (Flavor::Anthropic, Self::Blocked) => "permission_error",
@@ -126,7 +131,9 @@ impl ApiError {
             }
             (Flavor::Anthropic, Self::NoRoute) => "not_found_error",
             (Flavor::Anthropic, Self::PayloadTooLarge { .. }) => "request_too_large",
-            (Flavor::Anthropic, Self::BadPath | Self::BadBody) => "invalid_request_error",
+            (Flavor::Anthropic, Self::BadPath | Self::BadBody | Self::ClientTimeout) => {
+                "invalid_request_error"
+            }
             (
                 Flavor::Openai,
                 Self::UpstreamUnreachable | Self::UpstreamTimeout | Self::MissingUpstreamCredential,

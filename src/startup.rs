@@ -205,6 +205,8 @@ impl Gateway {
 
         let limits = ListenerLimits {
             header_read_timeout: config.server.header_read_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            max_headers: config.server.max_headers,
             drain: config.server.shutdown_drain,
         };
         let admin_task = tokio::spawn(serve(
@@ -287,9 +289,14 @@ fn spawn_partition_upkeep(
     })
 }
 
+/// hyper's default header count.
+const DEFAULT_MAX_HEADERS: usize = 100;
+
 #[derive(Clone, Copy)]
 struct ListenerLimits {
     header_read_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
     drain: Duration,
 }
 
@@ -307,7 +314,13 @@ async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
+    // hyper parses up to 100 headers on the stack; any other limit costs a
+    // heap allocation per request, so it is set only when asked for.
+    if limits.max_headers != DEFAULT_MAX_HEADERS {
+        http.max_headers(limits.max_headers);
+    }
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

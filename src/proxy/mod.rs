@@ -3,6 +3,7 @@
 //! capped copy is taken, and queue one record per exchange.
 
 pub mod capture;
+pub mod client_body;
 pub mod exchange;
 pub mod extract;
 pub mod headers;
@@ -272,6 +273,12 @@ async fn forward(
         mut file_op,
         record_id,
     } = incoming;
+    let client_paused = Arc::new(AtomicBool::new(false));
+    let body = Body::new(client_body::IdleTimeout::new(
+        body,
+        state.config.server.client_body_timeout,
+        Arc::clone(&client_paused),
+    ));
     let limit = state.config.server.max_request_body_bytes;
     let declared_length = content_length(&parts.headers);
     if declared_length.is_some_and(|len| len > limit as u64) {
@@ -295,6 +302,9 @@ async fn forward(
     };
     let upstream_body = match read_whole {
         true => match read_whole_body(body, limit).await {
+            Err(_) if client_paused.load(Ordering::Relaxed) => {
+                return Err((ApiError::ClientTimeout, exchange))
+            }
             Ok(bytes) => {
                 let verdicts = match rules_input(state, &parts.headers, &bytes, limit) {
                     Ok(decoded) => check_rules(state, caller, Some(&decoded), declared_length),
@@ -347,7 +357,10 @@ async fn forward(
         .await;
     let response = match sent {
         Ok(r) => r,
-        // The client's body failed, not the upstream: 400, not 502.
+        // The client's body failed, not the upstream: 408 or 400, not 502.
+        Err(_) if client_paused.load(Ordering::Relaxed) => {
+            return Err((ApiError::ClientTimeout, exchange))
+        }
         Err(_) if client_failed.load(Ordering::Relaxed) => {
             return Err((ApiError::BadBody, exchange))
         }
@@ -378,12 +391,12 @@ async fn forward(
         Body::empty()
     } else if matches!(file_op, FileOp::None) {
         Body::from_stream(ResponseTee::new(
-            response.bytes_stream(),
+            state.upstream.body(response),
             exchange,
             expected_len,
         ))
     } else {
-        let (head, rest) = read_head(response, FILES_RESPONSE_LIMIT).await;
+        let (head, rest) = read_head(state.upstream.body(response), FILES_RESPONSE_LIMIT).await;
         let tenant = &state.config.tenants[caller.tenant_index].id;
         let source = file_source.unwrap_or_default();
         finish_file_op(
@@ -493,22 +506,25 @@ fn is_json(headers: &http::HeaderMap) -> bool {
 /// Files API answers are small JSON; more than this is relayed untouched.
 const FILES_RESPONSE_LIMIT: usize = 1 << 20;
 
-type RestOfBody = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>;
+type RestOfBody = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
 /// The start of a response body (all of it when it fits in `limit`) and the
 /// rest as a stream.
-async fn read_head(mut response: reqwest::Response, limit: usize) -> (bytes::Bytes, RestOfBody) {
+async fn read_head(
+    mut body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+    limit: usize,
+) -> (bytes::Bytes, RestOfBody) {
     let mut head = bytes::BytesMut::new();
     loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
+        match body.next().await {
+            Some(Ok(chunk)) => {
                 head.extend_from_slice(&chunk);
                 if head.len() > limit {
-                    return (head.freeze(), response.bytes_stream().boxed());
+                    return (head.freeze(), body.boxed());
                 }
             }
-            Ok(None) => return (head.freeze(), futures_util::stream::empty().boxed()),
-            Err(e) => return (head.freeze(), futures_util::stream::iter([Err(e)]).boxed()),
+            None => return (head.freeze(), futures_util::stream::empty().boxed()),
+            Some(Err(e)) => return (head.freeze(), futures_util::stream::iter([Err(e)]).boxed()),
         }
     }
 }

@@ -2,9 +2,15 @@
 //! Timeouts: connect, first byte (response headers), and idle between body
 //! reads. Never one total timeout: streams may rightly last minutes.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::Stream;
 use http::{HeaderMap, Method};
+use tokio::time::Sleep;
 
 use crate::config::UpstreamConfig;
 use crate::error::ApiError;
@@ -13,6 +19,7 @@ use crate::error::ApiError;
 pub struct UpstreamClient {
     client: reqwest::Client,
     first_byte_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 pub type UpstreamResponse = reqwest::Response;
@@ -44,7 +51,6 @@ impl UpstreamClient {
     pub fn new(config: &UpstreamConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .read_timeout(config.idle_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -54,7 +60,23 @@ impl UpstreamClient {
         Ok(Self {
             client,
             first_byte_timeout: config.first_byte_timeout,
+            idle_timeout: config.idle_timeout,
         })
+    }
+
+    /// The response body, failing when the upstream sends nothing for the
+    /// idle timeout. (Not reqwest's `read_timeout`: its clock also runs
+    /// while a slow client keeps us from reading, and would cut a live
+    /// stream for the client's slowness.)
+    pub fn body(
+        &self,
+        response: UpstreamResponse,
+    ) -> IdleLimited<impl Stream<Item = reqwest::Result<Bytes>>> {
+        IdleLimited {
+            inner: response.bytes_stream(),
+            idle: self.idle_timeout,
+            timer: None,
+        }
     }
 
     pub async fn send(
@@ -76,6 +98,41 @@ impl UpstreamClient {
             // The URL carries the client's query string: keep it out of logs.
             Ok(Err(e)) => Err(SendError::Unreachable(e.without_url())),
         }
+    }
+}
+
+/// An upstream body with an idle limit. The timer runs only from a read
+/// that found nothing until the next read: data waiting because we were
+/// slow to ask for it is always delivered first.
+pub struct IdleLimited<S> {
+    inner: S,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> Stream for IdleLimited<S>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            self.timer = None;
+            return Poll::Ready(item.map(|r| r.map_err(std::io::Error::other)));
+        }
+        let idle = self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.timer = None;
+        Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the upstream sent nothing within the idle timeout",
+        ))))
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Mock {
     /// While set, the moderation endpoint answers 500.
     pub moderation_down: Arc<std::sync::atomic::AtomicBool>,
     pub moderation_calls: Arc<AtomicUsize>,
+    /// Bytes a `firehose` stream has produced so far.
+    pub produced: Arc<AtomicUsize>,
 }
 
 impl Mock {
@@ -144,6 +146,9 @@ async fn chat(State(mock): State<Mock>, request: Request) -> Response {
     .into_response()
 }
 
+/// How much a `firehose` stream sends before it ends.
+pub const FIREHOSE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Counts a stream as cancelled if it is dropped before its last event.
 struct StreamGuard {
     mock: Mock,
@@ -202,6 +207,19 @@ fn async_stream(
                 () = mock.release.notified() => {}
                 () = tx.closed() => return,
             }
+        }
+        if mode == "firehose" {
+            // As fast as the reader takes it, up to FIREHOSE_BYTES: the
+            // channel holds one event, so what is produced is what was taken.
+            let event = Bytes::from(format!("data: {}\n\n", "x".repeat(16 * 1024)));
+            while mock.produced.load(Ordering::SeqCst) < FIREHOSE_BYTES {
+                if tx.send(Ok(event.clone())).await.is_err() {
+                    return;
+                }
+                mock.produced.fetch_add(event.len(), Ordering::SeqCst);
+            }
+            guard.finished = true;
+            return;
         }
         if mode == "reset" {
             // Let the first event leave the socket: a reset right behind it
