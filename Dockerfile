@@ -25,12 +25,14 @@ COPY --from=build /src/target/release/custodian /usr/local/bin/custodian
 COPY config/custodian.toml /etc/custodian/custodian.toml
 USER custodian
 WORKDIR /data
-# /data holds the SQLite default and the fine-tune file copies: mount a
-# volume there (or point files.location at S3) so copies outlive the container.
+# /data holds the SQLite default, the fine-tune file copies and the record
+# spool: mount a volume there (or point files.location at S3) so copies, and
+# records spooled while the store was down, outlive the container.
 ENV CUSTODIAN_CONFIG=/etc/custodian/custodian.toml \
     CUSTODIAN__SERVER__LISTEN=0.0.0.0:8080 \
     CUSTODIAN__DATABASE__URL=sqlite:///data/custodian.db \
-    CUSTODIAN__FILES__LOCATION=/data/files
+    CUSTODIAN__FILES__LOCATION=/data/files \
+    CUSTODIAN__SPOOL__DIR=/data/spool
 EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=4s --retries=3 CMD ["custodian", "healthcheck"]
 ENTRYPOINT ["custodian"]
