@@ -4,7 +4,9 @@
 #   outage      : the same load with PostgreSQL stopped (pg_ctlcluster) for
 #                 OUTAGE seconds in the middle, and how long the spool takes
 #                 to drain once it is back;
-#   journal on  : the cost of spool.journal on the proxy path (against steady).
+#   journal on  : the cost of spool.journal on the proxy path (against steady);
+#   encrypted   : the cost of [encryption] (AES-256-GCM per body), and the
+#                 bytes stored per record with and without.
 # For each: throughput, p50/p99/p99.9, errors, peak RSS, records stored vs
 # requests answered.
 #
@@ -62,12 +64,14 @@ export CUSTODIAN__WRITER__STORE_TIMEOUT=2s
 
 metric() { curl -fs http://127.0.0.1:9090/metrics | awk -v m="$1" '$1 == m { print $2 }'; }
 
-# run NAME JOURNAL OUTAGE_SECONDS
+# run NAME JOURNAL OUTAGE_SECONDS [ENCRYPTED]
 run() {
-  local name=$1 journal=$2 outage=$3
+  local name=$1 journal=$2 outage=$3 encrypted=${4:-false}
   psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-  rm -rf "$OUT/spool"
-  CUSTODIAN__SPOOL__DIR="$OUT/spool" CUSTODIAN__SPOOL__JOURNAL=$journal \
+  rm -rf "$OUT/spool" "$OUT/keys"
+  BENCH_KEK=$(openssl rand -hex 32) CUSTODIAN__ENCRYPTION__ENABLED=$encrypted \
+    CUSTODIAN__ENCRYPTION__KEY_DIR="$OUT/keys" CUSTODIAN__ENCRYPTION__KEK__ENV=BENCH_KEK \
+    CUSTODIAN__SPOOL__DIR="$OUT/spool" CUSTODIAN__SPOOL__JOURNAL=$journal \
     "$BIN" -c "$ROOT/bench/custodian.bench.toml" serve 2>"$OUT/$name.gateway.log" &
   local gw=$!
   PIDS+=($gw)
@@ -98,18 +102,22 @@ run() {
   local stored
   stored=$(psql -tA "postgres://postgres@127.0.0.1:5432/$DB" -c \
     "SELECT count(*) FILTER (WHERE status = 200 AND outcome = 'completed') || ' completed, ' || count(*) || ' in all' FROM record_meta")
-  echo "| $name | $(grep -o 'answered=.*' "$OUT/$name.wrk" | tr ' ' '\n' | cut -d= -f2 | paste -sd'|' | sed 's/|/ | /g') | $rss | $stored | $drain |"
+  local body_bytes
+  body_bytes=$(psql -tA "postgres://postgres@127.0.0.1:5432/$DB" -c \
+    "SELECT round(avg(octet_length(request_body) + octet_length(response_body))) FROM record_content")
+  echo "| $name | $(grep -o 'answered=.*' "$OUT/$name.wrk" | tr ' ' '\n' | cut -d= -f2 | paste -sd'|' | sed 's/|/ | /g') | $rss | $stored | $body_bytes | $drain |"
 }
 
 echo "mode=$MODE duration=${DURATION}s connections=$CONNECTIONS outage=${OUTAGE}s"
 echo
-echo "| run | answered | RPS | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | peak RSS | records (200 completed / all) | spool drain after PostgreSQL is back |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | answered | RPS | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | peak RSS | records (200 completed / all) | body bytes per record | spool drain after PostgreSQL is back |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in ${RUNS:-steady outage journal}; do
   case $r in
     steady) run steady false 0 ;;
     outage) run "outage ${OUTAGE}s" false "$OUTAGE" ;;
     journal) run "journal on" true 0 ;;
+    encrypted) run encrypted false 0 true ;;
   esac
 done
 echo

@@ -276,4 +276,12 @@ pub enum KeysCommand {
     /// Read a pass-through key from standard input and print its fingerprint
     /// for the tenant's `passthrough_fingerprints` (needs `auth.fingerprint_key`).
     Fingerprint,
+    /// Re-wrap every content data key with a new key-encryption key (content
+    /// is not touched). The current KEK comes from `encryption.kek`; then
+    /// point `encryption.kek` at the new one.
+    RotateKek {
+        /// The environment variable holding the new KEK (64 hex digits).
+        #[arg(long)]
+        new_kek_env: String,
+    },
 }

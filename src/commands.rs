@@ -53,6 +53,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Fingerprint) => fingerprint(&cli.config),
+        Command::Keys(KeysCommand::RotateKek { new_kek_env }) => {
+            rotate_kek(&cli.config, &new_kek_env)
+        }
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::Export(ExportCommand::Training(args)) => export_training(&cli.config, args).await,
         Command::Audit(AuditCommand::Verify) => audit_verify(&cli.config).await,
@@ -262,6 +265,7 @@ async fn export_training(path: &Path, args: ExportTrainingArgs) -> anyhow::Resul
         overwrite: args.overwrite,
         actor: format!("operator:{}", args.actor.unwrap_or_else(login_name)),
         source: cli_source(),
+        keys: crate::startup::open_content_keys(&config, &SystemClock)?,
     };
     let store = open_store(&config).await?;
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -319,6 +323,30 @@ async fn sweep(path: &Path, dry_run: bool) -> anyhow::Result<()> {
     for partition in &report.partitions {
         println!("{verb} partition {partition}");
     }
+    if let (false, Some(keys)) = (
+        dry_run,
+        crate::startup::open_content_keys(&config, &SystemClock)?,
+    ) {
+        crate::sweeper::shred_expired_keys(store.as_ref(), &keys, SystemClock.now()).await;
+    }
+    Ok(())
+}
+
+fn rotate_kek(path: &Path, new_kek_env: &str) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let Some(encryption) = &config.encryption else {
+        anyhow::bail!("encryption is not enabled in {}", path.display());
+    };
+    let new = std::env::var(new_kek_env)
+        .with_context(|| format!("environment variable {new_kek_env} is not set"))?;
+    let new = crate::crypto::Kek::from_hex(&new)?;
+    let current = crate::crypto::Kek::from_hex(encryption.kek.expose())?;
+    let keys = crate::crypto::ContentKeys::open(&encryption.key_dir, current)?;
+    let count = keys.rotate_kek(&new)?;
+    println!(
+        "re-wrapped {count} content keys with key-encryption key {}; set encryption.kek to it now",
+        new.id()
+    );
     Ok(())
 }
 

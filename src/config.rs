@@ -118,6 +118,8 @@ pub struct Config {
     pub review: ReviewConfig,
     /// The asynchronous moderation classifier, when configured.
     pub classifier: Option<ClassifierConfig>,
+    /// Encryption of stored content, when turned on.
+    pub encryption: Option<EncryptionConfig>,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub routes: Vec<Route>,
@@ -188,6 +190,24 @@ pub struct WriterConfig {
     /// How long the writer waits at shutdown for exchanges still open after
     /// the drain (their records), besides writing what is queued.
     pub shutdown_grace: Duration,
+}
+
+/// Encryption at rest: where the wrapped data keys live and the KEK.
+#[derive(Debug, Clone)]
+pub struct EncryptionConfig {
+    /// A directory apart from the database (and from its backups).
+    pub key_dir: PathBuf,
+    /// The key-encryption key: 64 hex digits.
+    pub kek: Secret,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    #[serde(default)]
+    enabled: bool,
+    key_dir: Option<PathBuf>,
+    kek: Option<Spanned<RawSecretRef>>,
 }
 
 /// The disk spool for records the store cannot take now.
@@ -534,6 +554,8 @@ struct RawConfig {
     #[serde(default)]
     review: ReviewConfig,
     classifier: Option<RawClassifier>,
+    #[serde(default)]
+    encryption: RawEncryption,
     #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
@@ -932,6 +954,30 @@ impl Validator<'_> {
         })
     }
 
+    fn encryption(&self, raw: &RawEncryption) -> Result<Option<EncryptionConfig>, ConfigError> {
+        if !raw.enabled {
+            return Ok(None);
+        }
+        let Some(kek) = &raw.kek else {
+            return self.err(
+                None,
+                "encryption.kek",
+                "give the key-encryption key as { env = \"VAR\" } or { file = \"/path\" }",
+            );
+        };
+        let kek = self.secret("encryption.kek", kek)?;
+        if let Err(e) = crate::crypto::Kek::from_hex(kek.expose()) {
+            return self.err(None, "encryption.kek", e.to_string());
+        }
+        Ok(Some(EncryptionConfig {
+            key_dir: raw
+                .key_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("custodian-keys")),
+            kek,
+        }))
+    }
+
     fn secret(&self, key: &str, raw: &Spanned<RawSecretRef>) -> Result<Secret, ConfigError> {
         let span = Some(raw.span());
         match (&raw.get_ref().env, &raw.get_ref().file) {
@@ -959,6 +1005,7 @@ impl Validator<'_> {
         let auth = self.auth(&raw.auth, &tenants)?;
         let rules = self.rules(&raw.rules)?;
         let classifier = self.classifier(raw.classifier.as_ref(), &profiles)?;
+        let encryption = self.encryption(&raw.encryption)?;
         self.positive(&raw)?;
         let policy_version = policy_version(&profiles, &routes, &tenants);
         Ok(Config {
@@ -1013,6 +1060,7 @@ impl Validator<'_> {
             rules: Arc::new(rules),
             review: raw.review,
             classifier,
+            encryption,
             logging: LoggingConfig {
                 format: raw.logging.format,
                 filter: raw.logging.filter,

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod consent;
+pub mod crypto;
 pub mod data_sharing;
 pub mod domain;
 pub mod error;

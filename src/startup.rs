@@ -81,6 +81,7 @@ impl Gateway {
         if let Err(e) = suspensions.refresh(store.as_ref()).await {
             tracing::warn!(error = %e, "suspensions not loaded at start");
         }
+        let keys = open_content_keys(&config, clock.as_ref())?;
         let writer_stop = CancellationToken::new();
         let durability = writer::durability(&config.spool)
             .with_context(|| format!("opening the spool {}", config.spool.dir.display()))?;
@@ -123,11 +124,13 @@ impl Gateway {
                 Arc::clone(&store),
                 Arc::clone(&clock),
                 config.sweeper.clone(),
+                keys.clone(),
                 shutdown.clone(),
             ));
         }
 
         let proxy_state = ProxyState {
+            keys: keys.clone(),
             routes: config
                 .routes
                 .iter()
@@ -189,6 +192,7 @@ impl Gateway {
             clock: review_clock,
             suspensions,
             on_confirm: config.review.on_confirm,
+            keys,
         }));
 
         let proxy_listener = TcpListener::bind(config.server.listen)
@@ -254,6 +258,26 @@ impl Gateway {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("gateway task panicked")?
     }
+}
+
+/// The content keys, when encryption is on, with today's and the coming
+/// days' keys made ahead so that no request waits for a key file.
+pub fn open_content_keys(
+    config: &Config,
+    clock: &dyn Clock,
+) -> anyhow::Result<Option<Arc<crate::crypto::ContentKeys>>> {
+    let Some(encryption) = &config.encryption else {
+        return Ok(None);
+    };
+    let kek = crate::crypto::Kek::from_hex(encryption.kek.expose())?;
+    let keys = crate::crypto::ContentKeys::open(&encryption.key_dir, kek)
+        .with_context(|| format!("opening the key store {}", encryption.key_dir.display()))?;
+    // Content sealed now expires within the longest content retention; the
+    // days after are made on demand (once a day, a few milliseconds).
+    let now = clock.now();
+    let until = now + config.max_retention().content + time::Duration::days(1);
+    keys.prepare(now, until).context("creating content keys")?;
+    Ok(Some(Arc::new(keys)))
 }
 
 /// Create partitions for everything that may be written before the next upkeep.

@@ -7,11 +7,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::SweeperConfig;
+use crate::crypto::ContentKeys;
 use crate::store::registry::{self, RetentionClass};
 use crate::store::{Store, StoreError, SweepReport};
 
@@ -87,6 +89,7 @@ pub fn spawn(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: SweeperConfig,
+    keys: Option<Arc<ContentKeys>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -107,6 +110,38 @@ pub fn spawn(
                 metrics::counter!("custodian_sweep_errors_total").increment(1);
                 tracing::error!(error = %e, "retention sweep failed");
             }
+            if let Some(keys) = &keys {
+                shred_expired_keys(store.as_ref(), keys, clock.now()).await;
+            }
         }
     })
+}
+
+/// Crypto-shredding: destroy the content keys of days that have ended, so
+/// that every copy of their content (backups, replicas, WAL archives) is
+/// unreadable. While any legal hold is active no key is destroyed: held
+/// content must stay readable (the rows themselves are kept by the sweep).
+pub async fn shred_expired_keys(store: &dyn Store, keys: &Arc<ContentKeys>, now: OffsetDateTime) {
+    match store.list_holds().await {
+        Ok(holds) if holds.iter().any(|h| h.is_active(now)) => {
+            tracing::debug!("legal holds active: no content key destroyed");
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "legal holds unknown: no content key destroyed");
+            return;
+        }
+    }
+    let keys = Arc::clone(keys);
+    match tokio::task::spawn_blocking(move || keys.destroy_expired(now)).await {
+        Ok(Ok(days)) if !days.is_empty() => {
+            metrics::counter!("custodian_content_keys_destroyed_total")
+                .increment(days.len() as u64);
+            tracing::info!(keys = days.len(), "content keys of ended days destroyed");
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "destroying content keys failed"),
+        Err(e) => tracing::error!(error = %e, "destroying content keys failed"),
+    }
 }

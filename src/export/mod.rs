@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::crypto::ContentView;
+
 use self::finetune::{finetune_line, Captured};
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
@@ -52,6 +54,8 @@ pub struct ExportOptions {
     /// Who runs it and from where, for the audit log.
     pub actor: String,
     pub source: String,
+    /// Opens encrypted content, when encryption is on.
+    pub keys: Option<std::sync::Arc<crate::crypto::ContentKeys>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +179,7 @@ pub async fn run(
         let candidate = candidate?;
         progress.cursor_received_at = Some(candidate.received_at);
         progress.cursor_id = Some(candidate.id.0);
-        match line_for(&candidate, export_id, options.include_exported) {
+        match line_for(&candidate, export_id, options) {
             Ok(line) => {
                 writer.write_line(&line, (candidate.id, candidate.expires_at))?;
                 progress.manifest.lines += 1;
@@ -210,21 +214,27 @@ pub async fn run(
 fn line_for(
     c: &ExportCandidate,
     export_id: Uuid,
-    include_exported: bool,
+    options: &ExportOptions,
 ) -> Result<String, &'static str> {
-    if c.exported_by.is_some_and(|other| other != export_id) && !include_exported {
+    if c.exported_by.is_some_and(|other| other != export_id) && !options.include_exported {
         return Err("already_exported");
     }
     let Some(content) = &c.content else {
         return Err("content_expired");
     };
+    let (request, response) =
+        match crate::crypto::open_content(options.keys.as_deref(), c.id, &c.tenant, content) {
+            ContentView::Readable { request, response } => (request, response),
+            ContentView::Expired => return Err("content_expired"),
+            ContentView::Unreadable => return Err("content_unreadable"),
+        };
     finetune_line(&Captured {
         path: &c.path,
         status: c.status,
         completed: c.outcome == Outcome::Completed,
         streamed: c.streamed,
-        request: &content.request_body,
-        response: &content.response_body,
+        request: &request,
+        response: &response,
         truncated: content.request_truncated || content.response_truncated,
     })
     .map_err(|r| r.as_str())

@@ -42,6 +42,8 @@ pub struct ExchangeStart {
     pub received_at: OffsetDateTime,
     pub started: Instant,
     pub capture_cap: usize,
+    /// Seals the content before the record leaves memory, when encryption is on.
+    pub keys: Option<Arc<crate::crypto::ContentKeys>>,
 }
 
 pub struct Exchange {
@@ -271,10 +273,14 @@ impl State {
                 expires_at,
             }
         });
-        Record {
+        let mut record = Record {
             meta,
             content,
             review,
+        };
+        if let Some(keys) = &start.keys {
+            crate::crypto::seal_record(keys, &mut record);
         }
+        record
     }
 }

@@ -77,6 +77,8 @@ pub struct ProxyState {
     pub files: FileCopies,
     pub suspensions: Arc<crate::suspensions::Suspensions>,
     pub classifier: Option<crate::classifier::Classifier>,
+    /// Seals captured content, when encryption is on.
+    pub keys: Option<Arc<crate::crypto::ContentKeys>>,
     /// Places for requests in flight (`server.max_concurrent_requests`).
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Requests per tenant per minute, for rate rules.
@@ -176,6 +178,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
             received_at,
             started,
             capture_cap: state.config.capture.max_body_bytes,
+            keys: state.keys.clone(),
         },
         state.sink.clone(),
     );

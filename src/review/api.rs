@@ -25,6 +25,7 @@ use crate::abuse::Severity;
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
 use crate::config::Flavor;
+use crate::crypto::{open_content, ContentKeys, ContentView};
 use crate::domain::RecordId;
 use crate::error::ApiError;
 use crate::export::finetune::answer_text;
@@ -39,6 +40,8 @@ pub struct ReviewState {
     pub clock: Arc<dyn Clock>,
     pub suspensions: Arc<crate::suspensions::Suspensions>,
     pub on_confirm: crate::config::OnConfirm,
+    /// Opens encrypted content, when encryption is on.
+    pub keys: Option<Arc<crate::crypto::ContentKeys>>,
 }
 
 pub fn router(state: ReviewState) -> Router {
@@ -269,7 +272,7 @@ async fn read_item(
             .map_err(unavailable)?
             .ok_or(ApiError::NotFound)?;
         let mut body = item_json(&item);
-        body["record"] = record_json(&record, redacted);
+        body["record"] = record_json(&record, redacted, state.keys.as_deref());
         Ok::<_, ApiError>(Json(body).into_response())
     }
     .await
@@ -277,27 +280,32 @@ async fn read_item(
 }
 
 /// The record with its payload as readable text (redacted for contractors).
-fn record_json(record: &Record, redacted: bool) -> Value {
+fn record_json(record: &Record, redacted: bool, keys: Option<&ContentKeys>) -> Value {
     let m = &record.meta;
     let shown = |text: String| if redacted { redact(&text) } else { text };
     let content = match &record.content {
-        Some(c) => {
-            let response_text = answer_text(&m.path, m.streamed, &c.response_body)
-                .unwrap_or_else(|| String::from_utf8_lossy(&c.response_body).into_owned());
-            // A ZDR record with content: kept only because a rule flagged it.
-            let state = if m.zero_data_retention {
-                "kept_for_safety_review"
-            } else {
-                "present"
-            };
-            json!({
-                "state": state,
-                "request": shown(String::from_utf8_lossy(&c.request_body).into_owned()),
-                "request_truncated": c.request_truncated,
-                "response_text": shown(response_text),
-                "response_truncated": c.response_truncated,
-            })
-        }
+        Some(c) => match open_content(keys, m.id, &m.tenant, c) {
+            ContentView::Readable { request, response } => {
+                let response_text = answer_text(&m.path, m.streamed, &response)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&response).into_owned());
+                // A ZDR record with content: kept only because a rule flagged it.
+                let state = if m.zero_data_retention {
+                    "kept_for_safety_review"
+                } else {
+                    "present"
+                };
+                json!({
+                    "state": state,
+                    "request": shown(String::from_utf8_lossy(&request).into_owned()),
+                    "request_truncated": c.request_truncated,
+                    "response_text": shown(response_text),
+                    "response_truncated": c.response_truncated,
+                })
+            }
+            // Its day's key is destroyed: as gone as a swept row.
+            ContentView::Expired => json!({"state": "expired"}),
+            ContentView::Unreadable => json!({"state": "unreadable"}),
+        },
         None if m.zero_data_retention => json!({"state": "not_kept"}),
         None => json!({"state": "expired"}),
     };

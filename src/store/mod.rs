@@ -272,6 +272,7 @@ pub struct ExportQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportCandidate {
     pub id: RecordId,
+    pub tenant: TenantId,
     pub received_at: OffsetDateTime,
     pub path: String,
     pub status: u16,

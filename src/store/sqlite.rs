@@ -1109,7 +1109,7 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
 }
 
 const EXPORT_CANDIDATES: &str =
-    "SELECT m.id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
+    "SELECT m.id, m.tenant_id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
     m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
     c.response_truncated, c.expires_at AS content_expires_at, x.export_id \
     FROM record_meta m \
@@ -1137,6 +1137,7 @@ fn candidate_from_row(r: &SqliteRow) -> Result<ExportCandidate, StoreError> {
     };
     Ok(ExportCandidate {
         id: RecordId(r.try_get("id")?),
+        tenant: TenantId(r.try_get("tenant_id")?),
         received_at: from_micros(r.try_get("received_at")?)?,
         path: r.try_get("path")?,
         status: u16::try_from(status)

@@ -171,11 +171,7 @@ async fn review_items_expire_with_their_content(backend: Backend) {
     let store = app.store.clone();
     let sweep = |at| {
         let store = store.clone();
-        async move {
-            custodian::sweeper::sweep_once(&*store, &ManualClock::new(at), 100, false)
-                .await
-                .unwrap()
-        }
+        async move { sweep_at(store.as_ref(), at).await }
     };
     sweep(T0 + Duration::days(30) - Duration::seconds(1)).await;
     assert!(item(&app, &id).await.is_some());

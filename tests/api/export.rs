@@ -87,6 +87,7 @@ fn options(dir: &Path, name: &str) -> ExportOptions {
         overwrite: false,
         actor: "operator:test".into(),
         source: "test".into(),
+        keys: None,
     }
 }
 

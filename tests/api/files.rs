@@ -3,7 +3,6 @@
 //! other purposes, ZDR tenants and refused uploads leave no copy; a delete
 //! the upstream confirms removes the copy and is audited.
 
-use custodian::clock::ManualClock;
 use custodian::domain::TenantId;
 use custodian::files::FileCopies;
 use reqwest::multipart::{Form, Part};
@@ -103,9 +102,7 @@ async fn accepted_fine_tune_files_are_copied_and_kept(backend: Backend) {
 
     // No retention clock: years later a sweep leaves them.
     let later = OffsetDateTime::now_utc() + Duration::days(3_000);
-    custodian::sweeper::sweep_once(&*app.store, &ManualClock::new(later), 100, false)
-        .await
-        .unwrap();
+    sweep_at(app.store.as_ref(), later).await;
     assert!(app
         .store
         .file_copy(&acme, small_id)

@@ -134,6 +134,8 @@ pub const PASSTHROUGH_KEY: &str = "sk-passthrough-beta";
 pub const ZDR_KEY: &str = "cst_test_managed_key_zdr";
 pub const UPSTREAM_SECRET: &str = "sk-upstream-real-credential";
 pub const FINGERPRINT_SECRET: &str = "fp-secret-for-tests";
+/// The key-encryption key tests that turn encryption on use.
+pub const TEST_KEK: &str = "5c3f0e8a1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
 
 impl Default for ConfigBuilder {
     fn default() -> Self {
@@ -273,6 +275,7 @@ replay_interval = "100ms"
                 "TEST_FINGERPRINT_KEY".to_owned(),
                 FINGERPRINT_SECRET.to_owned(),
             ),
+            ("TEST_KEK".to_owned(), TEST_KEK.to_owned()),
         ];
         Config::from_toml(Path::new("test.toml"), &text, env)
             .unwrap_or_else(|e| panic!("{e}\n{text}"))
@@ -445,6 +448,26 @@ pub fn record_id(response: &reqwest::Response) -> String {
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// One sweep at `at`, as the test's own: while the gateway's periodic
+/// sweeper holds the lock (PostgreSQL lets one sweeper run at a time), wait
+/// for it and sweep again, so that the test's sweep is never skipped.
+pub async fn sweep_at(
+    store: &dyn Store,
+    at: time::OffsetDateTime,
+) -> custodian::store::SweepReport {
+    let clock = ManualClock::new(at);
+    for _ in 0..200 {
+        let report = custodian::sweeper::sweep_once(store, &clock, 1_000, false)
+            .await
+            .unwrap();
+        if !report.skipped_locked {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("another sweeper held the lock for 5 s");
 }
 
 /// Define a test once; run it against both stores.

@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use custodian::audit::AuditEvent;
 use custodian::clock::{Clock, ManualClock, SystemClock};
 use custodian::domain::{RecordId, TenantId};
-use custodian::store::{registry, NewHold, Store};
+use custodian::store::{registry, NewHold};
 use custodian::sweeper::sweep_once;
 use serde_json::json;
 use sqlx::Connection;
@@ -29,14 +29,6 @@ fn marker() -> String {
 
 fn body(text: &str, stream: bool) -> serde_json::Value {
     json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": text}]})
-}
-
-async fn sweep_at(store: &dyn Store, at: OffsetDateTime) -> custodian::store::SweepReport {
-    let report = sweep_once(store, &ManualClock::new(at), 1_000, false)
-        .await
-        .unwrap();
-    assert!(!report.skipped_locked);
-    report
 }
 
 async fn stored(app: &TestApp, id: &str) -> Option<custodian::store::Record> {

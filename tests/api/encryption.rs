@@ -1,0 +1,181 @@
+//! Encryption at rest with crypto-shredding: stored content is ciphertext,
+//! readers (the review API) see the plaintext, and once a day's key is
+//! destroyed a backup taken before the sweep (a copy of the SQLite file, a
+//! `pg_dump` restored into a fresh database) no longer opens that day's
+//! content, while later content still opens with the live key store.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use custodian::crypto::{open_content, ContentKeys, ContentView, Kek};
+use custodian::domain::RecordId;
+use custodian::review::access::Role;
+use custodian::store::Store;
+use serde_json::{json, Value};
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+use crate::helpers::*;
+use crate::review::principal_in;
+use crate::store::connect_to;
+
+const T0: OffsetDateTime = datetime!(2027-01-10 12:00 UTC);
+
+fn builder(key_dir: &Path) -> ConfigBuilder {
+    ConfigBuilder {
+        extra: format!(
+            "[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"TEST_KEK\" }}\n\n\
+             [sweeper]\nenabled = false\n\n[[rules]]\nname = \"watch\"\nkeywords = [\"flagme\"]\n",
+            key_dir.display()
+        ),
+        ..Default::default()
+    }
+}
+
+/// A flagged chat completion carrying `marker`; its record id.
+async fn flagged(app: &TestApp, marker: &str) -> RecordId {
+    let response = app
+        .chat(
+            MANAGED_KEY,
+            json!({"model": "m", "messages": [{"role": "user", "content": format!("flagme {marker}")}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let id = record_id(&response);
+    app.record(&id).await;
+    RecordId(id.parse().unwrap())
+}
+
+fn holds(bytes: &[u8], marker: &str) -> bool {
+    bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
+}
+
+/// A copy of the database as a backup would hold it, and a way to open it.
+enum Backup {
+    Sqlite(tempfile::TempDir),
+    Postgres {
+        dump: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    },
+}
+
+fn take_backup(db_url: &str) -> Backup {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(file) = db_url.strip_prefix("sqlite://") {
+        for suffix in ["", "-wal", "-shm"] {
+            let from = format!("{file}{suffix}");
+            if Path::new(&from).exists() {
+                std::fs::copy(&from, dir.path().join(format!("copy.db{suffix}"))).unwrap();
+            }
+        }
+        return Backup::Sqlite(dir);
+    }
+    let dump = dir.path().join("dump.pgc");
+    let status = Command::new("pg_dump")
+        .args(["-Fc", "-f"])
+        .arg(&dump)
+        .arg(db_url)
+        .status()
+        .expect("pg_dump runs");
+    assert!(status.success());
+    Backup::Postgres { dump, _dir: dir }
+}
+
+/// Restore the backup somewhere fresh; the store on it (and what keeps it).
+async fn restore(backup: &Backup) -> (Arc<dyn Store>, Option<TestDb>) {
+    match backup {
+        Backup::Sqlite(dir) => {
+            let url = format!("sqlite://{}", dir.path().join("copy.db").display());
+            (connect_to(&url).await, None)
+        }
+        Backup::Postgres { dump, .. } => {
+            let fresh = TestDb::new(Backend::Postgres).await;
+            let status = Command::new("pg_restore")
+                .args(["--no-owner", "-d"])
+                .arg(fresh.url())
+                .arg(dump)
+                .status()
+                .expect("pg_restore runs");
+            assert!(status.success());
+            (connect_to(fresh.url()).await, Some(fresh))
+        }
+    }
+}
+
+async fn content_of(store: &dyn Store, keys: &ContentKeys, id: RecordId) -> ContentView {
+    let record = store.get_record(id).await.unwrap().expect("the record");
+    let content = record.content.as_ref().expect("content rows");
+    open_content(Some(keys), id, &record.meta.tenant, content)
+}
+
+async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backend) {
+    let key_dir = tempfile::tempdir().unwrap();
+    let (clock, shared) = manual_clock(T0);
+    let app = spawn_app_with(backend, builder(key_dir.path()), shared).await;
+    let early_marker = format!("early-{}", uuid::Uuid::now_v7().simple());
+    let late_marker = format!("late-{}", uuid::Uuid::now_v7().simple());
+    let early = flagged(&app, &early_marker).await;
+    clock.set(T0 + time::Duration::days(3));
+    let late = flagged(&app, &late_marker).await;
+
+    // What the database holds is ciphertext; the review API shows plaintext.
+    for (id, marker) in [(early, &early_marker), (late, &late_marker)] {
+        let stored = app.store.get_record(id).await.unwrap().unwrap();
+        let content = stored.content.unwrap();
+        assert!(!holds(&content.request_body, marker));
+        assert!(!holds(&content.response_body, marker));
+    }
+    let admin = principal_in(app.store.as_ref(), "admin", Role::Admin, None).await;
+    let item: Value = app
+        .client
+        .get(format!("{}/admin/v1/review/items/{early}", app.admin))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["record"]["content"]["state"], "present", "{item}");
+    assert!(item["record"]["content"]["request"]
+        .as_str()
+        .unwrap()
+        .contains(&early_marker));
+
+    let backup = take_backup(app._db.url());
+
+    // The day the early content expires (T0 + 30 d) has ended; the late
+    // content's has not. Sweep and destroy the keys of ended days.
+    let now = datetime!(2027-02-10 01:00 UTC);
+    clock.set(now);
+    sweep_at(app.store.as_ref(), now).await;
+    let kek = Kek::from_hex(TEST_KEK).unwrap();
+    let keys = Arc::new(ContentKeys::open(key_dir.path(), kek).unwrap());
+    custodian::sweeper::shred_expired_keys(app.store.as_ref(), &keys, now).await;
+
+    // The restored backup still has both rows; only the late one opens.
+    let (restored, _fresh) = restore(&backup).await;
+    assert_eq!(
+        content_of(restored.as_ref(), &keys, early).await,
+        ContentView::Expired
+    );
+    match content_of(restored.as_ref(), &keys, late).await {
+        ContentView::Readable { request, .. } => assert!(holds(&request, &late_marker)),
+        other => panic!("the unexpired content does not open: {other:?}"),
+    }
+    // The live gateway still opens what has not expired.
+    let item: Value = app
+        .client
+        .get(format!("{}/admin/v1/review/items/{late}", app.admin))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["record"]["content"]["state"], "present", "{item}");
+}
+
+both_stores!(a_backup_loses_expired_content_when_its_key_is_destroyed);
