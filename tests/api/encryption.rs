@@ -12,7 +12,7 @@ use custodian::crypto::{open_content, ContentKeys, ContentView, Kek};
 use custodian::domain::RecordId;
 use custodian::review::access::Role;
 use custodian::store::Store;
-use serde_json::{json, Value};
+use serde_json::Value;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -26,25 +26,30 @@ fn builder(key_dir: &Path) -> ConfigBuilder {
     ConfigBuilder {
         extra: format!(
             "[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"TEST_KEK\" }}\n\n\
-             [sweeper]\nenabled = false\n\n[[rules]]\nname = \"watch\"\nkeywords = [\"flagme\"]\n",
-            key_dir.display()
+             [sweeper]\nenabled = false\n\n{}",
+            key_dir.display(),
+            crate::review::RULES,
         ),
         ..Default::default()
     }
 }
 
-/// A flagged chat completion carrying `marker`; its record id.
+/// A flagged chat completion carrying `marker`, once stored; its record id.
 async fn flagged(app: &TestApp, marker: &str) -> RecordId {
-    let response = app
-        .chat(
-            MANAGED_KEY,
-            json!({"model": "m", "messages": [{"role": "user", "content": format!("flagme {marker}")}]}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let id = record_id(&response);
-    app.record(&id).await;
-    RecordId(id.parse().unwrap())
+    RecordId(crate::review::flagged(app, marker).await.parse().unwrap())
+}
+
+/// The review item (with its record) as an admin reads it.
+async fn review_item(app: &TestApp, token: &str, id: RecordId) -> Value {
+    app.client
+        .get(format!("{}/admin/v1/review/items/{id}", app.admin))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn holds(bytes: &[u8], marker: &str) -> bool {
@@ -127,16 +132,7 @@ async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backe
         assert!(!holds(&content.response_body, marker));
     }
     let admin = principal_in(app.store.as_ref(), "admin", Role::Admin, None).await;
-    let item: Value = app
-        .client
-        .get(format!("{}/admin/v1/review/items/{early}", app.admin))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let item = review_item(&app, &admin, early).await;
     assert_eq!(item["record"]["content"]["state"], "present", "{item}");
     assert!(item["record"]["content"]["request"]
         .as_str()
@@ -165,16 +161,7 @@ async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backe
         other => panic!("the unexpired content does not open: {other:?}"),
     }
     // The live gateway still opens what has not expired.
-    let item: Value = app
-        .client
-        .get(format!("{}/admin/v1/review/items/{late}", app.admin))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let item = review_item(&app, &admin, late).await;
     assert_eq!(item["record"]["content"]["state"], "present", "{item}");
 }
 

@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::helpers::*;
 
-const RULES: &str = r#"
+pub(crate) const RULES: &str = r#"
 [[rules]]
 name = "weapons"
 severity = "high"
@@ -93,7 +93,7 @@ pub(crate) async fn claim_until_empty(
 }
 
 /// A flagged request; returns its record id.
-async fn flagged(app: &TestApp, text: &str) -> String {
+pub(crate) async fn flagged(app: &TestApp, text: &str) -> String {
     let response = app
         .chat(
             MANAGED_KEY,
