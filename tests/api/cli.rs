@@ -612,3 +612,58 @@ async fn audit_verify_reports_a_removed_last_entry() {
         stderr(&out)
     );
 }
+
+/// `keys rotate-kek` re-wraps every data key under the new KEK; content
+/// sealed before opens with the new KEK alone.
+#[test]
+fn keys_rotate_kek_rewraps_the_key_store() {
+    use custodian::crypto::{ContentKeys, Kek, Opened};
+    use custodian::domain::{RecordId, TenantId};
+    const NEW_KEK: &str = "aa11223344556677889900aabbccddeeff00112233445566778899aabbccddee";
+    let dir = tempfile::tempdir().unwrap();
+    let key_dir = dir.path().join("keys");
+    let (id, tenant) = (RecordId::new(), TenantId("acme".into()));
+    let at = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let sealed = ContentKeys::open(&key_dir, Kek::from_hex(crate::helpers::TEST_KEK).unwrap())
+        .unwrap()
+        .seal(at, id, &tenant, "request", b"kept")
+        .unwrap();
+    let encryption = format!(
+        "\n[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"CURRENT_KEK\" }}\n",
+        key_dir.display()
+    );
+    let path = write_config(dir.path(), "sqlite://x.db", &encryption);
+    let rotate = |new_env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_custodian"));
+        command
+            .arg("--config")
+            .arg(&path)
+            .args(["keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"])
+            .env("CURRENT_KEK", crate::helpers::TEST_KEK)
+            .env_remove("NEXT_KEK");
+        if let Some(value) = new_env {
+            command.env("NEXT_KEK", value);
+        }
+        command.output().unwrap()
+    };
+    let missing = rotate(None);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("NEXT_KEK is not set"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let out = rotate(Some(NEW_KEK));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("re-wrapped 1 content keys"),
+        "{}",
+        stdout(&out)
+    );
+    let with_new = ContentKeys::open(&key_dir, Kek::from_hex(NEW_KEK).unwrap()).unwrap();
+    assert_eq!(
+        with_new.open_field(id, &tenant, "request", &sealed),
+        Opened::Decrypted(b"kept".to_vec())
+    );
+}

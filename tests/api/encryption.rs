@@ -131,6 +131,14 @@ async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backe
         assert!(!holds(&content.request_body, marker));
         assert!(!holds(&content.response_body, marker));
     }
+    // Content columns are the only place a body goes: on SQLite, no byte
+    // of either body is anywhere in the database files in clear.
+    if let Some(file) = app._db.url().strip_prefix("sqlite://") {
+        for suffix in ["", "-wal"] {
+            let bytes = std::fs::read(format!("{file}{suffix}")).unwrap_or_default();
+            assert!(!holds(&bytes, &early_marker) && !holds(&bytes, &late_marker));
+        }
+    }
     let admin = principal_in(app.store.as_ref(), "admin", Role::Admin, None).await;
     let item = review_item(&app, &admin, early).await;
     assert_eq!(item["record"]["content"]["state"], "present", "{item}");

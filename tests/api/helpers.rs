@@ -248,7 +248,6 @@ location = "{files}"
 
 [spool]
 dir = "{spool_dir}"
-replay_interval = "100ms"
 {spool}
 
 {extra}
@@ -265,7 +264,11 @@ replay_interval = "100ms"
                 .as_deref()
                 .unwrap_or("target/test-files"),
             spool_dir = self.spool_dir.as_deref().unwrap_or("target/test-spool"),
-            spool = self.spool,
+            // Replayed quickly unless the test says otherwise.
+            spool = match self.spool.contains("replay_interval") {
+                true => self.spool.clone(),
+                false => format!("replay_interval = \"100ms\"\n{}", self.spool),
+            },
             profiles = self.profiles,
             tenants = self.tenants,
         );

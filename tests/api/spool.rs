@@ -357,3 +357,30 @@ async fn journal_mode_records_every_exchange_once(backend: Backend) {
 }
 
 both_stores!(journal_mode_records_every_exchange_once);
+
+/// With encryption on, what the spool holds is ciphertext too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_content_is_encrypted() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let builder = ConfigBuilder {
+        spool: "journal = true\nreplay_interval = \"1h\"\n".into(),
+        extra: format!(
+            "[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"TEST_KEK\" }}\n",
+            key_dir.path().display()
+        ),
+        ..Default::default()
+    };
+    let app = spawn_app_with(Backend::Sqlite, builder, Arc::new(SystemClock)).await;
+    let marker = format!("spooled-secret-{}", uuid::Uuid::now_v7().simple());
+    for stream in [false, true] {
+        answered(&app, MANAGED_KEY, &marker, stream).await;
+    }
+    // Journal mode: the records are in the spool before the responses end.
+    let spool = app.spool_dir.path().to_owned();
+    assert!(!segments(&spool).is_empty());
+    assert!(spool_holds(&spool, "chat/completions"), "metadata in clear");
+    assert!(
+        !spool_holds(&spool, &marker),
+        "content in clear in the spool"
+    );
+}
