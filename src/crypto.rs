@@ -82,8 +82,8 @@ impl Kek {
 /// A data key as the key store holds it: wrapped by a KEK.
 #[derive(Debug, Serialize, Deserialize)]
 struct KeyFile {
-    class: String,
-    day: i32,
+    /// `content-<day>` or `file-<record id>`: also bound into the wrapping.
+    name: String,
     kek_id: String,
     /// Nonce ‖ ciphertext ‖ tag, hex.
     wrapped: String,
@@ -132,8 +132,8 @@ impl ContentKeys {
         })
     }
 
-    fn path(&self, day: i32) -> PathBuf {
-        self.dir.join(format!("{CLASS}-{day}.key"))
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.key"))
     }
 
     /// The key for `day`, creating (and storing) it if `create`.
@@ -150,9 +150,10 @@ impl ContentKeys {
         if let Some(key) = cache.get(&day) {
             return Ok(Some(Arc::clone(key)));
         }
-        let raw = match self.read_key(day)? {
+        let name = day_name(day);
+        let raw = match self.read_key(&name)? {
             Some(raw) => raw,
-            None if create => self.create_key(day)?,
+            None if create => self.create_key(&name)?,
             None => return Ok(None),
         };
         let key = UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| CryptoError::Seal)?;
@@ -161,8 +162,8 @@ impl ContentKeys {
         Ok(Some(key))
     }
 
-    fn read_key(&self, day: i32) -> Result<Option<Vec<u8>>, CryptoError> {
-        let path = self.path(day);
+    fn read_key(&self, name: &str) -> Result<Option<Vec<u8>>, CryptoError> {
+        let path = self.path(name);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -175,28 +176,27 @@ impl ContentKeys {
         }
         let wrapped = hex::decode(&file.wrapped)
             .map_err(|e| CryptoError::BadKeyFile(path.clone(), e.to_string()))?;
-        let raw = unwrap_key(&self.kek, &wrapped, day)
+        let raw = unwrap_key(&self.kek, &wrapped, name)
             .ok_or_else(|| CryptoError::BadKeyFile(path.clone(), "does not unwrap".into()))?;
         Ok(Some(raw))
     }
 
-    fn create_key(&self, day: i32) -> Result<Vec<u8>, CryptoError> {
+    fn create_key(&self, name: &str) -> Result<Vec<u8>, CryptoError> {
         let mut raw = vec![0u8; KEY_LEN];
         self.random.fill(&mut raw).map_err(|_| CryptoError::Seal)?;
-        self.write_key(day, &raw, &self.kek)?;
+        self.write_key(name, &raw, &self.kek)?;
         Ok(raw)
     }
 
-    /// Write `day`'s key wrapped by `kek`, atomically and durably.
-    fn write_key(&self, day: i32, raw: &[u8], kek: &Kek) -> Result<(), CryptoError> {
-        let wrapped = wrap_key(kek, raw, day, &self.random)?;
+    /// Write the key `name` wrapped by `kek`, atomically and durably.
+    fn write_key(&self, name: &str, raw: &[u8], kek: &Kek) -> Result<(), CryptoError> {
+        let wrapped = wrap_key(kek, raw, name, &self.random)?;
         let file = KeyFile {
-            class: CLASS.into(),
-            day,
+            name: name.to_owned(),
             kek_id: kek.id.clone(),
             wrapped: hex::encode(wrapped),
         };
-        let path = self.path(day);
+        let path = self.path(name);
         let tmp = path.with_extension("tmp");
         let text = serde_json::to_vec(&file).map_err(|_| CryptoError::Seal)?;
         let io = |e| CryptoError::Io(path.clone(), e);
@@ -293,7 +293,7 @@ impl ContentKeys {
         let mut destroyed = Vec::new();
         for day in self.stored_days()? {
             if day < today {
-                let path = self.path(day);
+                let path = self.path(&day_name(day));
                 match std::fs::remove_file(&path) {
                     Ok(()) => destroyed.push(day),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -317,8 +317,8 @@ impl ContentKeys {
     /// re-wrapped.
     pub fn rotate_kek(&self, new: &Kek) -> Result<usize, CryptoError> {
         let mut done = 0;
-        for day in self.stored_days()? {
-            let path = self.path(day);
+        for name in self.stored_names()? {
+            let path = self.path(&name);
             let text =
                 std::fs::read_to_string(&path).map_err(|e| CryptoError::Io(path.clone(), e))?;
             let file: KeyFile = serde_json::from_str(&text)
@@ -326,36 +326,193 @@ impl ContentKeys {
             if file.kek_id == new.id {
                 continue;
             }
-            if let Some(raw) = self.read_key(day)? {
-                self.write_key(day, &raw, new)?;
+            if let Some(raw) = self.read_key(&name)? {
+                self.write_key(&name, &raw, new)?;
                 done += 1;
             }
         }
         Ok(done)
     }
 
-    fn stored_days(&self) -> Result<Vec<i32>, CryptoError> {
+    /// Every key in the store, by name.
+    fn stored_names(&self) -> Result<Vec<String>, CryptoError> {
         let entries =
             std::fs::read_dir(&self.dir).map_err(|e| CryptoError::Io(self.dir.clone(), e))?;
-        let mut days: Vec<i32> = entries
+        let mut names: Vec<String> = entries
             .flatten()
             .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_prefix(&format!("{CLASS}-"))?
-                    .strip_suffix(".key")?
-                    .parse()
-                    .ok()
+                Some(
+                    e.file_name()
+                        .into_string()
+                        .ok()?
+                        .strip_suffix(".key")?
+                        .to_owned(),
+                )
             })
             .collect();
-        days.sort_unstable();
-        Ok(days)
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    fn stored_days(&self) -> Result<Vec<i32>, CryptoError> {
+        let prefix = format!("{CLASS}-");
+        Ok(self
+            .stored_names()?
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix)?.parse().ok())
+            .collect())
+    }
+}
+
+/// Marks a sealed fine-tune file copy.
+const FILE_MAGIC: &[u8; 8] = b"\0CSTFIL1";
+/// Plaintext bytes per sealed chunk of a file.
+const FILE_CHUNK: usize = 64 * 1024;
+const PREFIX_LEN: usize = 7;
+
+fn file_key_name(record: RecordId) -> String {
+    format!("file-{}", record.0)
+}
+
+fn file_aad(record: RecordId, tenant: &TenantId) -> Vec<u8> {
+    aad(record, tenant, "file")
+}
+
+/// The nonce of chunk `counter` (the STREAM construction: a random prefix,
+/// the chunk's number, and whether it is the last, so that a file cut at a
+/// chunk boundary or reordered does not open).
+fn chunk_nonce(prefix: &[u8; PREFIX_LEN], counter: u32, last: bool) -> Nonce {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..PREFIX_LEN].copy_from_slice(prefix);
+    nonce[PREFIX_LEN..PREFIX_LEN + 4].copy_from_slice(&counter.to_be_bytes());
+    nonce[NONCE_LEN - 1] = u8::from(last);
+    Nonce::assume_unique_for_key(nonce)
+}
+
+/// Seals one fine-tune file as it streams through, chunk by chunk.
+pub struct FileSealer {
+    key: LessSafeKey,
+    prefix: [u8; PREFIX_LEN],
+    counter: u32,
+    pending: Vec<u8>,
+    aad: Vec<u8>,
+}
+
+impl FileSealer {
+    /// The sealed bytes for what `data` completes (whole chunks only).
+    pub fn update(&mut self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.pending.extend_from_slice(data);
+        let mut out = Vec::new();
+        while self.pending.len() > FILE_CHUNK {
+            let rest = self.pending.split_off(FILE_CHUNK);
+            let chunk = std::mem::replace(&mut self.pending, rest);
+            out.extend_from_slice(&self.seal_chunk(chunk, false)?);
+        }
+        Ok(out)
+    }
+
+    /// The last chunk (possibly empty).
+    pub fn finish(mut self) -> Result<Vec<u8>, CryptoError> {
+        let last = std::mem::take(&mut self.pending);
+        self.seal_chunk(last, true)
+    }
+
+    fn seal_chunk(&mut self, mut chunk: Vec<u8>, last: bool) -> Result<Vec<u8>, CryptoError> {
+        let nonce = chunk_nonce(&self.prefix, self.counter, last);
+        self.counter = self.counter.checked_add(1).ok_or(CryptoError::Seal)?;
+        self.key
+            .seal_in_place_append_tag(nonce, Aad::from(&self.aad), &mut chunk)
+            .map_err(|_| CryptoError::Seal)?;
+        Ok(chunk)
+    }
+}
+
+impl ContentKeys {
+    /// A key of its own for the file uploaded with `record`, and the sealer
+    /// with the header to write first.
+    pub fn file_sealer(
+        &self,
+        record: RecordId,
+        tenant: &TenantId,
+    ) -> Result<(FileSealer, Vec<u8>), CryptoError> {
+        let raw = self.create_key(&file_key_name(record))?;
+        let key = UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| CryptoError::Seal)?;
+        let mut prefix = [0u8; PREFIX_LEN];
+        self.random
+            .fill(&mut prefix)
+            .map_err(|_| CryptoError::Seal)?;
+        let mut header = FILE_MAGIC.to_vec();
+        header.extend_from_slice(&prefix);
+        let sealer = FileSealer {
+            key: LessSafeKey::new(key),
+            prefix,
+            counter: 0,
+            pending: Vec::new(),
+            aad: file_aad(record, tenant),
+        };
+        Ok((sealer, header))
+    }
+
+    /// Open a stored file copy: plain (stored before encryption), decrypted,
+    /// expired (its key destroyed) or unreadable (cut, tampered, moved).
+    pub fn open_file(&self, record: RecordId, tenant: &TenantId, stored: &[u8]) -> Opened {
+        let Some(rest) = stored.strip_prefix(FILE_MAGIC.as_slice()) else {
+            return Opened::Plain(stored.to_vec());
+        };
+        let Some((prefix, mut body)) = rest.split_at_checked(PREFIX_LEN) else {
+            return Opened::Unreadable;
+        };
+        let Ok(prefix) = <[u8; PREFIX_LEN]>::try_from(prefix) else {
+            return Opened::Unreadable;
+        };
+        let raw = match self.read_key(&file_key_name(record)) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Opened::Expired,
+            Err(_) => return Opened::Unreadable,
+        };
+        let Ok(key) = UnboundKey::new(&AES_256_GCM, &raw).map(LessSafeKey::new) else {
+            return Opened::Unreadable;
+        };
+        let aad = file_aad(record, tenant);
+        let sealed_chunk = FILE_CHUNK + AES_256_GCM.tag_len();
+        let mut plain = Vec::with_capacity(body.len());
+        let mut counter = 0u32;
+        loop {
+            let last = body.len() <= sealed_chunk;
+            let (chunk, rest) = body.split_at(body.len().min(sealed_chunk));
+            let mut chunk = chunk.to_vec();
+            let nonce = chunk_nonce(&prefix, counter, last);
+            match key.open_in_place(nonce, Aad::from(&aad), &mut chunk) {
+                Ok(opened) => plain.extend_from_slice(opened),
+                Err(_) => return Opened::Unreadable,
+            }
+            if last {
+                return Opened::Decrypted(plain);
+            }
+            body = rest;
+            counter = match counter.checked_add(1) {
+                Some(c) => c,
+                None => return Opened::Unreadable,
+            };
+        }
+    }
+
+    /// Crypto-shred one file: destroy its key (a copy of it anywhere is
+    /// then unreadable).
+    pub fn destroy_file_key(&self, record: RecordId) -> Result<(), CryptoError> {
+        let path = self.path(&file_key_name(record));
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CryptoError::Io(path, e)),
+        }
     }
 }
 
 fn wrap_key(
     kek: &Kek,
     raw: &[u8],
-    day: i32,
+    name: &str,
     random: &SystemRandom,
 ) -> Result<Vec<u8>, CryptoError> {
     let mut nonce = [0u8; NONCE_LEN];
@@ -364,7 +521,7 @@ fn wrap_key(
     kek.key
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(wrap_aad(day)),
+            Aad::from(wrap_aad(name)),
             &mut body,
         )
         .map_err(|_| CryptoError::Seal)?;
@@ -373,20 +530,24 @@ fn wrap_key(
     Ok(out)
 }
 
-fn unwrap_key(kek: &Kek, wrapped: &[u8], day: i32) -> Option<Vec<u8>> {
+fn unwrap_key(kek: &Kek, wrapped: &[u8], name: &str) -> Option<Vec<u8>> {
     let (nonce, body) = wrapped.split_at_checked(NONCE_LEN)?;
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut body = body.to_vec();
     let raw = kek
         .key
-        .open_in_place(nonce, Aad::from(wrap_aad(day)), &mut body)
+        .open_in_place(nonce, Aad::from(wrap_aad(name)), &mut body)
         .ok()?;
     (raw.len() == KEY_LEN).then(|| raw.to_vec())
 }
 
-/// A wrapped key opens only as the key of its own class and day.
-fn wrap_aad(day: i32) -> Vec<u8> {
-    format!("custodian/key/{CLASS}/{day}").into_bytes()
+/// A wrapped key opens only as the key it was stored as.
+fn wrap_aad(name: &str) -> Vec<u8> {
+    format!("custodian/key/{name}").into_bytes()
+}
+
+fn day_name(day: i32) -> String {
+    format!("{CLASS}-{day}")
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CryptoError> {
@@ -505,6 +666,51 @@ mod tests {
             with_a.open_field(id, &acme(), "response", &sealed),
             Opened::Unreadable
         );
+    }
+
+    #[test]
+    fn files_seal_in_chunks_and_detect_cuts_and_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = keys(dir.path(), KEK_A);
+        let id = RecordId::new();
+        for size in [
+            0,
+            1,
+            FILE_CHUNK - 1,
+            FILE_CHUNK,
+            FILE_CHUNK + 1,
+            3 * FILE_CHUNK + 17,
+        ] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let (mut sealer, mut stored) = k.file_sealer(id, &acme()).unwrap();
+            for piece in data.chunks(10_000) {
+                stored.extend(sealer.update(piece).unwrap());
+            }
+            stored.extend(sealer.finish().unwrap());
+            assert_eq!(
+                k.open_file(id, &acme(), &stored),
+                Opened::Decrypted(data.clone()),
+                "{size}"
+            );
+            // Cut at a chunk boundary, or one byte short: never opens.
+            let header = FILE_MAGIC.len() + PREFIX_LEN;
+            let boundary = header + FILE_CHUNK + AES_256_GCM.tag_len();
+            for cut in [stored.len() - 1, boundary.min(stored.len() - 1)] {
+                assert_eq!(
+                    k.open_file(id, &acme(), &stored[..cut]),
+                    Opened::Unreadable,
+                    "{size} {cut}"
+                );
+            }
+            assert_eq!(
+                k.open_file(RecordId::new(), &acme(), &stored),
+                Opened::Expired
+            );
+        }
+        let (sealer, mut stored) = k.file_sealer(id, &acme()).unwrap();
+        stored.extend(sealer.finish().unwrap());
+        k.destroy_file_key(id).unwrap();
+        assert_eq!(k.open_file(id, &acme(), &stored), Opened::Expired);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::AuditEvent;
 use crate::config::FilesConfig;
+use crate::crypto::{ContentKeys, FileSealer, Opened};
 use crate::domain::{RecordId, TenantId};
 use crate::store::{FileCopy, Store};
 
@@ -52,11 +53,17 @@ pub enum FilesError {
     Store(#[from] crate::store::StoreError),
     #[error("the upload ended before its file was complete")]
     Incomplete,
+    #[error("the copy cannot be read: {0}")]
+    Unreadable(&'static str),
+    #[error("file key: {0}")]
+    Key(#[from] crate::crypto::CryptoError),
 }
 
 /// The blob store for file copies, and the rows that index them.
 #[derive(Clone)]
 pub struct FileCopies {
+    /// Seals copies, one key per file, when encryption is on.
+    keys: Option<Arc<ContentKeys>>,
     objects: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     store: Arc<dyn Store>,
@@ -81,10 +88,17 @@ impl FileCopies {
             .map(|(k, v)| (k.to_ascii_lowercase(), v));
         let (objects, prefix) = object_store::parse_url_opts(&url, options).map_err(|e| bad(&e))?;
         Ok(Self {
+            keys: None,
             objects: Arc::from(objects),
             prefix,
             store,
         })
+    }
+
+    /// Seal every copy under a key of its own (destroyed with the copy).
+    pub fn with_keys(mut self, keys: Option<Arc<ContentKeys>>) -> Self {
+        self.keys = keys;
+        self
     }
 
     fn path(&self, parts: &[&str]) -> ObjectPath {
@@ -97,8 +111,24 @@ impl FileCopies {
 
     /// Start copying a multipart upload whose body will be sent to the
     /// returned copy's `sender`. `None` when the body is not multipart.
-    pub fn begin(&self, record: RecordId, content_type: Option<&str>) -> Option<PendingCopy> {
+    pub fn begin(
+        &self,
+        record: RecordId,
+        tenant: &TenantId,
+        content_type: Option<&str>,
+    ) -> Option<PendingCopy> {
         let boundary = multer::parse_boundary(content_type?).ok()?;
+        let sealer = match &self.keys {
+            None => None,
+            Some(keys) => match keys.file_sealer(record, tenant) {
+                Ok(sealer) => Some(sealer),
+                Err(e) => {
+                    // No copy rather than a copy in clear.
+                    copy_failed(tenant, &e);
+                    return None;
+                }
+            },
+        };
         let (sender, receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
         let pending = self.path(&["pending", &record.to_string()]);
         let task = tokio::spawn(copy_upload(
@@ -106,11 +136,14 @@ impl FileCopies {
             pending.clone(),
             receiver,
             boundary,
+            sealer,
         ));
         Some(PendingCopy {
             sender: Some(sender),
             task,
             pending,
+            record,
+            keys: self.keys.clone(),
             objects: Arc::clone(&self.objects),
             settled: false,
         })
@@ -161,6 +194,7 @@ impl FileCopies {
         };
         let Some((uploaded, file_id)) = keep else {
             let _ = self.objects.delete(&pending).await;
+            copy.forget_key();
             return;
         };
         let key = self.path(&["files", &tenant.0, &file_id]);
@@ -189,6 +223,7 @@ impl FileCopies {
             }
             Err(e) => {
                 let _ = self.objects.delete(&pending).await;
+                copy.forget_key();
                 copy_failed(tenant, &e);
             }
         }
@@ -216,17 +251,29 @@ impl FileCopies {
             Err(e) => return Err(e.into()),
         }
         let removed = self.store.delete_file_copy(tenant, file_id, &audit).await?;
+        if let Some(keys) = &self.keys {
+            // Crypto-shredding: any other copy of the blob is now noise.
+            keys.destroy_file_key(copy.record_id)?;
+        }
         if removed {
             tracing::info!(tenant = %tenant, file_id, "fine-tune file copy removed");
         }
         Ok(removed)
     }
 
-    /// The bytes of a kept copy (for operators and tests).
+    /// The bytes of a kept copy (for operators and tests), decrypted.
     pub async fn read(&self, copy: &FileCopy) -> Result<Bytes, FilesError> {
         let key = ObjectPath::parse(&copy.object_key).map_err(object_store::Error::from)?;
         let object = self.objects.get(&key).await?;
-        Ok(object.bytes().await?)
+        let stored = object.bytes().await?;
+        let Some(keys) = &self.keys else {
+            return Ok(stored);
+        };
+        match keys.open_file(copy.record_id, &copy.tenant, &stored) {
+            Opened::Plain(bytes) | Opened::Decrypted(bytes) => Ok(Bytes::from(bytes)),
+            Opened::Expired => Err(FilesError::Unreadable("its key has been destroyed")),
+            Opened::Unreadable => Err(FilesError::Unreadable("it does not decrypt")),
+        }
     }
 }
 
@@ -241,6 +288,8 @@ pub struct PendingCopy {
     sender: Option<mpsc::Sender<Bytes>>,
     task: JoinHandle<Result<Uploaded, FilesError>>,
     pending: ObjectPath,
+    record: RecordId,
+    keys: Option<Arc<ContentKeys>>,
     objects: Arc<dyn ObjectStore>,
     settled: bool,
 }
@@ -251,6 +300,7 @@ impl Drop for PendingCopy {
             return;
         }
         self.task.abort();
+        self.forget_key();
         let (objects, pending) = (Arc::clone(&self.objects), self.pending.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -261,6 +311,15 @@ impl Drop for PendingCopy {
 }
 
 impl PendingCopy {
+    /// A copy not kept takes its key with it.
+    fn forget_key(&self) {
+        if let Some(keys) = &self.keys {
+            if let Err(e) = keys.destroy_file_key(self.record) {
+                tracing::error!(error = %e, "removing an unused file key failed");
+            }
+        }
+    }
+
     /// Where the body goes; the copy ends when the sender is dropped.
     pub fn take_sender(&mut self) -> Option<mpsc::Sender<Bytes>> {
         self.sender.take()
@@ -283,6 +342,7 @@ async fn copy_upload(
     pending: ObjectPath,
     receiver: mpsc::Receiver<Bytes>,
     boundary: String,
+    mut sealer: Option<(FileSealer, Vec<u8>)>,
 ) -> Result<Uploaded, FilesError> {
     let body = tokio_stream_from(receiver).map(Ok::<Bytes, std::io::Error>);
     let mut multipart = multer::Multipart::new(body, boundary);
@@ -306,10 +366,19 @@ async fn copy_upload(
                 let mut hasher = Sha256::new();
                 let mut bytes = 0i64;
                 let copied = async {
+                    if let Some((_, header)) = &sealer {
+                        writer.write_all(header).await?;
+                    }
                     while let Some(chunk) = field.chunk().await? {
                         hasher.update(&chunk);
                         bytes += chunk.len() as i64;
-                        writer.write_all(&chunk).await?;
+                        match sealer.as_mut() {
+                            Some((s, _)) => writer.write_all(&s.update(&chunk)?).await?,
+                            None => writer.write_all(&chunk).await?,
+                        }
+                    }
+                    if let Some((s, _)) = sealer.take() {
+                        writer.write_all(&s.finish()?).await?;
                     }
                     writer.shutdown().await?;
                     Ok::<(), FilesError>(())

@@ -165,7 +165,8 @@ impl Gateway {
                 .transpose()
                 .context("starting the classifier")?,
             files: FileCopies::open(&config.files, Arc::clone(&store))
-                .context("opening the file copy store")?,
+                .context("opening the file copy store")?
+                .with_keys(keys.clone()),
             config: Arc::clone(&config),
         };
         let review_clock = Arc::clone(&proxy_state.clock);

@@ -186,7 +186,14 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     if let Some(classifier) = classifier {
         exchange.classify_with(classifier);
     }
-    let file_op = file_op(&state, flavor, &parts, exchange_policy_zdr, record_id);
+    let file_op = file_op(
+        &state,
+        flavor,
+        &parts,
+        exchange_policy_zdr,
+        record_id,
+        &tenant.id,
+    );
     // After the exchange exists, so a client that leaves while waiting still
     // leaves a record.
     state.sink.wait_for_room().await;
@@ -241,6 +248,7 @@ fn file_op(
     parts: &Parts,
     zero_data_retention: bool,
     record_id: RecordId,
+    tenant: &crate::domain::TenantId,
 ) -> FileOp {
     if flavor != Flavor::Openai || zero_data_retention {
         return FileOp::None;
@@ -253,7 +261,7 @@ fn file_op(
                 .and_then(|v| v.to_str().ok());
             state
                 .files
-                .begin(record_id, content_type)
+                .begin(record_id, tenant, content_type)
                 .map_or(FileOp::None, FileOp::Upload)
         }
         (&http::Method::DELETE, Some(FileTarget::File(id))) => FileOp::Delete(id.to_owned()),

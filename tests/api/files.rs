@@ -190,7 +190,82 @@ async fn a_confirmed_delete_removes_the_copy_and_is_audited(backend: Backend) {
     assert!(entry.actor.starts_with("key:mk_"));
 }
 
+/// With encryption on, a copy is sealed under a key of its own: the blob
+/// holds no plaintext, reads decrypt, and deleting the file destroys its
+/// key, so a copy of the blob taken before (a backup) no longer opens.
+async fn encrypted_copies_are_shredded_with_their_file(backend: Backend) {
+    let key_dir = tempfile::tempdir().unwrap();
+    let builder = ConfigBuilder {
+        extra: format!(
+            "[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"TEST_KEK\" }}\n",
+            key_dir.path().display()
+        ),
+        ..Default::default()
+    };
+    let app = spawn_app_with(
+        backend,
+        builder,
+        std::sync::Arc::new(custodian::clock::SystemClock),
+    )
+    .await;
+    let acme = TenantId("acme".into());
+    let keys = std::sync::Arc::new(
+        custodian::crypto::ContentKeys::open(
+            key_dir.path(),
+            custodian::crypto::Kek::from_hex(TEST_KEK).unwrap(),
+        )
+        .unwrap(),
+    );
+    let files = files(&app).with_keys(Some(keys));
+    let marker = format!("file-secret-{}", uuid::Uuid::now_v7().simple());
+    for size in [100, 60_000] {
+        let mut data = payload(size);
+        data.extend_from_slice(marker.as_bytes());
+        let (status, file) = upload(&app, MANAGED_KEY, form("fine-tune", data.clone(), true)).await;
+        assert_eq!(status, 200, "{file}");
+        let id = file["id"].as_str().unwrap().to_owned();
+        let copy = app
+            .store
+            .file_copy(&acme, &id)
+            .await
+            .unwrap()
+            .expect("a copy");
+        let blob = std::fs::read(stored_objects(&app).pop().unwrap()).unwrap();
+        assert!(!blob.windows(marker.len()).any(|w| w == marker.as_bytes()));
+        assert_eq!(files.read(&copy).await.unwrap().as_ref(), data.as_slice());
+        assert_eq!(copy.sha256, hex::encode(Sha256::digest(&data)));
+
+        let backup = app.files_dir.path().join("backup.blob");
+        std::fs::write(&backup, &blob).unwrap();
+        let response = app
+            .client
+            .delete(app.url(&format!("/v1/files/{id}")))
+            .bearer_auth(MANAGED_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let opened = custodian::crypto::ContentKeys::open(
+            key_dir.path(),
+            custodian::crypto::Kek::from_hex(TEST_KEK).unwrap(),
+        )
+        .unwrap()
+        .open_file(copy.record_id, &acme, &std::fs::read(&backup).unwrap());
+        assert_eq!(opened, custodian::crypto::Opened::Expired);
+        std::fs::remove_file(&backup).unwrap();
+    }
+    // Uploads that are not kept leave no key behind.
+    upload(&app, MANAGED_KEY, form("assistants", payload(100), true)).await;
+    let left: Vec<_> = std::fs::read_dir(key_dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("file-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 both_stores!(
+    encrypted_copies_are_shredded_with_their_file,
     accepted_fine_tune_files_are_copied_and_kept,
     only_fine_tune_files_of_non_zdr_tenants_are_copied,
     a_confirmed_delete_removes_the_copy_and_is_audited,
