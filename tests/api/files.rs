@@ -42,6 +42,15 @@ async fn upload(app: &TestApp, key: &str, form: Form) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn delete(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(&format!("/v1/files/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn files(app: &TestApp) -> FileCopies {
     FileCopies::open(&app.config.files, app.store.clone()).unwrap()
 }
@@ -162,23 +171,11 @@ async fn a_confirmed_delete_removes_the_copy_and_is_audited(backend: Backend) {
     assert_eq!(stored_objects(&app).len(), 1);
 
     // Another tenant deleting that id removes nothing of acme's.
-    let response = app
-        .client
-        .delete(app.url(&format!("/v1/files/{id}")))
-        .bearer_auth(PASSTHROUGH_KEY)
-        .send()
-        .await
-        .unwrap();
+    let response = delete(&app, PASSTHROUGH_KEY, &id).await;
     assert_eq!(response.status(), 200);
     assert!(app.store.file_copy(&acme, &id).await.unwrap().is_some());
 
-    let response = app
-        .client
-        .delete(app.url(&format!("/v1/files/{id}")))
-        .bearer_auth(MANAGED_KEY)
-        .send()
-        .await
-        .unwrap();
+    let response = delete(&app, MANAGED_KEY, &id).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["deleted"], true, "the upstream's answer is relayed");
@@ -216,7 +213,7 @@ async fn encrypted_copies_are_shredded_with_their_file(backend: Backend) {
         )
         .unwrap(),
     );
-    let files = files(&app).with_keys(Some(keys));
+    let files = files(&app).with_keys(Some(std::sync::Arc::clone(&keys)));
     let marker = format!("file-secret-{}", uuid::Uuid::now_v7().simple());
     for size in [100, 60_000] {
         let mut data = payload(size);
@@ -237,20 +234,9 @@ async fn encrypted_copies_are_shredded_with_their_file(backend: Backend) {
 
         let backup = app.files_dir.path().join("backup.blob");
         std::fs::write(&backup, &blob).unwrap();
-        let response = app
-            .client
-            .delete(app.url(&format!("/v1/files/{id}")))
-            .bearer_auth(MANAGED_KEY)
-            .send()
-            .await
-            .unwrap();
+        let response = delete(&app, MANAGED_KEY, &id).await;
         assert_eq!(response.status(), 200);
-        let opened = custodian::crypto::ContentKeys::open(
-            key_dir.path(),
-            custodian::crypto::Kek::from_hex(TEST_KEK).unwrap(),
-        )
-        .unwrap()
-        .open_file(copy.record_id, &acme, &std::fs::read(&backup).unwrap());
+        let opened = keys.open_file(copy.record_id, &acme, &std::fs::read(&backup).unwrap());
         assert_eq!(opened, custodian::crypto::Opened::Expired);
         std::fs::remove_file(&backup).unwrap();
     }
