@@ -119,15 +119,7 @@ async fn fail_open_serves_and_counts_what_went_unchecked(backend: Backend) {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         if metrics.contains("custodian_classifier_unchecked_total{reason=\"retrying\"}") {
             break;
         }

@@ -426,6 +426,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The admin listener's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The one record with this id, after it has been written.
     pub async fn record(&self, response_record_id: &str) -> custodian::store::Record {
         let id = custodian::domain::RecordId(response_record_id.parse().unwrap());
@@ -471,6 +483,15 @@ pub async fn sweep_at(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("another sweeper held the lock for 5 s");
+}
+
+/// The sum of a Prometheus metric's samples whose labels include `label`
+/// (e.g. `reason="spool_full"`).
+pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Define a test once; run it against both stores.

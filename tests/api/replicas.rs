@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::cli::{serve_config, spawn_serve, wait_for_logged};
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{metric_sum, Backend, TestDb};
 use crate::review::{claim_until_empty, principal_in};
 use crate::store::{connect_to, sample};
 
@@ -195,13 +195,11 @@ async fn swept_by(replica: &Replica) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("custodian_sweep_rows_removed_total{")
-                && l.contains("table=\"record_meta\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    metric_sum(
+        &text,
+        "custodian_sweep_rows_removed_total",
+        "table=\"record_meta\"",
+    ) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

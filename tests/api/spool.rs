@@ -82,7 +82,9 @@ async fn postgres_behind_relay(builder: ConfigBuilder) -> (TestApp, TcpCut, Arc<
     url.set_port(Some(cut.addr().port())).unwrap();
     let mut builder = builder;
     builder.database_url = Some(url.to_string());
-    builder.extra += "\n[writer]\nstore_timeout = \"1s\"\n";
+    if !builder.extra.contains("[writer]") {
+        builder.extra += "\n[writer]\nstore_timeout = \"1s\"\n";
+    }
     let app = spawn_app_on(db, builder, Arc::new(SystemClock)).await;
     (app, cut, direct)
 }
@@ -383,4 +385,35 @@ async fn spooled_content_is_encrypted() {
         !spool_holds(&spool, &marker),
         "content in clear in the spool"
     );
+}
+
+/// fail_open with nowhere to put records (store gone, spool full, queue
+/// full): requests are still answered, and every record not kept is
+/// counted with its reason, never dropped silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_counts_every_record_it_cannot_keep() {
+    let builder = ConfigBuilder {
+        spool: "max_bytes = 64\n".into(),
+        extra: "[writer]\nstore_timeout = \"300ms\"\nqueue_capacity = 1\nbatch_size = 1\n\
+                max_enqueue_wait = \"50ms\"\n"
+            .into(),
+        ..Default::default()
+    };
+    let (app, cut, _direct) = postgres_behind_relay(builder).await;
+    cut.cut();
+    for i in 0..12 {
+        answered(&app, MANAGED_KEY, &format!("unkept {i}"), false).await;
+    }
+    let dropped = || async {
+        metric_sum(
+            &app.metrics().await,
+            "custodian_records_dropped_total",
+            "reason=\"spool_full\"",
+        )
+    };
+    eventually("records counted as dropped", 15, async || {
+        dropped().await > 0.0
+    })
+    .await;
+    cut.restore();
 }
