@@ -3,7 +3,6 @@
 //! otherwise hold a request slot, and an upstream connection, for as long
 //! as the upstream cares to wait.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,16 +11,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
+
+use super::idle::IdleTimer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `inner`, failing once no frame has arrived for `idle` (counted from the
-/// start, then from each frame). `fired` says that this was the failure.
+/// `inner`, failing once the client has sent nothing for `idle` while the
+/// gateway waited for it. `fired` says that this was the failure.
 pub struct IdleTimeout<B> {
     inner: B,
-    idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    timer: IdleTimer,
     fired: Arc<AtomicBool>,
 }
 
@@ -29,8 +28,7 @@ impl<B> IdleTimeout<B> {
     pub fn new(inner: B, idle: Duration, fired: Arc<AtomicBool>) -> Self {
         Self {
             inner,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: IdleTimer::new(idle),
             fired,
         }
     }
@@ -49,11 +47,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            let next = Instant::now() + self.idle;
-            self.timer.as_mut().reset(next);
+            self.timer.activity();
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if self.timer.as_mut().poll(cx).is_pending() {
+        if !self.timer.expired(cx) {
             return Poll::Pending;
         }
         self.fired.store(true, Ordering::Relaxed);

@@ -7,6 +7,7 @@ pub mod client_body;
 pub mod exchange;
 pub mod extract;
 pub mod headers;
+mod idle;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,6 @@
 //! Timeouts: connect, first byte (response headers), and idle between body
 //! reads. Never one total timeout: streams may rightly last minutes.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, Method};
-use tokio::time::Sleep;
+
+use super::idle::IdleTimer;
 
 use crate::config::UpstreamConfig;
 use crate::error::ApiError;
@@ -74,8 +74,7 @@ impl UpstreamClient {
     ) -> IdleLimited<impl Stream<Item = reqwest::Result<Bytes>>> {
         IdleLimited {
             inner: response.bytes_stream(),
-            idle: self.idle_timeout,
-            timer: None,
+            timer: IdleTimer::new(self.idle_timeout),
         }
     }
 
@@ -106,8 +105,7 @@ impl UpstreamClient {
 /// slow to ask for it is always delivered first.
 pub struct IdleLimited<S> {
     inner: S,
-    idle: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: IdleTimer,
 }
 
 impl<S> Stream for IdleLimited<S>
@@ -118,17 +116,12 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
-            self.timer = None;
+            self.timer.activity();
             return Poll::Ready(item.map(|r| r.map_err(std::io::Error::other)));
         }
-        let idle = self.idle;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-        if timer.as_mut().poll(cx).is_pending() {
+        if !self.timer.expired(cx) {
             return Poll::Pending;
         }
-        self.timer = None;
         Poll::Ready(Some(Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "the upstream sent nothing within the idle timeout",

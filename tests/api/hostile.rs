@@ -14,17 +14,9 @@ async fn raw(app: &TestApp, request: &[u8]) -> String {
     let addr = app.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    read_until_closed(&mut stream, Duration::from_secs(3))
+        .await
+        .0
 }
 
 fn statuses(answer: &str) -> Vec<u16> {
@@ -118,41 +110,50 @@ async fn smuggling_and_malformed_headers_are_refused(backend: Backend) {
 
 both_stores!(smuggling_and_malformed_headers_are_refused);
 
-/// Tight limits, so that the slow-client cases finish quickly.
-fn strict() -> ConfigBuilder {
-    ConfigBuilder {
+/// The gateway with tight limits, so that the slow-client cases finish quickly.
+async fn strict_app(backend: Backend) -> TestApp {
+    let builder = ConfigBuilder {
         server: "header_read_timeout = \"300ms\"\nclient_body_timeout = \"300ms\"\n\
                  max_header_bytes = 16384\nmax_headers = 50\n"
             .into(),
         ..Default::default()
-    }
+    };
+    spawn_app_with(
+        backend,
+        builder,
+        std::sync::Arc::new(custodian::clock::SystemClock),
+    )
+    .await
 }
 
-/// Bytes until the gateway closes the connection (bounded); None if it
-/// is still open after `within`.
-async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+/// What the gateway sends until it closes the connection, or until
+/// `within` has passed; and whether it closed.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + within;
-    loop {
+    let closed = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
-    }
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// The answer, once the gateway has closed the connection (bounded); None
+/// if it is still open after `within`.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let (answer, closed) = read_until_closed(stream, within).await;
+    closed.then_some(answer)
 }
 
 /// Slowloris: headers that never end are cut off at the header-read
 /// timeout, and nothing reaches the upstream.
 async fn unfinished_headers_are_cut_off(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        strict(),
-        std::sync::Arc::new(custodian::clock::SystemClock),
-    )
-    .await;
+    let app = strict_app(backend).await;
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     stream
@@ -178,12 +179,7 @@ async fn unfinished_headers_are_cut_off(backend: Backend) {
 /// A body that stops arriving is answered 408 after the pause limit, whether
 /// it was being read whole or streamed upstream, and leaves a record.
 async fn a_stalled_body_is_answered_408(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        strict(),
-        std::sync::Arc::new(custodian::clock::SystemClock),
-    )
-    .await;
+    let app = strict_app(backend).await;
     let addr = app.base.trim_start_matches("http://").to_owned();
     // Small (read whole, under the capture cap) and large (streamed).
     for (declared, sent) in [(100usize, 10usize), (20_000, 9_000)] {
@@ -216,12 +212,7 @@ async fn a_stalled_body_is_answered_408(backend: Backend) {
 
 /// Too many header fields, or too many header bytes: 431, nothing forwarded.
 async fn oversized_headers_are_431(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        strict(),
-        std::sync::Arc::new(custodian::clock::SystemClock),
-    )
-    .await;
+    let app = strict_app(backend).await;
     let many: String = (0..60).map(|i| format!("X-H{i}: v\r\n")).collect();
     let big = format!("X-Big: {}\r\n", "a".repeat(20_000));
     for (name, extra) in [("count", many), ("size", big)] {
