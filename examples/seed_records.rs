@@ -68,7 +68,7 @@ fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record 
     let training = match i % 10 {
         0..=6 => TrainingTag {
             usable: true,
-            basis: if i % 3 == 0 {
+            basis: if i.is_multiple_of(3) {
                 TrainingBasis::LegacyDefault
             } else {
                 TrainingBasis::ExplicitOptIn
@@ -87,7 +87,7 @@ fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record 
             basis: TrainingBasis::DefaultOptOut,
         },
     };
-    let streamed = i % 2 == 0;
+    let streamed = i.is_multiple_of(2);
     let prompt = format!(
         "Summarise ticket {i}: {}",
         "the customer reports that ".repeat(repeat)

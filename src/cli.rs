@@ -276,12 +276,17 @@ pub enum KeysCommand {
     /// Read a pass-through key from standard input and print its fingerprint
     /// for the tenant's `passthrough_fingerprints` (needs `auth.fingerprint_key`).
     Fingerprint,
-    /// Re-wrap every content data key with a new key-encryption key (content
-    /// is not touched). The current KEK comes from `encryption.kek`; then
-    /// point `encryption.kek` at the new one.
+    /// Which key-encryption keys wrap the stored data keys, and how many.
+    Status,
+    /// Re-wrap every data key not under `encryption.kek` with it (content is
+    /// not touched), unwrapping with `encryption.previous_keks`. Live
+    /// rotation: roll the gateways out with the new KEK as `kek` and the old
+    /// one in `previous_keks`, run this, then drop the old KEK.
     RotateKek {
-        /// The environment variable holding the new KEK (64 hex digits).
+        /// Re-wrap with the KEK in this environment variable instead (64 hex
+        /// digits), for a rotation with the gateways stopped; then point
+        /// `encryption.kek` at it.
         #[arg(long)]
-        new_kek_env: String,
+        new_kek_env: Option<String>,
     },
 }

@@ -53,8 +53,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Fingerprint) => fingerprint(&cli.config),
+        Command::Keys(KeysCommand::Status) => keys_status(&cli.config).await,
         Command::Keys(KeysCommand::RotateKek { new_kek_env }) => {
-            rotate_kek(&cli.config, &new_kek_env)
+            rotate_kek(&cli.config, new_kek_env.as_deref()).await
         }
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::Export(ExportCommand::Training(args)) => export_training(&cli.config, args).await,
@@ -265,7 +266,7 @@ async fn export_training(path: &Path, args: ExportTrainingArgs) -> anyhow::Resul
         overwrite: args.overwrite,
         actor: format!("operator:{}", args.actor.unwrap_or_else(login_name)),
         source: cli_source(),
-        keys: crate::startup::open_content_keys(&config, &SystemClock)?,
+        keys: crate::startup::load_content_keys(&config, None, None).await?,
     };
     let store = open_store(&config).await?;
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -325,28 +326,65 @@ async fn sweep(path: &Path, dry_run: bool) -> anyhow::Result<()> {
     }
     if let (false, Some(keys)) = (
         dry_run,
-        crate::startup::open_content_keys(&config, &SystemClock)?,
+        crate::startup::load_content_keys(&config, None, None).await?,
     ) {
         crate::sweeper::shred_expired_keys(store.as_ref(), &keys, SystemClock.now()).await;
     }
     Ok(())
 }
 
-fn rotate_kek(path: &Path, new_kek_env: &str) -> anyhow::Result<()> {
+async fn rotate_kek(path: &Path, new_kek_env: Option<&str>) -> anyhow::Result<()> {
     let config = load(path)?;
-    let Some(encryption) = &config.encryption else {
+    let new = match new_kek_env {
+        Some(var) => {
+            let value = std::env::var(var)
+                .with_context(|| format!("environment variable {var} is not set"))?;
+            Some(crate::crypto::Kek::from_hex(&value)?)
+        }
+        None => None,
+    };
+    let Some(keys) = crate::startup::load_content_keys(&config, None, new).await? else {
         anyhow::bail!("encryption is not enabled in {}", path.display());
     };
-    let new = std::env::var(new_kek_env)
-        .with_context(|| format!("environment variable {new_kek_env} is not set"))?;
-    let new = crate::crypto::Kek::from_hex(&new)?;
-    let current = crate::crypto::Kek::from_hex(encryption.kek.expose())?;
-    let keys = crate::crypto::ContentKeys::open(&encryption.key_dir, current)?;
-    let count = keys.rotate_kek(&new)?;
-    println!(
-        "re-wrapped {count} content keys with key-encryption key {}; set encryption.kek to it now",
-        new.id()
-    );
+    let count = keys.rotate_kek().await?;
+    let kek = keys.keyring().current().id();
+    println!("re-wrapped {count} data keys with key-encryption key {kek}");
+    if new_kek_env.is_some() {
+        println!("set encryption.kek to it now (gateways holding only the old KEK cannot read these keys)");
+    }
+    print_census(&keys).await
+}
+
+async fn keys_status(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let Some(keys) = crate::startup::load_content_keys(&config, None, None).await? else {
+        anyhow::bail!("encryption is not enabled in {}", path.display());
+    };
+    print_census(&keys).await
+}
+
+/// Which KEKs wrap the stored keys: a rotation is done when only the
+/// current one does.
+async fn print_census(keys: &crate::crypto::ContentKeys) -> anyhow::Result<()> {
+    let census = keys.census().await?;
+    for (kek, count) in &census.by_kek {
+        println!("kek {kek} ({}): {count} keys", keys.keyring().role_of(kek));
+    }
+    let day = |d: i32| {
+        time::OffsetDateTime::from_unix_timestamp(i64::from(d) * 86_400)
+            .map(|t| t.date().to_string())
+            .unwrap_or_default()
+    };
+    match (census.content_days.first(), census.content_days.last()) {
+        (Some(first), Some(last)) => println!(
+            "content keys: {} days, {} to {}",
+            census.content_days.len(),
+            day(*first),
+            day(*last)
+        ),
+        _ => println!("content keys: none"),
+    }
+    println!("file keys: {}", census.files);
     Ok(())
 }
 

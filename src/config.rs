@@ -192,13 +192,34 @@ pub struct WriterConfig {
     pub shutdown_grace: Duration,
 }
 
-/// Encryption at rest: where the wrapped data keys live and the KEK.
-#[derive(Debug, Clone)]
+/// Encryption at rest: where the wrapped data keys live and the KEKs.
+#[derive(Clone)]
 pub struct EncryptionConfig {
-    /// A directory apart from the database (and from its backups).
+    /// A directory apart from the database (and from its backups); used
+    /// when `key_store_url` is not given.
     pub key_dir: PathBuf,
-    /// The key-encryption key: 64 hex digits.
+    /// A PostgreSQL database of its own for the keys (several replicas).
+    pub key_store_url: Option<String>,
+    /// The key-encryption key new data keys are wrapped with: 64 hex digits.
     pub kek: Secret,
+    /// Earlier KEKs still accepted for unwrapping during a rotation.
+    pub previous_keks: Vec<Secret>,
+    /// How often each gateway reloads the key store (keys made or
+    /// destroyed by other replicas) and makes the coming days' keys.
+    pub refresh_interval: Duration,
+}
+
+impl fmt::Debug for EncryptionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptionConfig")
+            .field("key_dir", &self.key_dir)
+            .field(
+                "key_store_url",
+                &self.key_store_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("refresh_interval", &self.refresh_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,7 +228,12 @@ struct RawEncryption {
     #[serde(default)]
     enabled: bool,
     key_dir: Option<PathBuf>,
+    key_store_url: Option<String>,
     kek: Option<Spanned<RawSecretRef>>,
+    #[serde(default)]
+    previous_keks: Vec<Spanned<RawSecretRef>>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    refresh_interval: Option<Duration>,
 }
 
 /// The disk spool for records the store cannot take now.
@@ -965,17 +991,47 @@ impl Validator<'_> {
                 "give the key-encryption key as { env = \"VAR\" } or { file = \"/path\" }",
             );
         };
-        let kek = self.secret("encryption.kek", kek)?;
-        if let Err(e) = crate::crypto::Kek::from_hex(kek.expose()) {
-            return self.err(None, "encryption.kek", e.to_string());
+        let kek = self.kek("encryption.kek", kek)?;
+        let previous_keks = raw
+            .previous_keks
+            .iter()
+            .map(|k| self.kek("encryption.previous_keks", k))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(url) = &raw.key_store_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return self.err(
+                    None,
+                    "encryption.key_store_url",
+                    "must be a postgres:// URL (leave it out to keep keys in key_dir)",
+                );
+            }
+        }
+        let refresh_interval = raw.refresh_interval.unwrap_or(Duration::from_secs(30));
+        if refresh_interval.is_zero() {
+            return self.err(
+                None,
+                "encryption.refresh_interval",
+                "must be greater than zero",
+            );
         }
         Ok(Some(EncryptionConfig {
             key_dir: raw
                 .key_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("custodian-keys")),
+            key_store_url: raw.key_store_url.clone(),
             kek,
+            previous_keks,
+            refresh_interval,
         }))
+    }
+
+    fn kek(&self, key: &str, raw: &Spanned<RawSecretRef>) -> Result<Secret, ConfigError> {
+        let kek = self.secret(key, raw)?;
+        match crate::crypto::Kek::from_hex(kek.expose()) {
+            Ok(_) => Ok(kek),
+            Err(e) => self.err(Some(raw.span()), key, e.to_string()),
+        }
     }
 
     fn secret(&self, key: &str, raw: &Spanned<RawSecretRef>) -> Result<Secret, ConfigError> {

@@ -118,17 +118,10 @@ impl FileCopies {
         content_type: Option<&str>,
     ) -> Option<PendingCopy> {
         let boundary = multer::parse_boundary(content_type?).ok()?;
-        let sealer = match &self.keys {
-            None => None,
-            Some(keys) => match keys.file_sealer(record, tenant) {
-                Ok(sealer) => Some(sealer),
-                Err(e) => {
-                    // No copy rather than a copy in clear.
-                    copy_failed(tenant, &e);
-                    return None;
-                }
-            },
-        };
+        let sealing = self
+            .keys
+            .as_ref()
+            .map(|keys| (Arc::clone(keys), record, tenant.clone()));
         let (sender, receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
         let pending = self.path(&["pending", &record.to_string()]);
         let task = tokio::spawn(copy_upload(
@@ -136,7 +129,7 @@ impl FileCopies {
             pending.clone(),
             receiver,
             boundary,
-            sealer,
+            sealing,
         ));
         Some(PendingCopy {
             sender: Some(sender),
@@ -253,7 +246,7 @@ impl FileCopies {
         let removed = self.store.delete_file_copy(tenant, file_id, &audit).await?;
         if let Some(keys) = &self.keys {
             // Crypto-shredding: any other copy of the blob is now noise.
-            keys.destroy_file_key(copy.record_id)?;
+            keys.destroy_file_key(copy.record_id).await?;
         }
         if removed {
             tracing::info!(tenant = %tenant, file_id, "fine-tune file copy removed");
@@ -269,7 +262,7 @@ impl FileCopies {
         let Some(keys) = &self.keys else {
             return Ok(stored);
         };
-        match keys.open_file(copy.record_id, &copy.tenant, &stored) {
+        match keys.open_file(copy.record_id, &copy.tenant, &stored).await {
             Opened::Plain(bytes) | Opened::Decrypted(bytes) => Ok(Bytes::from(bytes)),
             Opened::Expired => Err(FilesError::Unreadable("its key has been destroyed")),
             Opened::Unreadable => Err(FilesError::Unreadable("it does not decrypt")),
@@ -313,11 +306,15 @@ impl Drop for PendingCopy {
 impl PendingCopy {
     /// A copy not kept takes its key with it.
     fn forget_key(&self) {
-        if let Some(keys) = &self.keys {
-            if let Err(e) = keys.destroy_file_key(self.record) {
+        let (Some(keys), Ok(runtime)) = (&self.keys, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let (keys, record) = (Arc::clone(keys), self.record);
+        runtime.spawn(async move {
+            if let Err(e) = keys.destroy_file_key(record).await {
                 tracing::error!(error = %e, "removing an unused file key failed");
             }
-        }
+        });
     }
 
     /// Where the body goes; the copy ends when the sender is dropped.
@@ -342,7 +339,7 @@ async fn copy_upload(
     pending: ObjectPath,
     receiver: mpsc::Receiver<Bytes>,
     boundary: String,
-    mut sealer: Option<(FileSealer, Vec<u8>)>,
+    sealing: Option<(Arc<ContentKeys>, RecordId, TenantId)>,
 ) -> Result<Uploaded, FilesError> {
     let body = tokio_stream_from(receiver).map(Ok::<Bytes, std::io::Error>);
     let mut multipart = multer::Multipart::new(body, boundary);
@@ -366,6 +363,14 @@ async fn copy_upload(
                 let mut hasher = Sha256::new();
                 let mut bytes = 0i64;
                 let copied = async {
+                    // The file's key is stored before any of the file is;
+                    // without it, no copy rather than a copy in clear.
+                    let mut sealer: Option<(FileSealer, Vec<u8>)> = match &sealing {
+                        Some((keys, record, tenant)) => {
+                            Some(keys.file_sealer(*record, tenant).await?)
+                        }
+                        None => None,
+                    };
                     if let Some((_, header)) = &sealer {
                         writer.write_all(header).await?;
                     }

@@ -22,6 +22,7 @@ use crate::auth::KeyRing;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentCache;
+use crate::crypto::{ContentKeys, Kek, KeyStore, Keyring};
 use crate::data_sharing::{self, DataSharingState};
 use crate::files::FileCopies;
 use crate::proxy::upstream::UpstreamClient;
@@ -40,6 +41,8 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     pub store: Arc<dyn Store>,
     pub consent: Arc<ConsentCache>,
+    /// The content keys, when encryption is on.
+    pub keys: Option<Arc<ContentKeys>>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -81,7 +84,7 @@ impl Gateway {
         if let Err(e) = suspensions.refresh(store.as_ref()).await {
             tracing::warn!(error = %e, "suspensions not loaded at start");
         }
-        let keys = open_content_keys(&config, clock.as_ref())?;
+        let keys = open_content_keys(&config, Some(store.as_ref()), clock.as_ref()).await?;
         let writer_stop = CancellationToken::new();
         let durability = writer::durability(&config.spool)
             .with_context(|| format!("opening the spool {}", config.spool.dir.display()))?;
@@ -119,6 +122,14 @@ impl Gateway {
             ),
         ];
 
+        if let Some(keys) = &keys {
+            background.push(spawn_key_upkeep(
+                Arc::clone(&config),
+                Arc::clone(keys),
+                Arc::clone(&clock),
+                shutdown.clone(),
+            ));
+        }
         if config.sweeper.enabled {
             background.push(sweeper::spawn(
                 Arc::clone(&store),
@@ -193,7 +204,7 @@ impl Gateway {
             clock: review_clock,
             suspensions,
             on_confirm: config.review.on_confirm,
-            keys,
+            keys: keys.clone(),
         }));
 
         let proxy_listener = TcpListener::bind(config.server.listen)
@@ -239,6 +250,7 @@ impl Gateway {
             admin_addr,
             store,
             consent,
+            keys,
             shutdown,
             task,
         })
@@ -261,24 +273,111 @@ impl Gateway {
     }
 }
 
-/// The content keys, when encryption is on, with today's and the coming
-/// days' keys made ahead so that no request waits for a key file.
-pub fn open_content_keys(
+/// Days of content keys made beyond the longest content retention, so that
+/// sealing keeps working through a key-store outage this long.
+const KEY_DAYS_AHEAD: i64 = 7;
+
+/// The content keys, when encryption is on, with the coming days' keys
+/// made ahead so that no request waits for the key store. `content_store`
+/// (when given) is checked to be apart from the key store.
+pub async fn open_content_keys(
     config: &Config,
+    content_store: Option<&dyn Store>,
     clock: &dyn Clock,
-) -> anyhow::Result<Option<Arc<crate::crypto::ContentKeys>>> {
+) -> anyhow::Result<Option<Arc<ContentKeys>>> {
+    let Some(keys) = load_content_keys(config, content_store, None).await? else {
+        return Ok(None);
+    };
+    prepare_content_keys(config, &keys, clock)
+        .await
+        .context("making the coming days' content keys")?;
+    Ok(Some(keys))
+}
+
+/// The content keys as the key store holds them (nothing made), when
+/// encryption is on. `new_kek` replaces `encryption.kek` as the current
+/// KEK, the configured ones staying accepted (an offline rotation).
+pub async fn load_content_keys(
+    config: &Config,
+    content_store: Option<&dyn Store>,
+    new_kek: Option<Kek>,
+) -> anyhow::Result<Option<Arc<ContentKeys>>> {
     let Some(encryption) = &config.encryption else {
         return Ok(None);
     };
-    let kek = crate::crypto::Kek::from_hex(encryption.kek.expose())?;
-    let keys = crate::crypto::ContentKeys::open(&encryption.key_dir, kek)
-        .with_context(|| format!("opening the key store {}", encryption.key_dir.display()))?;
-    // Content sealed now expires within the longest content retention; the
-    // days after are made on demand (once a day, a few milliseconds).
-    let now = clock.now();
-    let until = now + config.max_retention().content + time::Duration::days(1);
-    keys.prepare(now, until).context("creating content keys")?;
+    let store = match &encryption.key_store_url {
+        Some(url) => KeyStore::postgres(url, config.database.connect_timeout)
+            .await
+            .context("opening the PostgreSQL key store (encryption.key_store_url)")?,
+        None => KeyStore::dir(&encryption.key_dir)?,
+    };
+    if let Some(content) = content_store {
+        let (keys_at, content_at) = (store.cluster_id().await, content.cluster_id().await);
+        if keys_at.is_some() && keys_at == content_at {
+            // pg_dump of the content database leaves the keys out, but a
+            // physical backup or WAL archive of the cluster carries both.
+            tracing::warn!(
+                "the key store is in the same PostgreSQL cluster as the content: \
+                 physical backups of the cluster hold both"
+            );
+        }
+    }
+    let mut keks = std::iter::once(&encryption.kek)
+        .chain(&encryption.previous_keks)
+        .map(|k| Kek::from_hex(k.expose()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let current = match new_kek {
+        Some(new) => new,
+        None => keks.remove(0),
+    };
+    let keys = ContentKeys::open(store, Keyring::new(current, keks))
+        .await
+        .context("loading the content keys")?;
     Ok(Some(Arc::new(keys)))
+}
+
+/// Make the keys of every day content sealed before the next upkeep may
+/// expire on, with a margin.
+async fn prepare_content_keys(
+    config: &Config,
+    keys: &ContentKeys,
+    clock: &dyn Clock,
+) -> Result<(), crate::crypto::CryptoError> {
+    let now = clock.now();
+    let until = now + config.max_retention().content + time::Duration::days(KEY_DAYS_AHEAD);
+    keys.prepare(now, until).await?;
+    metrics::gauge!("custodian_content_key_days_ready").set(keys.days_ready(now) as f64);
+    Ok(())
+}
+
+/// Reload the key store (what other replicas made or destroyed) and make
+/// the coming days' keys, every `encryption.refresh_interval`.
+fn spawn_key_upkeep(
+    config: Arc<Config>,
+    keys: Arc<ContentKeys>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let every = config
+        .encryption
+        .as_ref()
+        .map_or(Duration::from_secs(30), |e| e.refresh_interval);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let result = match keys.refresh().await {
+                Ok(()) => prepare_content_keys(&config, &keys, clock.as_ref()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                metrics::counter!("custodian_key_upkeep_errors_total").increment(1);
+                tracing::error!(error = %e, "content key upkeep failed");
+            }
+        }
+    })
 }
 
 /// Create partitions for everything that may be written before the next upkeep.

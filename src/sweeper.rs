@@ -133,15 +133,16 @@ pub async fn shred_expired_keys(store: &dyn Store, keys: &Arc<ContentKeys>, now:
             return;
         }
     }
-    let keys = Arc::clone(keys);
-    match tokio::task::spawn_blocking(move || keys.destroy_expired(now)).await {
-        Ok(Ok(days)) if !days.is_empty() => {
+    match keys.destroy_expired(now).await {
+        Ok(days) if !days.is_empty() => {
             metrics::counter!("custodian_content_keys_destroyed_total")
                 .increment(days.len() as u64);
             tracing::info!(keys = days.len(), "content keys of ended days destroyed");
         }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "destroying content keys failed"),
-        Err(e) => tracing::error!(error = %e, "destroying content keys failed"),
+        Ok(_) => {}
+        Err(e) => {
+            metrics::counter!("custodian_sweep_errors_total").increment(1);
+            tracing::error!(error = %e, "destroying content keys failed");
+        }
     }
 }

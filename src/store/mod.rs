@@ -383,6 +383,12 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
 
     /// A cheap round trip, for readiness.
+    /// The PostgreSQL cluster this store lives in (`system_identifier`),
+    /// when it is one and the role may read it.
+    async fn cluster_id(&self) -> Option<String> {
+        None
+    }
+
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Make sure records expiring up to `until` have somewhere to go

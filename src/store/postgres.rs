@@ -292,6 +292,10 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn cluster_id(&self) -> Option<String> {
+        crate::crypto::key_store::cluster_id(&self.pool).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

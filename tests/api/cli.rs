@@ -613,57 +613,113 @@ async fn audit_verify_reports_a_removed_last_entry() {
     );
 }
 
-/// `keys rotate-kek` re-wraps every data key under the new KEK; content
-/// sealed before opens with the new KEK alone.
-#[test]
-fn keys_rotate_kek_rewraps_the_key_store() {
-    use custodian::crypto::{ContentKeys, Kek, Opened};
+/// KEK rotation with gateways running: a gateway rolled out with the new
+/// KEK (the old one in `previous_keks`) keeps reading and sealing while
+/// `keys rotate-kek` re-wraps the store; then the new KEK alone opens it
+/// all. The offline form (`--new-kek-env`) and `keys status` too.
+#[tokio::test]
+async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
+    use custodian::crypto::{ContentKeys, Kek, KeyStore, Keyring, Opened};
     use custodian::domain::{RecordId, TenantId};
     const NEW_KEK: &str = "aa11223344556677889900aabbccddeeff00112233445566778899aabbccddee";
+    const THIRD_KEK: &str = "bb11223344556677889900aabbccddeeff00112233445566778899aabbccddee";
     let dir = tempfile::tempdir().unwrap();
     let key_dir = dir.path().join("keys");
-    let (id, tenant) = (RecordId::new(), TenantId("acme".into()));
-    let at = time::OffsetDateTime::now_utc() + time::Duration::days(30);
-    let sealed = ContentKeys::open(&key_dir, Kek::from_hex(crate::helpers::TEST_KEK).unwrap())
-        .unwrap()
-        .seal(at, id, &tenant, "request", b"kept")
+    let open = |current: &str, previous: &[&str]| {
+        let keyring = Keyring::new(
+            Kek::from_hex(current).unwrap(),
+            previous.iter().map(|k| Kek::from_hex(k).unwrap()).collect(),
+        );
+        ContentKeys::open(KeyStore::dir(&key_dir).unwrap(), keyring)
+    };
+    let (tenant, now) = (TenantId("acme".into()), time::OffsetDateTime::now_utc());
+    let seal = |keys: &ContentKeys, id| keys.seal(now, id, &tenant, "request", b"kept").unwrap();
+    let (old_id, new_id) = (RecordId::new(), RecordId::new());
+    let old_gateway = open(crate::helpers::TEST_KEK, &[]).await.unwrap();
+    old_gateway.prepare(now, now).await.unwrap();
+    let old_sealed = seal(&old_gateway, old_id);
+
+    // Rolled out: new KEK current, old one previous. It makes the next
+    // days' keys under the new KEK and reads the old ones.
+    let rolled = open(NEW_KEK, &[crate::helpers::TEST_KEK]).await.unwrap();
+    rolled
+        .prepare(now, now + time::Duration::days(2))
+        .await
         .unwrap();
+    let new_sealed = seal(&rolled, new_id);
     let encryption = format!(
-        "\n[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"CURRENT_KEK\" }}\n",
+        "\n[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"CURRENT_KEK\" }}\n\
+         previous_keks = [{{ env = \"OLD_KEK\" }}]\n",
         key_dir.display()
     );
     let path = write_config(dir.path(), "sqlite://x.db", &encryption);
-    let rotate = |new_env: Option<&str>| {
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_custodian"));
+        command.arg("--config").arg(&path).args(args);
         command
-            .arg("--config")
-            .arg(&path)
-            .args(["keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"])
-            .env("CURRENT_KEK", crate::helpers::TEST_KEK)
+            .env("CURRENT_KEK", NEW_KEK)
+            .env("OLD_KEK", crate::helpers::TEST_KEK)
             .env_remove("NEXT_KEK");
-        if let Some(value) = new_env {
-            command.env("NEXT_KEK", value);
-        }
+        command.envs(envs.iter().copied());
         command.output().unwrap()
     };
-    let missing = rotate(None);
+    let status = run(&["keys", "status"], &[]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("(previous): 1 keys"),
+        "{}",
+        stdout(&status)
+    );
+    assert!(
+        stdout(&status).contains("(current): 2 keys"),
+        "{}",
+        stdout(&status)
+    );
+
+    let out = run(&["keys", "rotate-kek"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("re-wrapped 1 data keys"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("(previous)"), "{}", stdout(&out));
+    // Both gateways still open everything (keys held in memory); a fresh
+    // process with the new KEK alone opens it all.
+    let new_only = open(NEW_KEK, &[]).await.unwrap();
+    for keys in [&old_gateway, &rolled, &new_only] {
+        for (id, sealed) in [(old_id, &old_sealed), (new_id, &new_sealed)] {
+            assert_eq!(
+                keys.open_field(id, &tenant, "request", sealed),
+                Opened::Decrypted(b"kept".to_vec())
+            );
+        }
+    }
+    // The old KEK alone no longer opens the store, and says which key.
+    let err = open(crate::helpers::TEST_KEK, &[]).await.unwrap_err();
+    assert!(err.to_string().contains("neither encryption.kek"), "{err}");
+
+    // Offline: re-wrap with a KEK from the environment.
+    let missing = run(&["keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"], &[]);
     assert!(!missing.status.success());
     assert!(
         stderr(&missing).contains("NEXT_KEK is not set"),
         "{}",
         stderr(&missing)
     );
-
-    let out = rotate(Some(NEW_KEK));
+    let out = run(
+        &["keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"],
+        &[("NEXT_KEK", THIRD_KEK)],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("re-wrapped 1 content keys"),
+        stdout(&out).contains("re-wrapped 3 data keys"),
         "{}",
         stdout(&out)
     );
-    let with_new = ContentKeys::open(&key_dir, Kek::from_hex(NEW_KEK).unwrap()).unwrap();
+    let third = open(THIRD_KEK, &[]).await.unwrap();
     assert_eq!(
-        with_new.open_field(id, &tenant, "request", &sealed),
+        third.open_field(old_id, &tenant, "request", &old_sealed),
         Opened::Decrypted(b"kept".to_vec())
     );
 }

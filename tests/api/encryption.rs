@@ -8,7 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use custodian::crypto::{open_content, ContentKeys, ContentView, Kek};
+use std::time::Duration;
+
+use custodian::crypto::{
+    open_content, ContentKeys, ContentView, CryptoError, Kek, KeyStore, Keyring,
+};
 use custodian::domain::RecordId;
 use custodian::review::access::Role;
 use custodian::store::Store;
@@ -22,12 +26,53 @@ use crate::store::connect_to;
 
 const T0: OffsetDateTime = datetime!(2027-01-10 12:00 UTC);
 
-fn builder(key_dir: &Path) -> ConfigBuilder {
+/// Where a test keeps its keys: a directory, or a PostgreSQL database of
+/// their own (apart from the content database).
+enum TestKeyStore {
+    Dir(tempfile::TempDir),
+    Postgres(TestDb),
+}
+
+impl TestKeyStore {
+    async fn new(kind: KeysIn) -> Self {
+        match kind {
+            KeysIn::Dir => Self::Dir(tempfile::tempdir().unwrap()),
+            KeysIn::Postgres => Self::Postgres(TestDb::new(Backend::Postgres).await),
+        }
+    }
+
+    fn config(&self) -> String {
+        match self {
+            Self::Dir(dir) => format!("key_dir = \"{}\"", dir.path().display()),
+            Self::Postgres(db) => format!("key_store_url = \"{}\"", db.url()),
+        }
+    }
+
+    /// The live key store, as a fresh process (no cache) opens it.
+    async fn open(&self) -> Arc<ContentKeys> {
+        let store = match self {
+            Self::Dir(dir) => KeyStore::dir(dir.path()).unwrap(),
+            Self::Postgres(db) => KeyStore::postgres(db.url(), Duration::from_secs(5))
+                .await
+                .unwrap(),
+        };
+        let keyring = Keyring::new(Kek::from_hex(TEST_KEK).unwrap(), Vec::new());
+        Arc::new(ContentKeys::open(store, keyring).await.unwrap())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KeysIn {
+    Dir,
+    Postgres,
+}
+
+fn builder(keys: &TestKeyStore) -> ConfigBuilder {
     ConfigBuilder {
         extra: format!(
-            "[encryption]\nenabled = true\nkey_dir = \"{}\"\nkek = {{ env = \"TEST_KEK\" }}\n\n\
-             [sweeper]\nenabled = false\n\n{}",
-            key_dir.display(),
+            "[encryption]\nenabled = true\n{}\nkek = {{ env = \"TEST_KEK\" }}\n\
+             refresh_interval = \"100ms\"\n\n[sweeper]\nenabled = false\n\n{}",
+            keys.config(),
             crate::review::RULES,
         ),
         ..Default::default()
@@ -114,10 +159,13 @@ async fn content_of(store: &dyn Store, keys: &ContentKeys, id: RecordId) -> Cont
     open_content(Some(keys), id, &record.meta.tenant, content)
 }
 
-async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backend) {
-    let key_dir = tempfile::tempdir().unwrap();
+async fn a_backup_loses_expired_content_when_its_key_is_destroyed(
+    backend: Backend,
+    keys_in: KeysIn,
+) {
+    let key_store = TestKeyStore::new(keys_in).await;
     let (clock, shared) = manual_clock(T0);
-    let app = spawn_app_with(backend, builder(key_dir.path()), shared).await;
+    let app = spawn_app_with(backend, builder(&key_store), shared).await;
     let early_marker = format!("early-{}", uuid::Uuid::now_v7().simple());
     let late_marker = format!("late-{}", uuid::Uuid::now_v7().simple());
     let early = flagged(&app, &early_marker).await;
@@ -154,9 +202,9 @@ async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backe
     let now = datetime!(2027-02-10 01:00 UTC);
     clock.set(now);
     sweep_at(app.store.as_ref(), now).await;
-    let kek = Kek::from_hex(TEST_KEK).unwrap();
-    let keys = Arc::new(ContentKeys::open(key_dir.path(), kek).unwrap());
-    custodian::sweeper::shred_expired_keys(app.store.as_ref(), &keys, now).await;
+    custodian::sweeper::shred_expired_keys(app.store.as_ref(), &app.keys(), now).await;
+    // What restores the backup is a fresh process on the live key store.
+    let keys = key_store.open().await;
 
     // The restored backup still has both rows; only the late one opens.
     let (restored, _fresh) = restore(&backup).await;
@@ -173,4 +221,69 @@ async fn a_backup_loses_expired_content_when_its_key_is_destroyed(backend: Backe
     assert_eq!(item["record"]["content"]["state"], "present", "{item}");
 }
 
-both_stores!(a_backup_loses_expired_content_when_its_key_is_destroyed);
+#[tokio::test]
+async fn sqlite_backup_with_a_key_directory() {
+    a_backup_loses_expired_content_when_its_key_is_destroyed(Backend::Sqlite, KeysIn::Dir).await;
+}
+
+#[tokio::test]
+async fn pg_dump_with_a_key_directory() {
+    a_backup_loses_expired_content_when_its_key_is_destroyed(Backend::Postgres, KeysIn::Dir).await;
+}
+
+#[tokio::test]
+async fn pg_dump_with_a_postgres_key_store() {
+    a_backup_loses_expired_content_when_its_key_is_destroyed(Backend::Postgres, KeysIn::Postgres)
+        .await;
+}
+
+/// Two replicas share one content database and one PostgreSQL key store:
+/// each opens what the other sealed, and a key one of them destroys is
+/// gone for the other within its refresh interval.
+#[tokio::test]
+async fn replicas_share_a_postgres_key_store() {
+    let key_store = TestKeyStore::new(KeysIn::Postgres).await;
+    let (clock, shared) = manual_clock(T0);
+    let one = spawn_app_with(Backend::Postgres, builder(&key_store), Arc::clone(&shared)).await;
+    let two = spawn_app_with(
+        Backend::Postgres,
+        ConfigBuilder {
+            database_url: Some(one._db.url().to_owned()),
+            ..builder(&key_store)
+        },
+        shared,
+    )
+    .await;
+    let marker = format!("shared-{}", uuid::Uuid::now_v7().simple());
+    let id = flagged(&one, &marker).await;
+    let admin = principal_in(one.store.as_ref(), "admin", Role::Admin, None).await;
+    let item = review_item(&two, &admin, id).await;
+    assert_eq!(item["record"]["content"]["state"], "present", "{item}");
+    assert!(item["record"]["content"]["request"]
+        .as_str()
+        .unwrap()
+        .contains(&marker));
+
+    let now = T0 + time::Duration::days(32);
+    clock.set(now);
+    custodian::sweeper::shred_expired_keys(one.store.as_ref(), &one.keys(), now).await;
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = review_item(&two, &admin, id).await["record"]["content"]["state"].clone();
+        if state == "expired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "expired");
+}
+
+/// Keys kept in the content database travel in its backups: refused.
+#[tokio::test]
+async fn a_key_store_in_the_content_database_is_refused() {
+    let app = spawn_app(Backend::Postgres).await;
+    let err = KeyStore::postgres(app._db.url(), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CryptoError::KeysBesideContent), "{err}");
+}

@@ -360,12 +360,26 @@ pub async fn spawn_app_on(db: TestDb, builder: ConfigBuilder, clock: Arc<dyn Clo
     }
 }
 
+/// Content keys on the key directory `dir`, under [`TEST_KEK`].
+pub async fn test_keys(dir: &Path) -> Arc<custodian::crypto::ContentKeys> {
+    use custodian::crypto::{ContentKeys, Kek, KeyStore, Keyring};
+    let keyring = Keyring::new(Kek::from_hex(TEST_KEK).unwrap(), Vec::new());
+    let store = KeyStore::dir(dir).unwrap();
+    Arc::new(ContentKeys::open(store, keyring).await.unwrap())
+}
+
 pub fn manual_clock(at: time::OffsetDateTime) -> (ManualClock, Arc<dyn Clock>) {
     let clock = ManualClock::new(at);
     (clock.clone(), Arc::new(clock))
 }
 
 impl TestApp {
+    /// The running gateway's content keys (encryption on).
+    pub fn keys(&self) -> Arc<custodian::crypto::ContentKeys> {
+        let gateway = self.gateway.as_ref().expect("the gateway runs");
+        Arc::clone(gateway.keys.as_ref().expect("encryption is on"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -214,7 +214,7 @@ fn audit_event(n: usize) -> custodian::audit::AuditEvent {
         at: datetime!(2025-01-01 00:00 UTC) + Duration::seconds(n as i64),
         actor: format!("operator:o{n}"),
         action: "test.appended".into(),
-        tenant: (n % 2 == 0).then(|| TenantId("acme".into())),
+        tenant: n.is_multiple_of(2).then(|| TenantId("acme".into())),
         subject: None,
         source: "test".into(),
         details: serde_json::json!({"n": n, "text": "ünïcødé \u{0}"}),
