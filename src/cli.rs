@@ -278,6 +278,10 @@ pub enum KeysCommand {
     Fingerprint,
     /// Which key-encryption keys wrap the stored data keys, and how many.
     Status,
+    /// Open every stored body with the key store, and fail if any whose
+    /// content-expiry day has ended still opens. Point it at a restored
+    /// backup with CUSTODIAN__DATABASE__URL to prove the backup is shredded.
+    Verify,
     /// Re-wrap every data key not under `encryption.kek` with it (content is
     /// not touched), unwrapping with `encryption.previous_keks`. Live
     /// rotation: roll the gateways out with the new KEK as `kek` and the old

@@ -54,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Fingerprint) => fingerprint(&cli.config),
         Command::Keys(KeysCommand::Status) => keys_status(&cli.config).await,
+        Command::Keys(KeysCommand::Verify) => keys_verify(&cli.config).await,
         Command::Keys(KeysCommand::RotateKek { new_kek_env }) => {
             rotate_kek(&cli.config, new_kek_env.as_deref()).await
         }
@@ -361,6 +362,33 @@ async fn keys_status(path: &Path) -> anyhow::Result<()> {
         anyhow::bail!("encryption is not enabled in {}", path.display());
     };
     print_census(&keys).await
+}
+
+async fn keys_verify(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let Some(keys) = crate::startup::load_content_keys(&config, None, None).await? else {
+        anyhow::bail!("encryption is not enabled in {}", path.display());
+    };
+    let store = open_store(&config).await?;
+    let now = SystemClock.now();
+    let report = crate::crypto::shred_check::check(store.as_ref(), &keys, now).await?;
+    println!("bodies checked: {}", report.rows);
+    println!("  readable with the key store: {}", report.readable);
+    println!("  expired (key destroyed): {}", report.expired);
+    println!("  unreadable (do not open): {}", report.unreadable);
+    println!("  stored in clear: {}", report.plain);
+    println!(
+        "past their expiry day and still readable: {}",
+        report.past_expiry_readable
+    );
+    if !report.holds() {
+        bail!(
+            "{} bodies past their expiry day still open (no sweep since the day ended, \
+             a legal hold, or stored before encryption was on)",
+            report.past_expiry_readable
+        );
+    }
+    Ok(())
 }
 
 /// Which KEKs wrap the stored keys: a rotation is done when only the

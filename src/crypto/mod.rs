@@ -16,6 +16,7 @@
 //! made or destroyed by the others.
 
 pub mod key_store;
+pub mod shred_check;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

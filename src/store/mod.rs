@@ -109,6 +109,14 @@ pub struct RecordContent {
     pub expires_at: OffsetDateTime,
 }
 
+/// A content row with the record and tenant it belongs to.
+#[derive(Debug, Clone)]
+pub struct StoredContent {
+    pub record: RecordId,
+    pub tenant: TenantId,
+    pub content: RecordContent,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub meta: RecordMeta,
@@ -414,6 +422,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RecordMeta>, StoreError>;
 
     async fn count_records(&self) -> Result<i64, StoreError>;
+
+    /// Up to `limit` content rows in record-id order after `after`: every
+    /// stored body, for checking it against the key store.
+    async fn content_page(
+        &self,
+        after: Option<RecordId>,
+        limit: i64,
+    ) -> Result<Vec<StoredContent>, StoreError>;
 
     /// Append a consent event and its audit entry in one transaction; the
     /// entry's subject becomes `consent_event:<number>`. Returns the number.

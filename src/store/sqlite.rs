@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::{
     tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
     NewPrincipal, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag, ReviewItem, Store,
-    StoreError, StoredConsentEvent, Suspension, SweepReport, TableStats, TagCount, Usage,
+    StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport, TableStats, TagCount,
+    Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -222,6 +223,31 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(meta_from_row).collect()
+    }
+
+    async fn content_page(
+        &self,
+        after: Option<RecordId>,
+        limit: i64,
+    ) -> Result<Vec<StoredContent>, StoreError> {
+        let sql = format!(
+            "SELECT {CONTENT_COLUMNS} FROM record_content \
+             WHERE ?1 IS NULL OR record_id > ?1 ORDER BY record_id LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.map(|id| id.0))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredContent {
+                    record: RecordId(r.try_get("record_id")?),
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    content: content_from_row(r)?,
+                })
+            })
+            .collect()
     }
 
     async fn count_records(&self) -> Result<i64, StoreError> {

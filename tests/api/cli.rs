@@ -15,7 +15,7 @@ fn custodian(config: &Path, args: &[&str]) -> Output {
         .expect("custodian runs")
 }
 
-fn write_config(dir: &Path, db_url: &str, extra: &str) -> std::path::PathBuf {
+pub fn write_config(dir: &Path, db_url: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("custodian.toml");
     let files = dir.join("files").display().to_string();
     let text = format!(
