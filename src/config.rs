@@ -1607,6 +1607,43 @@ managed_keys = ["sha256:00000000000000000000000000000000000000000000000000000000
         Config::from_toml(Path::new("test.toml"), text, Vec::new())
     }
 
+    #[test]
+    fn encryption_keys_are_checked_where_they_are_given() {
+        const KEK: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        let load = |section: &str| {
+            let env = vec![
+                ("KEK".to_owned(), KEK.to_owned()),
+                ("SHORT".to_owned(), "abcd".to_owned()),
+            ];
+            let text = format!("{MINIMAL}\n[encryption]\nenabled = true\n{section}\n");
+            Config::from_toml(Path::new("test.toml"), &text, env)
+        };
+        let ok = load("kek = { env = \"KEK\" }\nprevious_keks = [{ env = \"KEK\" }]").unwrap();
+        let encryption = ok.encryption.unwrap();
+        assert_eq!(encryption.previous_keks.len(), 1);
+        assert_eq!(encryption.refresh_interval, Duration::from_secs(30));
+        for (section, key) in [
+            ("kek = { env = \"SHORT\" }", "encryption.kek"),
+            (
+                "kek = { env = \"KEK\" }\nprevious_keks = [{ env = \"SHORT\" }]",
+                "encryption.previous_keks",
+            ),
+            (
+                "kek = { env = \"KEK\" }\nkey_store_url = \"mysql://x\"",
+                "encryption.key_store_url",
+            ),
+            (
+                "kek = { env = \"KEK\" }\nrefresh_interval = \"0s\"",
+                "encryption.refresh_interval",
+            ),
+            ("key_dir = \"k\"", "encryption.kek"),
+        ] {
+            let err = load(section).unwrap_err().to_string();
+            assert!(err.contains(key), "{section}: {err}");
+            assert!(!err.contains("abcd"), "{err}");
+        }
+    }
+
     fn load_err(text: &str) -> String {
         match load(text) {
             Ok(_) => panic!("config should have been rejected"),

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Crypto-shredding proof on a real deployment: a backup of the content
+# database, restored after its content has expired, opens nothing past its
+# expiry day with the live key store.
+#
+#   scripts/shred-proof.sh backup CONFIG OUT
+#       Back up the content database named in CONFIG now (pg_dump -Fc for
+#       PostgreSQL, an online copy for SQLite) to OUT.
+#
+#   scripts/shred-proof.sh check CONFIG BACKUP [ADMIN_URL]
+#       Restore BACKUP into a scratch database (PostgreSQL: created through
+#       ADMIN_URL, default postgres://postgres@127.0.0.1:5432/postgres, and
+#       dropped afterwards; SQLite: a temporary copy) and run
+#       `custodian keys verify` on it with the live key store and KEK from
+#       CONFIG. It prints how many bodies open, how many are expired, and
+#       fails if any body whose content-expiry day has ended still opens.
+#
+# Run `backup`, then `check` once the content in it has expired (30 days by
+# default, plus the rest of that day and one sweep interval). Run `check`
+# right after `backup` as a control: everything opens, nothing is past expiry.
+#
+# Needs: the custodian binary (CUSTODIAN, default `custodian` on PATH), the
+# environment the gateway gets (the KEK variable, CUSTODIAN__* overrides),
+# pg_dump/pg_restore/psql for PostgreSQL, sqlite3 for SQLite.
+set -euo pipefail
+
+CUSTODIAN=${CUSTODIAN:-custodian}
+
+usage() {
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+# The content database URL the gateway uses (the config, or its override).
+database_url() {
+    local config=$1
+    if [[ -n ${CUSTODIAN__DATABASE__URL:-} ]]; then
+        echo "$CUSTODIAN__DATABASE__URL"
+        return
+    fi
+    # The [database] table's url key.
+    awk '/^\[/{section=$0} section=="[database]" && $1=="url" {
+             sub(/^[^=]*=[ \t]*"/, ""); sub(/".*$/, ""); print; exit }' "$config"
+}
+
+backup() {
+    local config=$1 out=$2 url
+    url=$(database_url "$config")
+    [[ -n $url ]] || { echo "no database.url in $config" >&2; exit 1; }
+    case $url in
+    postgres://* | postgresql://*)
+        pg_dump -Fc -f "$out" "$url" ;;
+    sqlite://*)
+        local file=${url#sqlite://}
+        file=${file%%\?*}
+        sqlite3 "$file" ".backup '$out'" ;;
+    *)
+        echo "unsupported database URL" >&2; exit 1 ;;
+    esac
+    echo "backed up the content database to $out"
+}
+
+check() {
+    local config=$1 backup=$2 admin=${3:-postgres://postgres@127.0.0.1:5432/postgres}
+    local url scratch
+    url=$(database_url "$config")
+    case $url in
+    postgres://* | postgresql://*)
+        scratch="custodian_shred_check_$$_$(date +%s)"
+        psql -q "$admin" -c "CREATE DATABASE $scratch" >/dev/null
+        # Expanded now: the locals are gone when the trap runs.
+        trap "psql -q '$admin' -c 'DROP DATABASE IF EXISTS $scratch WITH (FORCE)' >/dev/null" EXIT
+        pg_restore --no-owner -d "${admin%/*}/$scratch" "$backup"
+        CUSTODIAN__DATABASE__URL="${admin%/*}/$scratch" "$CUSTODIAN" --config "$config" keys verify ;;
+    sqlite://*)
+        scratch=$(mktemp -d)
+        trap "rm -rf '$scratch'" EXIT
+        cp "$backup" "$scratch/restored.db"
+        CUSTODIAN__DATABASE__URL="sqlite://$scratch/restored.db" "$CUSTODIAN" --config "$config" keys verify ;;
+    *)
+        echo "unsupported database URL" >&2; exit 1 ;;
+    esac
+}
+
+case ${1:-} in
+backup) [[ $# -eq 3 ]] || usage; backup "$2" "$3" ;;
+check) [[ $# -ge 3 && $# -le 4 ]] || usage; check "$2" "$3" "${4:-}" ;;
+*) usage ;;
+esac
