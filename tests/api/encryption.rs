@@ -414,6 +414,60 @@ async fn replicas_share_a_postgres_key_store() {
     assert_eq!(state, "expired");
 }
 
+/// The key store going away does not stop sealing: the days' keys are in
+/// memory, the upkeep fails (counted) and retries, content is stored sealed
+/// and readable, and the keys made meanwhile are the store's once it is back.
+#[tokio::test]
+async fn sealing_goes_on_while_the_key_store_is_away() {
+    let keys_db = TestDb::new(Backend::Postgres).await;
+    let (relay, relayed) = crate::tcp_cut::relay_to(keys_db.url()).await;
+    let mut config = builder(&TestKeyStore::Dir(tempfile::tempdir().unwrap()));
+    config.extra = config.extra.replacen(
+        "key_dir = ",
+        &format!("key_store_url = \"{relayed}\"\n# key_dir = "),
+        1,
+    );
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        config,
+        Arc::new(custodian::clock::SystemClock),
+    )
+    .await;
+    relay.cut();
+    let errors = || async {
+        metric_sum(
+            &app.metrics().await,
+            "custodian_key_upkeep_errors_total",
+            "",
+        )
+    };
+    for _ in 0..200 {
+        if errors().await > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(errors().await > 0.0, "the key store was not away");
+    let marker = format!("away-{}", uuid::Uuid::now_v7().simple());
+    let id = flagged(&app, &marker).await;
+    let stored = app.store.get_record(id).await.unwrap().unwrap();
+    let content = stored.content.expect("content kept");
+    assert!(!holds(&content.request_body, &marker));
+    let admin = principal_in(app.store.as_ref(), "admin", Role::Admin, None).await;
+    let item = review_item(&app, &admin, id).await;
+    assert!(item["record"]["content"]["request"]
+        .as_str()
+        .unwrap()
+        .contains(&marker));
+    relay.restore();
+    // A fresh process on the key store opens it: the key was stored before.
+    let keys = TestKeyStore::Postgres(keys_db).open().await;
+    assert!(matches!(
+        open_content(Some(&keys), id, &stored.meta.tenant, &content),
+        ContentView::Readable { .. }
+    ));
+}
+
 /// Keys kept in the content database travel in its backups: refused.
 #[tokio::test]
 async fn a_key_store_in_the_content_database_is_refused() {

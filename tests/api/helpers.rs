@@ -503,7 +503,10 @@ pub async fn sweep_at(
 /// (e.g. `reason="spool_full"`).
 pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter(|l| {
+            let labelled = l.starts_with(&format!("{name}{{"));
+            (labelled || l.starts_with(&format!("{name} "))) && l.contains(label)
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -4,7 +4,6 @@
 //! crash is replayed up to the damage. In fail-closed mode, requests are
 //! refused while neither the store nor the spool can take records.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,14 +73,9 @@ async fn exactly_these(store: &dyn Store, ids: &[RecordId]) {
 async fn postgres_behind_relay(builder: ConfigBuilder) -> (TestApp, TcpCut, Arc<dyn Store>) {
     let db = TestDb::new(Backend::Postgres).await;
     let direct = connect_to(db.url()).await;
-    let mut url = url::Url::parse(db.url()).unwrap();
-    let target: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
-        .parse()
-        .unwrap();
-    let cut = TcpCut::start(target).await;
-    url.set_port(Some(cut.addr().port())).unwrap();
+    let (cut, url) = crate::tcp_cut::relay_to(db.url()).await;
     let mut builder = builder;
-    builder.database_url = Some(url.to_string());
+    builder.database_url = Some(url);
     if !builder.extra.contains("[writer]") {
         builder.extra += "\n[writer]\nstore_timeout = \"1s\"\n";
     }

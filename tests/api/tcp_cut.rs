@@ -17,6 +17,17 @@ pub struct TcpCut {
     stop: CancellationToken,
 }
 
+/// A relay in front of the database at `url`, and the URL through it.
+pub async fn relay_to(url: &str) -> (TcpCut, String) {
+    let mut url = url::Url::parse(url).unwrap();
+    let target: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .parse()
+        .unwrap();
+    let cut = TcpCut::start(target).await;
+    url.set_port(Some(cut.addr().port())).unwrap();
+    (cut, url.to_string())
+}
+
 impl TcpCut {
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
