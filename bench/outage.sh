@@ -6,7 +6,9 @@
 #                 to drain once it is back;
 #   journal on  : the cost of spool.journal on the proxy path (against steady);
 #   encrypted   : the cost of [encryption] (AES-256-GCM per body), and the
-#                 bytes stored per record with and without.
+#                 bytes stored per record with and without;
+#   encrypted-pg: the same with the keys in a PostgreSQL key store
+#                 (encryption.key_store_url, a database of its own).
 # For each: throughput, p50/p99/p99.9, errors, peak RSS, records stored vs
 # requests answered.
 #
@@ -26,6 +28,7 @@ BIN=$ROOT/target/release/custodian
 OUT=$(mktemp -d)
 PG_VERSION=$(ls /etc/postgresql)
 DB=custodian_bench_outage
+KEYS_DB=custodian_bench_keys
 ADMIN="postgres://postgres@127.0.0.1:5432/postgres"
 PIDS=()
 pg() { pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main "$1"; }
@@ -33,7 +36,8 @@ cleanup() {
   kill "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   pg_isready -q -h 127.0.0.1 || pg start
-  psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS $KEYS_DB WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -64,11 +68,19 @@ export CUSTODIAN__WRITER__STORE_TIMEOUT=2s
 
 metric() { curl -fs http://127.0.0.1:9090/metrics | awk -v m="$1" '$1 == m { print $2 }'; }
 
-# run NAME JOURNAL OUTAGE_SECONDS [ENCRYPTED]
+# run NAME JOURNAL OUTAGE_SECONDS [KEYS=none|dir|postgres]
 run() {
-  local name=$1 journal=$2 outage=$3 encrypted=${4:-false}
-  psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+  local name=$1 journal=$2 outage=$3 keys=${4:-none}
+  psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" \
+    -c "DROP DATABASE IF EXISTS $KEYS_DB WITH (FORCE)" -c "CREATE DATABASE $KEYS_DB" >/dev/null
   rm -rf "$OUT/spool" "$OUT/keys"
+  local encrypted=true
+  [ "$keys" = none ] && encrypted=false
+  if [ "$keys" = postgres ]; then
+    export CUSTODIAN__ENCRYPTION__KEY_STORE_URL="postgres://postgres@127.0.0.1:5432/$KEYS_DB"
+  else
+    unset CUSTODIAN__ENCRYPTION__KEY_STORE_URL
+  fi
   BENCH_KEK=$(openssl rand -hex 32) CUSTODIAN__ENCRYPTION__ENABLED=$encrypted \
     CUSTODIAN__ENCRYPTION__KEY_DIR="$OUT/keys" CUSTODIAN__ENCRYPTION__KEK__ENV=BENCH_KEK \
     CUSTODIAN__SPOOL__DIR="$OUT/spool" CUSTODIAN__SPOOL__JOURNAL=$journal \
@@ -117,7 +129,8 @@ for r in ${RUNS:-steady outage journal}; do
     steady) run steady false 0 ;;
     outage) run "outage ${OUTAGE}s" false "$OUTAGE" ;;
     journal) run "journal on" true 0 ;;
-    encrypted) run encrypted false 0 true ;;
+    encrypted) run encrypted false 0 dir ;;
+    encrypted-pg) run "encrypted, PostgreSQL key store" false 0 postgres ;;
   esac
 done
 echo

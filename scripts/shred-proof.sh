@@ -21,7 +21,9 @@
 #
 # Needs: the custodian binary (CUSTODIAN, default `custodian` on PATH), the
 # environment the gateway gets (the KEK variable, CUSTODIAN__* overrides),
-# pg_dump/pg_restore/psql for PostgreSQL, sqlite3 for SQLite.
+# pg_dump/pg_restore/psql for PostgreSQL, sqlite3 for SQLite. Give database
+# passwords through PGPASSWORD or ~/.pgpass rather than in the URLs, which
+# the PostgreSQL tools show in the process list.
 set -euo pipefail
 
 CUSTODIAN=${CUSTODIAN:-custodian}
@@ -38,9 +40,10 @@ database_url() {
         echo "$CUSTODIAN__DATABASE__URL"
         return
     fi
-    # The [database] table's url key.
-    awk '/^\[/{section=$0} section=="[database]" && $1=="url" {
-             sub(/^[^=]*=[ \t]*"/, ""); sub(/".*$/, ""); print; exit }' "$config"
+    # The [database] table's url key (a basic or literal TOML string).
+    awk '/^[ \t]*\[/ { section = $0; gsub(/[ \t]/, "", section) }
+         section == "[database]" && /^[ \t]*url[ \t]*=/ {
+             sub(/^[^=]*=[ \t]*["\047]/, ""); sub(/["\047].*$/, ""); print; exit }' "$config"
 }
 
 backup() {
@@ -60,18 +63,26 @@ backup() {
     echo "backed up the content database to $out"
 }
 
+# ADMIN_URL with its database replaced by $2 (query parameters kept).
+with_database() {
+    local base=${1%%\?*} query=
+    [[ $1 == *\?* ]] && query="?${1#*\?}"
+    echo "${base%/*}/$2$query"
+}
+
 check() {
     local config=$1 backup=$2 admin=${3:-postgres://postgres@127.0.0.1:5432/postgres}
-    local url scratch
+    local url scratch scratch_url
     url=$(database_url "$config")
     case $url in
     postgres://* | postgresql://*)
         scratch="custodian_shred_check_$$_$(date +%s)"
+        scratch_url=$(with_database "$admin" "$scratch")
         psql -q "$admin" -c "CREATE DATABASE $scratch" >/dev/null
         # Expanded now: the locals are gone when the trap runs.
         trap "psql -q '$admin' -c 'DROP DATABASE IF EXISTS $scratch WITH (FORCE)' >/dev/null" EXIT
-        pg_restore --no-owner -d "${admin%/*}/$scratch" "$backup"
-        CUSTODIAN__DATABASE__URL="${admin%/*}/$scratch" "$CUSTODIAN" --config "$config" keys verify ;;
+        pg_restore --no-owner --no-acl -d "$scratch_url" "$backup"
+        CUSTODIAN__DATABASE__URL="$scratch_url" "$CUSTODIAN" --config "$config" keys verify ;;
     sqlite://*)
         scratch=$(mktemp -d)
         trap "rm -rf '$scratch'" EXIT

@@ -267,7 +267,7 @@ async fn export_training(path: &Path, args: ExportTrainingArgs) -> anyhow::Resul
         overwrite: args.overwrite,
         actor: format!("operator:{}", args.actor.unwrap_or_else(login_name)),
         source: cli_source(),
-        keys: crate::startup::load_content_keys(&config, None, None).await?,
+        keys: crate::startup::load_content_keys(&config, None, None, false).await?,
     };
     let store = open_store(&config).await?;
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -327,7 +327,7 @@ async fn sweep(path: &Path, dry_run: bool) -> anyhow::Result<()> {
     }
     if let (false, Some(keys)) = (
         dry_run,
-        crate::startup::load_content_keys(&config, None, None).await?,
+        crate::startup::load_content_keys(&config, None, None, false).await?,
     ) {
         crate::sweeper::shred_expired_keys(store.as_ref(), &keys, SystemClock.now()).await;
     }
@@ -344,7 +344,7 @@ async fn rotate_kek(path: &Path, new_kek_env: Option<&str>) -> anyhow::Result<()
         }
         None => None,
     };
-    let Some(keys) = crate::startup::load_content_keys(&config, None, new).await? else {
+    let Some(keys) = crate::startup::load_content_keys(&config, None, new, false).await? else {
         anyhow::bail!("encryption is not enabled in {}", path.display());
     };
     let count = keys.rotate_kek().await?;
@@ -358,7 +358,7 @@ async fn rotate_kek(path: &Path, new_kek_env: Option<&str>) -> anyhow::Result<()
 
 async fn keys_status(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let Some(keys) = crate::startup::load_content_keys(&config, None, None).await? else {
+    let Some(keys) = crate::startup::load_content_keys(&config, None, None, false).await? else {
         anyhow::bail!("encryption is not enabled in {}", path.display());
     };
     print_census(&keys).await
@@ -366,7 +366,7 @@ async fn keys_status(path: &Path) -> anyhow::Result<()> {
 
 async fn keys_verify(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let Some(keys) = crate::startup::load_content_keys(&config, None, None).await? else {
+    let Some(keys) = crate::startup::load_content_keys(&config, None, None, false).await? else {
         anyhow::bail!("encryption is not enabled in {}", path.display());
     };
     let store = open_store(&config).await?;
@@ -381,6 +381,17 @@ async fn keys_verify(path: &Path) -> anyhow::Result<()> {
         "past their expiry day and still readable: {}",
         report.past_expiry_readable
     );
+    println!(
+        "without a key before their expiry day: {}",
+        report.key_missing_early
+    );
+    if report.key_missing_early > 0 {
+        bail!(
+            "{} bodies have no key before their expiry day: is this the key store that \
+             sealed them?",
+            report.key_missing_early
+        );
+    }
     if !report.holds() {
         bail!(
             "{} bodies past their expiry day still open (no sweep since the day ended, \

@@ -262,7 +262,10 @@ impl FileCopies {
         let Some(keys) = &self.keys else {
             return Ok(stored);
         };
-        match keys.open_file(copy.record_id, &copy.tenant, &stored).await {
+        match keys
+            .open_file(copy.record_id, &copy.tenant, &stored)
+            .await?
+        {
             Opened::Plain(bytes) | Opened::Decrypted(bytes) => Ok(Bytes::from(bytes)),
             Opened::Expired => Err(FilesError::Unreadable("its key has been destroyed")),
             Opened::Unreadable => Err(FilesError::Unreadable("it does not decrypt")),

@@ -285,7 +285,7 @@ pub async fn open_content_keys(
     content_store: Option<&dyn Store>,
     clock: &dyn Clock,
 ) -> anyhow::Result<Option<Arc<ContentKeys>>> {
-    let Some(keys) = load_content_keys(config, content_store, None).await? else {
+    let Some(keys) = load_content_keys(config, content_store, None, true).await? else {
         return Ok(None);
     };
     prepare_content_keys(config, &keys, clock)
@@ -294,13 +294,16 @@ pub async fn open_content_keys(
     Ok(Some(keys))
 }
 
-/// The content keys as the key store holds them (nothing made), when
+/// The content keys as the key store holds them (no key made), when
 /// encryption is on. `new_kek` replaces `encryption.kek` as the current
-/// KEK, the configured ones staying accepted (an offline rotation).
+/// KEK, the configured ones staying accepted (an offline rotation). A key
+/// directory is made only if `create` (the gateway; never an operator's
+/// command, which must find the real one).
 pub async fn load_content_keys(
     config: &Config,
     content_store: Option<&dyn Store>,
     new_kek: Option<Kek>,
+    create: bool,
 ) -> anyhow::Result<Option<Arc<ContentKeys>>> {
     let Some(encryption) = &config.encryption else {
         return Ok(None);
@@ -309,11 +312,10 @@ pub async fn load_content_keys(
         Some(url) => KeyStore::postgres(url, config.database.connect_timeout)
             .await
             .context("opening the PostgreSQL key store (encryption.key_store_url)")?,
-        None => KeyStore::dir(&encryption.key_dir)?,
+        None => KeyStore::dir(&encryption.key_dir, create)?,
     };
-    if let Some(content) = content_store {
-        let (keys_at, content_at) = (store.cluster_id().await, content.cluster_id().await);
-        if keys_at.is_some() && keys_at == content_at {
+    if let (Some(content), Some(keys_at)) = (content_store, store.cluster_id().await) {
+        if content.cluster_id().await.as_deref() == Some(keys_at.as_str()) {
             // pg_dump of the content database leaves the keys out, but a
             // physical backup or WAL archive of the cluster carries both.
             tracing::warn!(
@@ -368,11 +370,11 @@ fn spawn_key_upkeep(
                 () = tokio::time::sleep(every) => {}
                 () = shutdown.cancelled() => return,
             }
-            let result = match keys.refresh().await {
-                Ok(()) => prepare_content_keys(&config, &keys, clock.as_ref()).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
+            // Making keys goes on even when the refresh reports a key it
+            // cannot open: one bad key must not stop the coming days'.
+            let refreshed = keys.refresh().await;
+            let prepared = prepare_content_keys(&config, &keys, clock.as_ref()).await;
+            for e in [refreshed.err(), prepared.err()].into_iter().flatten() {
                 metrics::counter!("custodian_key_upkeep_errors_total").increment(1);
                 tracing::error!(error = %e, "content key upkeep failed");
             }

@@ -111,7 +111,10 @@ pub fn spawn(
                 tracing::error!(error = %e, "retention sweep failed");
             }
             if let Some(keys) = &keys {
-                shred_expired_keys(store.as_ref(), keys, clock.now()).await;
+                tokio::select! {
+                    () = shred_expired_keys(store.as_ref(), keys, clock.now()) => {}
+                    () = shutdown.cancelled() => return,
+                }
             }
         }
     })

@@ -40,12 +40,30 @@ mod hex_bytes {
 #[derive(Debug, Clone)]
 pub enum KeyStore {
     Dir(PathBuf),
-    Postgres(PgPool),
+    Postgres {
+        pool: PgPool,
+        /// Longest wait for one operation: a key store that stops answering
+        /// (a black-holed connection) must not hold the upkeep, the sweeper
+        /// or shutdown.
+        deadline: Duration,
+    },
 }
 
 impl KeyStore {
-    pub fn dir(path: &Path) -> Result<Self, CryptoError> {
-        std::fs::create_dir_all(path).map_err(|e| CryptoError::Io(path.to_owned(), e))?;
+    /// The key directory `path`, made if `create` (the gateway), required
+    /// otherwise (an operator's command run from the wrong directory must
+    /// not find an empty key store and call everything expired).
+    pub fn dir(path: &Path, create: bool) -> Result<Self, CryptoError> {
+        let io = |e| CryptoError::Io(path.to_owned(), e);
+        if create {
+            std::fs::create_dir_all(path).map_err(io)?;
+        } else if !path.is_dir() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such key directory",
+            )));
+        }
+        remove_leftovers(path)?;
         Ok(Self::Dir(path.to_owned()))
     }
 
@@ -54,15 +72,23 @@ impl KeyStore {
     /// beside the content travel in the same backups and defeat the point.
     pub async fn postgres(url: &str, connect_timeout: Duration) -> Result<Self, CryptoError> {
         let options = PgConnectOptions::from_str(url)?.application_name("custodian-keys");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(connect_timeout)
-            .connect_with(options)
-            .await?;
-        let holds_content: bool =
-            sqlx::query_scalar("SELECT to_regclass('record_content') IS NOT NULL")
-                .fetch_one(&pool)
-                .await?;
+        let deadline = connect_timeout * 2;
+        let pool = within(deadline, async {
+            Ok(PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(connect_timeout)
+                .connect_with(options)
+                .await?)
+        })
+        .await?;
+        let holds_content: bool = within(deadline, async {
+            Ok(
+                sqlx::query_scalar("SELECT to_regclass('record_content') IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await?,
+            )
+        })
+        .await?;
         if holds_content {
             return Err(CryptoError::KeysBesideContent);
         }
@@ -70,39 +96,68 @@ impl KeyStore {
             .run(&pool)
             .await
             .map_err(sqlx::Error::from)?;
-        Ok(Self::Postgres(pool))
+        Ok(Self::Postgres { pool, deadline })
     }
 
     /// Where the keys are, for messages (no password).
     pub fn describe(&self) -> String {
         match self {
             Self::Dir(path) => path.display().to_string(),
-            Self::Postgres(_) => "the PostgreSQL key store".into(),
+            Self::Postgres { .. } => "the PostgreSQL key store".into(),
         }
     }
 
     /// The PostgreSQL cluster the key store lives in, when it can be told.
     pub async fn cluster_id(&self) -> Option<String> {
-        let Self::Postgres(pool) = self else {
+        let Self::Postgres { pool, deadline } = self else {
             return None;
         };
-        cluster_id(pool).await
+        tokio::time::timeout(*deadline, cluster_id(pool))
+            .await
+            .ok()
+            .flatten()
     }
 
-    /// Every key whose name starts with `prefix`.
+    /// The names of every key whose name starts with `prefix` (damaged
+    /// ones included: they are destroyed like the others).
+    pub async fn names(&self, prefix: &str) -> Result<Vec<String>, CryptoError> {
+        match self {
+            Self::Dir(dir) => {
+                let (dir, prefix) = (dir.clone(), prefix.to_owned());
+                blocking(move || dir_names(&dir, &prefix)).await
+            }
+            Self::Postgres { pool, deadline } => {
+                within(*deadline, async {
+                    Ok(sqlx::query_scalar(
+                        "SELECT name FROM custodian_keys WHERE starts_with(name, $1) ORDER BY name",
+                    )
+                    .bind(prefix)
+                    .fetch_all(pool)
+                    .await?)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Every key whose name starts with `prefix`. A damaged key file is
+    /// left out (and logged), not fatal to the listing.
     pub async fn list(&self, prefix: &str) -> Result<Vec<WrappedKey>, CryptoError> {
         match self {
             Self::Dir(dir) => {
                 let (dir, prefix) = (dir.clone(), prefix.to_owned());
                 blocking(move || dir_list(&dir, &prefix)).await
             }
-            Self::Postgres(pool) => {
-                let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
-                    "SELECT name, kek_id, wrapped FROM custodian_keys \
-                     WHERE starts_with(name, $1) ORDER BY name",
-                )
-                .bind(prefix)
-                .fetch_all(pool)
+            Self::Postgres { pool, deadline } => {
+                let rows: Vec<(String, String, Vec<u8>)> = within(*deadline, async {
+                    Ok(sqlx::query_as(
+                        "SELECT name, kek_id, wrapped FROM custodian_keys \
+                         WHERE starts_with(name, $1) ORDER BY name",
+                    )
+                    .bind(prefix)
+                    .fetch_all(pool)
+                    .await?)
+                })
                 .await?;
                 Ok(rows
                     .into_iter()
@@ -122,12 +177,17 @@ impl KeyStore {
                 let path = key_path(dir, name);
                 blocking(move || read_key_file(&path)).await
             }
-            Self::Postgres(pool) => {
+            Self::Postgres { pool, deadline } => {
                 let row: Option<(String, Vec<u8>)> =
-                    sqlx::query_as("SELECT kek_id, wrapped FROM custodian_keys WHERE name = $1")
+                    within(*deadline, async {
+                        Ok(sqlx::query_as(
+                            "SELECT kek_id, wrapped FROM custodian_keys WHERE name = $1",
+                        )
                         .bind(name)
                         .fetch_optional(pool)
-                        .await?;
+                        .await?)
+                    })
+                    .await?;
                 Ok(row.map(|(kek_id, wrapped)| WrappedKey {
                     name: name.to_owned(),
                     kek_id,
@@ -145,15 +205,18 @@ impl KeyStore {
                 let dir = dir.clone();
                 blocking(move || dir_insert_if_absent(&dir, key)).await
             }
-            Self::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO custodian_keys (name, kek_id, wrapped) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(&key.name)
-                .bind(&key.kek_id)
-                .bind(&key.wrapped)
-                .execute(pool)
+            Self::Postgres { pool, deadline } => {
+                within(*deadline, async {
+                    Ok(sqlx::query(
+                        "INSERT INTO custodian_keys (name, kek_id, wrapped) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(&key.name)
+                    .bind(&key.kek_id)
+                    .bind(&key.wrapped)
+                    .execute(pool)
+                    .await?)
+                })
                 .await?;
                 self.get(&key.name)
                     .await?
@@ -162,25 +225,28 @@ impl KeyStore {
         }
     }
 
-    /// Replace the wrapping of `key.name` if it is still wrapped by
-    /// `from_kek`. A key destroyed meanwhile stays destroyed. Whether it
-    /// was replaced.
-    pub async fn rewrap(&self, key: WrappedKey, from_kek: &str) -> Result<bool, CryptoError> {
+    /// Replace `old` with `new` (the same key re-wrapped) if the store
+    /// still holds exactly `old`. A key destroyed (or destroyed and made
+    /// again) meanwhile is left as it is. Whether it was replaced.
+    pub async fn rewrap(&self, old: &WrappedKey, new: WrappedKey) -> Result<bool, CryptoError> {
         match self {
             Self::Dir(dir) => {
-                let (dir, from_kek) = (dir.clone(), from_kek.to_owned());
-                blocking(move || dir_rewrap(&dir, key, &from_kek)).await
+                let (dir, old) = (dir.clone(), old.clone());
+                blocking(move || dir_rewrap(&dir, &old, new)).await
             }
-            Self::Postgres(pool) => {
-                let done = sqlx::query(
-                    "UPDATE custodian_keys SET kek_id = $2, wrapped = $3 \
-                     WHERE name = $1 AND kek_id = $4",
-                )
-                .bind(&key.name)
-                .bind(&key.kek_id)
-                .bind(&key.wrapped)
-                .bind(from_kek)
-                .execute(pool)
+            Self::Postgres { pool, deadline } => {
+                let done = within(*deadline, async {
+                    Ok(sqlx::query(
+                        "UPDATE custodian_keys SET kek_id = $2, wrapped = $3 \
+                         WHERE name = $1 AND wrapped = $4",
+                    )
+                    .bind(&new.name)
+                    .bind(&new.kek_id)
+                    .bind(&new.wrapped)
+                    .bind(&old.wrapped)
+                    .execute(pool)
+                    .await?)
+                })
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -197,20 +263,48 @@ impl KeyStore {
                 let dir = dir.clone();
                 blocking(move || dir_delete(&dir, &names)).await
             }
-            Self::Postgres(pool) => {
-                let done = sqlx::query("DELETE FROM custodian_keys WHERE name = ANY($1)")
-                    .bind(&names)
-                    .execute(pool)
-                    .await?;
-                // The deleted rows' old versions stay in the table's pages
-                // until vacuumed; the table is tiny, so do it now.
-                if let Err(e) = sqlx::query("VACUUM custodian_keys").execute(pool).await {
-                    tracing::warn!(error = %e, "vacuuming the key store failed");
-                }
+            Self::Postgres { pool, deadline } => {
+                let done = within(*deadline, async {
+                    Ok(
+                        sqlx::query("DELETE FROM custodian_keys WHERE name = ANY($1)")
+                            .bind(&names)
+                            .execute(pool)
+                            .await?,
+                    )
+                })
+                .await?;
+                self.vacuum().await;
                 Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
             }
         }
     }
+
+    /// Deleted or re-wrapped rows leave their old versions in the table's
+    /// pages until vacuumed; the table is tiny, so ask for it at once.
+    /// Best effort: it needs the table's owner, and rows an older snapshot
+    /// still sees stay until that snapshot ends.
+    pub async fn vacuum(&self) {
+        let Self::Postgres { pool, deadline } = self else {
+            return;
+        };
+        let done = within(*deadline, async {
+            Ok(sqlx::query("VACUUM custodian_keys").execute(pool).await?)
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "vacuuming the key store failed");
+        }
+    }
+}
+
+/// `work`, or a timeout error once `deadline` has passed.
+async fn within<T>(
+    deadline: Duration,
+    work: impl std::future::Future<Output = Result<T, CryptoError>>,
+) -> Result<T, CryptoError> {
+    tokio::time::timeout(deadline, work)
+        .await
+        .map_err(|_| CryptoError::Timeout(deadline))?
 }
 
 /// `system_identifier` of the cluster behind `pool`, if the role may read it.
@@ -270,23 +364,46 @@ fn read_key_file(path: &Path) -> Result<Option<WrappedKey>, CryptoError> {
         .map_err(|e| CryptoError::BadKeyFile(path.to_owned(), e.to_string()))
 }
 
-fn dir_list(dir: &Path, prefix: &str) -> Result<Vec<WrappedKey>, CryptoError> {
+fn dir_names(dir: &Path, prefix: &str) -> Result<Vec<String>, CryptoError> {
     let entries = std::fs::read_dir(dir).map_err(|e| CryptoError::Io(dir.to_owned(), e))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|f| Some(f.strip_suffix(".key")?.to_owned()))
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort_unstable();
+    Ok(names)
+}
+
+fn dir_list(dir: &Path, prefix: &str) -> Result<Vec<WrappedKey>, CryptoError> {
     let mut keys = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(file) = entry.file_name().into_string() else {
-            continue;
-        };
-        if file.starts_with(prefix) && file.ends_with(".key") {
-            // Destroyed between the listing and the read: not listed.
-            keys.extend(read_key_file(&entry.path())?);
+    for name in dir_names(dir, prefix)? {
+        // Destroyed between the listing and the read: not listed.
+        match read_key_file(&key_path(dir, &name)) {
+            Ok(key) => keys.extend(key),
+            Err(e) => tracing::error!(error = %e, "key file left out"),
         }
     }
-    keys.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     Ok(keys)
 }
 
-/// Write `key` to a temporary file, durably; its path.
+/// Temporary files a crash left behind (each may hold a wrapped key).
+fn remove_leftovers(dir: &Path) -> Result<(), CryptoError> {
+    let _lock = DirLock::take(dir)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| CryptoError::Io(dir.to_owned(), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Write `key` to a temporary file, durably; its path. Nothing is left
+/// behind on failure.
 fn write_temp(dir: &Path, key: &WrappedKey) -> Result<PathBuf, CryptoError> {
     use std::io::Write;
     let tmp = dir.join(format!(
@@ -294,12 +411,25 @@ fn write_temp(dir: &Path, key: &WrappedKey) -> Result<PathBuf, CryptoError> {
         key.name,
         uuid::Uuid::now_v7().simple()
     ));
-    let io = |e| CryptoError::Io(tmp.clone(), e);
     let text = serde_json::to_vec(key).map_err(|_| CryptoError::Seal)?;
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(&text).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(&text)?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CryptoError::Io(tmp, e));
+    }
     Ok(tmp)
+}
+
+/// Move `tmp` over `path` durably; `tmp` is gone either way.
+fn install(dir: &Path, tmp: &Path, path: &Path) -> Result<(), CryptoError> {
+    if let Err(e) = std::fs::rename(tmp, path) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(CryptoError::Io(path.to_owned(), e));
+    }
+    sync_dir(dir)
 }
 
 fn dir_insert_if_absent(dir: &Path, key: WrappedKey) -> Result<WrappedKey, CryptoError> {
@@ -309,25 +439,18 @@ fn dir_insert_if_absent(dir: &Path, key: WrappedKey) -> Result<WrappedKey, Crypt
         return Ok(existing);
     }
     let tmp = write_temp(dir, &key)?;
-    let renamed = std::fs::rename(&tmp, &path).map_err(|e| CryptoError::Io(path.clone(), e));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    renamed?;
-    sync_dir(dir)?;
+    install(dir, &tmp, &path)?;
     Ok(key)
 }
 
-fn dir_rewrap(dir: &Path, key: WrappedKey, from_kek: &str) -> Result<bool, CryptoError> {
+fn dir_rewrap(dir: &Path, old: &WrappedKey, new: WrappedKey) -> Result<bool, CryptoError> {
     let _lock = DirLock::take(dir)?;
-    let path = key_path(dir, &key.name);
-    match read_key_file(&path)? {
-        Some(existing) if existing.kek_id == from_kek => {}
-        _ => return Ok(false),
+    let path = key_path(dir, &new.name);
+    if read_key_file(&path)?.as_ref() != Some(old) {
+        return Ok(false);
     }
-    let tmp = write_temp(dir, &key)?;
-    std::fs::rename(&tmp, &path).map_err(|e| CryptoError::Io(path.clone(), e))?;
-    sync_dir(dir)?;
+    let tmp = write_temp(dir, &new)?;
+    install(dir, &tmp, &path)?;
     Ok(true)
 }
 

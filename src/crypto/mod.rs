@@ -63,6 +63,8 @@ pub enum CryptoError {
          from the content they open (give encryption.key_store_url its own database)"
     )]
     KeysBesideContent,
+    #[error("the key store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("encryption failed")]
     Seal,
 }
@@ -159,7 +161,7 @@ impl Keyring {
 pub struct ContentKeys {
     store: KeyStore,
     keyring: Keyring,
-    days: RwLock<HashMap<i32, Arc<LessSafeKey>>>,
+    days: RwLock<HashMap<i32, DayKey>>,
     /// Refresh, prepare and destroy one at a time, so that a refresh that
     /// listed the store before a key was made does not forget it.
     upkeep: tokio::sync::Mutex<()>,
@@ -193,6 +195,14 @@ fn aead_key(raw: &[u8]) -> Result<LessSafeKey, CryptoError> {
     UnboundKey::new(&AES_256_GCM, raw)
         .map(LessSafeKey::new)
         .map_err(|_| CryptoError::Seal)
+}
+
+/// A day's key in memory, with its stored form (a day destroyed and made
+/// again, or re-wrapped, is told apart from the one held).
+#[derive(Clone)]
+struct DayKey {
+    stored: Vec<u8>,
+    key: Arc<LessSafeKey>,
 }
 
 /// How many keys each KEK wraps.
@@ -235,15 +245,16 @@ impl ContentKeys {
             let Some(day) = content_day(&wrapped.name) else {
                 continue;
             };
-            if let Some(key) = known.get(&day) {
-                fresh.insert(day, Arc::clone(key));
-                continue;
-            }
-            match self.keyring.unwrap(&wrapped).and_then(|raw| aead_key(&raw)) {
-                Ok(key) => {
-                    fresh.insert(day, Arc::new(key));
+            match known.get(&day) {
+                Some(held) if held.stored == wrapped.wrapped => {
+                    fresh.insert(day, held.clone());
                 }
-                Err(e) => failure = Some(e),
+                _ => match self.day_key_from(wrapped) {
+                    Ok(key) => {
+                        fresh.insert(day, key);
+                    }
+                    Err(e) => failure = Some(e),
+                },
             }
         }
         *self.days.write().unwrap_or_else(|p| p.into_inner()) = fresh;
@@ -267,13 +278,21 @@ impl ContentKeys {
             let candidate = self.keyring.wrap(&name, &raw, &self.random)?;
             // Another replica may have made it first: use the stored one.
             let stored = self.store.insert_if_absent(candidate).await?;
-            let key = aead_key(&self.keyring.unwrap(&stored)?)?;
+            let key = self.day_key_from(stored)?;
             self.days
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(day, Arc::new(key));
+                .insert(day, key);
         }
         Ok(())
+    }
+
+    fn day_key_from(&self, wrapped: WrappedKey) -> Result<DayKey, CryptoError> {
+        let key = aead_key(&self.keyring.unwrap(&wrapped)?)?;
+        Ok(DayKey {
+            stored: wrapped.wrapped,
+            key: Arc::new(key),
+        })
     }
 
     /// How many days from `from` on have a key, without a gap.
@@ -291,7 +310,7 @@ impl ContentKeys {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&day)
-            .cloned()
+            .map(|d| Arc::clone(&d.key))
     }
 
     fn new_raw_key(&self) -> Result<Vec<u8>, CryptoError> {
@@ -369,10 +388,10 @@ impl ContentKeys {
         let today = key_day(now);
         let ended: Vec<(i32, String)> = self
             .store
-            .list(CONTENT_PREFIX)
+            .names(CONTENT_PREFIX)
             .await?
             .into_iter()
-            .filter_map(|k| Some((content_day(&k.name)?, k.name)))
+            .filter_map(|name| Some((content_day(&name)?, name)))
             .filter(|(day, _)| *day < today)
             .collect();
         let names = ended.iter().map(|(_, n)| n.clone()).collect();
@@ -395,9 +414,13 @@ impl ContentKeys {
             }
             let raw = self.keyring.unwrap(&wrapped)?;
             let rewrapped = self.keyring.wrap(&wrapped.name, &raw, &self.random)?;
-            if self.store.rewrap(rewrapped, &wrapped.kek_id).await? {
+            if self.store.rewrap(&wrapped, rewrapped).await? {
                 done += 1;
             }
+        }
+        if done > 0 {
+            // The old wrappings linger in dead rows until vacuumed.
+            self.store.vacuum().await;
         }
         Ok(done)
     }
@@ -517,28 +540,27 @@ impl ContentKeys {
 
     /// Open a stored file copy: plain (stored before encryption), decrypted,
     /// expired (its key destroyed) or unreadable (cut, tampered, moved).
-    pub async fn open_file(&self, record: RecordId, tenant: &TenantId, stored: &[u8]) -> Opened {
+    /// An error when the key store cannot be read now (worth a retry).
+    pub async fn open_file(
+        &self,
+        record: RecordId,
+        tenant: &TenantId,
+        stored: &[u8],
+    ) -> Result<Opened, CryptoError> {
         let Some(rest) = stored.strip_prefix(FILE_MAGIC.as_slice()) else {
-            return Opened::Plain(stored.to_vec());
+            return Ok(Opened::Plain(stored.to_vec()));
         };
         let Some((prefix, body)) = rest.split_at_checked(PREFIX_LEN) else {
-            return Opened::Unreadable;
+            return Ok(Opened::Unreadable);
         };
         let Ok(prefix) = <[u8; PREFIX_LEN]>::try_from(prefix) else {
-            return Opened::Unreadable;
+            return Ok(Opened::Unreadable);
         };
-        let key = match self.store.get(&file_key_name(record)).await {
-            Ok(Some(wrapped)) => self.keyring.unwrap(&wrapped).and_then(|raw| aead_key(&raw)),
-            Ok(None) => return Opened::Expired,
-            Err(e) => Err(e),
+        let Some(wrapped) = self.store.get(&file_key_name(record)).await? else {
+            return Ok(Opened::Expired);
         };
-        match key {
-            Ok(key) => open_chunks(&key, &prefix, &file_aad(record, tenant), body),
-            Err(e) => {
-                tracing::error!(error = %e, record = %record, "file key unavailable");
-                Opened::Unreadable
-            }
-        }
+        let key = aead_key(&self.keyring.unwrap(&wrapped)?)?;
+        Ok(open_chunks(&key, &prefix, &file_aad(record, tenant), body))
     }
 
     /// Crypto-shred one file: destroy its key (a copy of it anywhere is
@@ -707,7 +729,7 @@ mod tests {
     ) -> Result<ContentKeys, CryptoError> {
         let previous = previous.iter().map(|k| Kek::from_hex(k).unwrap()).collect();
         let keyring = Keyring::new(Kek::from_hex(kek).unwrap(), previous);
-        ContentKeys::open(KeyStore::dir(dir).unwrap(), keyring).await
+        ContentKeys::open(KeyStore::dir(dir, true).unwrap(), keyring).await
     }
 
     /// Keys for `at`'s day and the next, as the upkeep makes them.
@@ -864,7 +886,7 @@ mod tests {
     #[tokio::test]
     async fn a_rewrap_never_brings_back_a_destroyed_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::dir(dir.path()).unwrap();
+        let store = KeyStore::dir(dir.path(), true).unwrap();
         let k = keys(dir.path(), KEK_A).await;
         let at = datetime!(2027-02-01 00:00 UTC);
         k.prepare(at, at).await.unwrap();
@@ -876,8 +898,37 @@ mod tests {
             kek_id: "other".into(),
             ..stale.clone()
         };
-        assert!(!store.rewrap(rewrapped, &stale.kek_id).await.unwrap());
+        assert!(!store.rewrap(&stale, rewrapped.clone()).await.unwrap());
         assert!(store.list("").await.unwrap().is_empty());
+        // Nor one destroyed and made again meanwhile.
+        k.prepare(at, at).await.unwrap();
+        assert!(!store.rewrap(&stale, rewrapped).await.unwrap());
+        assert_ne!(store.list("").await.unwrap()[0].kek_id, "other");
+    }
+
+    #[tokio::test]
+    async fn no_wrapped_key_outlives_destruction_in_a_damaged_or_leftover_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = datetime!(2027-02-01 00:00 UTC);
+        prepared(dir.path(), KEK_A, at).await;
+        // A crash left a temporary file; a key file got damaged.
+        let leftover = dir.path().join(".content-20000.0190.tmp");
+        std::fs::write(&leftover, b"{\"wrapped\":\"00\"}").unwrap();
+        let damaged = dir.path().join(format!("content-{}.key", key_day(at)));
+        std::fs::write(&damaged, b"{not json").unwrap();
+        let k = keys(dir.path(), KEK_A).await;
+        assert!(!leftover.exists());
+        // The damaged key is left out, the others load, and it is
+        // destroyed with its day all the same.
+        assert_eq!(k.days_ready(at + time::Duration::days(1)), 1);
+        k.destroy_expired(at + time::Duration::days(30))
+            .await
+            .unwrap();
+        assert!(!damaged.exists());
+        // An operator's command never makes a key directory of its own.
+        let missing = dir.path().join("elsewhere");
+        assert!(KeyStore::dir(&missing, false).is_err());
+        assert!(!missing.exists());
     }
 
     #[tokio::test]
@@ -901,7 +952,7 @@ mod tests {
             }
             stored.extend(sealer.finish().unwrap());
             assert_eq!(
-                k.open_file(id, &acme(), &stored).await,
+                k.open_file(id, &acme(), &stored).await.unwrap(),
                 Opened::Decrypted(data.clone()),
                 "{size}"
             );
@@ -910,20 +961,25 @@ mod tests {
             let boundary = header + FILE_CHUNK + AES_256_GCM.tag_len();
             for cut in [stored.len() - 1, boundary.min(stored.len() - 1)] {
                 assert_eq!(
-                    k.open_file(id, &acme(), &stored[..cut]).await,
+                    k.open_file(id, &acme(), &stored[..cut]).await.unwrap(),
                     Opened::Unreadable,
                     "{size} {cut}"
                 );
             }
             assert_eq!(
-                k.open_file(RecordId::new(), &acme(), &stored).await,
+                k.open_file(RecordId::new(), &acme(), &stored)
+                    .await
+                    .unwrap(),
                 Opened::Expired
             );
         }
         let (sealer, mut stored) = k.file_sealer(id, &acme()).await.unwrap();
         stored.extend(sealer.finish().unwrap());
         k.destroy_file_key(id).await.unwrap();
-        assert_eq!(k.open_file(id, &acme(), &stored).await, Opened::Expired);
+        assert_eq!(
+            k.open_file(id, &acme(), &stored).await.unwrap(),
+            Opened::Expired
+        );
     }
 
     #[test]

@@ -25,12 +25,16 @@ pub struct ShredCheck {
     /// Its day has ended and it still opens: shredding has not reached it
     /// (no sweep since the day ended, a legal hold, or stored in clear).
     pub past_expiry_readable: u64,
+    /// No key, though its day has not ended: not the key store that sealed
+    /// it (or a key lost). A check against the wrong store proves nothing.
+    pub key_missing_early: u64,
 }
 
 impl ShredCheck {
-    /// True when nothing past its expiry day can be read.
+    /// True when nothing past its expiry day can be read, and the key store
+    /// is the one the content was sealed with.
     pub fn holds(&self) -> bool {
-        self.past_expiry_readable == 0
+        self.past_expiry_readable == 0 && self.key_missing_early == 0
     }
 }
 
@@ -62,8 +66,12 @@ impl ShredCheck {
             open("response", &row.content.response_body),
         ];
         self.rows += 1;
+        let ended = key_day(row.content.expires_at) < key_day(now);
         let opens = if fields.contains(&Opened::Expired) {
             self.expired += 1;
+            if !ended {
+                self.key_missing_early += 1;
+            }
             false
         } else if fields.contains(&Opened::Unreadable) {
             self.unreadable += 1;
@@ -75,7 +83,7 @@ impl ShredCheck {
             self.readable += 1;
             true
         };
-        if opens && key_day(row.content.expires_at) < key_day(now) {
+        if opens && ended {
             self.past_expiry_readable += 1;
         }
     }

@@ -630,7 +630,7 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
             Kek::from_hex(current).unwrap(),
             previous.iter().map(|k| Kek::from_hex(k).unwrap()).collect(),
         );
-        ContentKeys::open(KeyStore::dir(&key_dir).unwrap(), keyring)
+        ContentKeys::open(KeyStore::dir(&key_dir, true).unwrap(), keyring)
     };
     let (tenant, now) = (TenantId("acme".into()), time::OffsetDateTime::now_utc());
     let seal = |keys: &ContentKeys, id| keys.seal(now, id, &tenant, "request", b"kept").unwrap();

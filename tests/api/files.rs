@@ -232,7 +232,8 @@ async fn encrypted_copies_are_shredded_with_their_file(backend: Backend) {
         assert_eq!(response.status(), 200);
         let opened = keys
             .open_file(copy.record_id, &acme, &std::fs::read(&backup).unwrap())
-            .await;
+            .await
+            .unwrap();
         assert_eq!(opened, custodian::crypto::Opened::Expired);
         std::fs::remove_file(&backup).unwrap();
     }

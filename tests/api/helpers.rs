@@ -364,7 +364,7 @@ pub async fn spawn_app_on(db: TestDb, builder: ConfigBuilder, clock: Arc<dyn Clo
 pub async fn test_keys(dir: &Path) -> Arc<custodian::crypto::ContentKeys> {
     use custodian::crypto::{ContentKeys, Kek, KeyStore, Keyring};
     let keyring = Keyring::new(Kek::from_hex(TEST_KEK).unwrap(), Vec::new());
-    let store = KeyStore::dir(dir).unwrap();
+    let store = KeyStore::dir(dir, true).unwrap();
     Arc::new(ContentKeys::open(store, keyring).await.unwrap())
 }
 
