@@ -122,21 +122,20 @@ pub fn spawn(
 
 /// Crypto-shredding: destroy the content keys of days that have ended, so
 /// that every copy of their content (backups, replicas, WAL archives) is
-/// unreadable. While any legal hold is active no key is destroyed: held
-/// content must stay readable (the rows themselves are kept by the sweep).
+/// unreadable. A day that still holds content a legal hold keeps keeps its
+/// key (the sweep keeps those rows too); the other days go.
 pub async fn shred_expired_keys(store: &dyn Store, keys: &Arc<ContentKeys>, now: OffsetDateTime) {
-    match store.list_holds().await {
-        Ok(holds) if holds.iter().any(|h| h.is_active(now)) => {
-            tracing::debug!("legal holds active: no content key destroyed");
-            return;
-        }
-        Ok(_) => {}
+    let today =
+        OffsetDateTime::from_unix_timestamp(i64::from(crate::crypto::key_day(now)) * 86_400)
+            .unwrap_or(now);
+    let held: std::collections::HashSet<i32> = match store.held_content_days(now, today).await {
+        Ok(days) => days.into_iter().collect(),
         Err(e) => {
-            tracing::warn!(error = %e, "legal holds unknown: no content key destroyed");
+            tracing::warn!(error = %e, "held content unknown: no content key destroyed");
             return;
         }
-    }
-    match keys.destroy_expired(now).await {
+    };
+    match keys.destroy_expired(now, &held).await {
         Ok(days) if !days.is_empty() => {
             metrics::counter!("custodian_content_keys_destroyed_total")
                 .increment(days.len() as u64);

@@ -381,9 +381,14 @@ impl ContentKeys {
         }
     }
 
-    /// Crypto-shred: destroy the keys of every day that ended before `now`.
-    /// Returns the days destroyed.
-    pub async fn destroy_expired(&self, now: OffsetDateTime) -> Result<Vec<i32>, CryptoError> {
+    /// Crypto-shred: destroy the keys of every day that ended before `now`,
+    /// except the days in `held` (content a legal hold keeps). Returns the
+    /// days destroyed.
+    pub async fn destroy_expired(
+        &self,
+        now: OffsetDateTime,
+        held: &std::collections::HashSet<i32>,
+    ) -> Result<Vec<i32>, CryptoError> {
         let _upkeep = self.upkeep.lock().await;
         let today = key_day(now);
         let ended: Vec<(i32, String)> = self
@@ -392,12 +397,12 @@ impl ContentKeys {
             .await?
             .into_iter()
             .filter_map(|name| Some((content_day(&name)?, name)))
-            .filter(|(day, _)| *day < today)
+            .filter(|(day, _)| *day < today && !held.contains(day))
             .collect();
         let names = ended.iter().map(|(_, n)| n.clone()).collect();
         self.store.delete(names).await?;
         let mut days = self.days.write().unwrap_or_else(|p| p.into_inner());
-        days.retain(|day, _| *day >= today);
+        days.retain(|day, _| *day >= today || held.contains(day));
         Ok(ended.into_iter().map(|(day, _)| day).collect())
     }
 
@@ -712,6 +717,7 @@ pub fn open_content(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use std::path::Path;
     use time::macros::datetime;
 
@@ -811,9 +817,20 @@ mod tests {
         // A second process on the same store, as a replica would be.
         let replica = keys(dir.path(), KEK_A).await;
         // At the last instant of day 1, its key is still there.
-        assert!(k.destroy_expired(day1).await.unwrap().is_empty());
-        assert_eq!(k.destroy_expired(day2).await.unwrap(), vec![key_day(day1)]);
+        assert!(k
+            .destroy_expired(day1, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            k.destroy_expired(day2, &HashSet::new()).await.unwrap(),
+            vec![key_day(day1)]
+        );
         assert_eq!(k.open_field(id, &acme(), "request", &a), Opened::Expired);
+        // A day a legal hold still needs keeps its key.
+        let later = day2 + time::Duration::days(1);
+        let held = HashSet::from([key_day(day2)]);
+        assert!(k.destroy_expired(later, &held).await.unwrap().is_empty());
         // The replica forgets it at its next refresh.
         replica.refresh().await.unwrap();
         for k in [&k, &replica, &keys(dir.path(), KEK_A).await] {
@@ -891,7 +908,7 @@ mod tests {
         let at = datetime!(2027-02-01 00:00 UTC);
         k.prepare(at, at).await.unwrap();
         let stale = store.list("").await.unwrap().remove(0);
-        k.destroy_expired(at + time::Duration::days(2))
+        k.destroy_expired(at + time::Duration::days(2), &HashSet::new())
             .await
             .unwrap();
         let rewrapped = WrappedKey {
@@ -921,7 +938,7 @@ mod tests {
         // The damaged key is left out, the others load, and it is
         // destroyed with its day all the same.
         assert_eq!(k.days_ready(at + time::Duration::days(1)), 1);
-        k.destroy_expired(at + time::Duration::days(30))
+        k.destroy_expired(at + time::Duration::days(30), &HashSet::new())
             .await
             .unwrap();
         assert!(!damaged.exists());

@@ -497,6 +497,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
 
+    /// The content-expiry days (since the Unix epoch) of content rows that
+    /// expired before `before` and that an active legal hold keeps: their
+    /// days' keys must stay while the hold does.
+    async fn held_content_days(
+        &self,
+        now: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<i32>, StoreError>;
+
     /// The review item of a record, if it was flagged (no audit: metadata).
     async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError>;
 

@@ -679,6 +679,23 @@ impl Store for PgStore {
         Ok(released)
     }
 
+    async fn held_content_days(
+        &self,
+        now: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<i32>, StoreError> {
+        let sql = format!(
+            "SELECT DISTINCT floor(extract(epoch FROM t.expires_at) / 86400)::int \
+             FROM record_content t WHERE t.expires_at < $2 AND {}",
+            held("record_id")
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(now)
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, record_id, reason, created_by, created_at, ends_at, \

@@ -488,6 +488,28 @@ impl Store for SqliteStore {
         Ok(released)
     }
 
+    async fn held_content_days(
+        &self,
+        now: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> Result<Vec<i32>, StoreError> {
+        // Expiry instants are microseconds since the epoch (never negative).
+        let sql = format!(
+            "SELECT DISTINCT t.expires_at / 86400000000 FROM record_content t \
+             WHERE t.expires_at < ?2 AND {}",
+            held("record_id")
+        );
+        let days: Vec<i64> = sqlx::query_scalar(&sql)
+            .bind(to_micros(now))
+            .bind(to_micros(before))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(days
+            .into_iter()
+            .filter_map(|d| i32::try_from(d).ok())
+            .collect())
+    }
+
     async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, record_id, reason, created_by, created_at, ends_at, \
@@ -1045,16 +1067,18 @@ impl Store for SqliteStore {
     }
 }
 
+/// True for a row (`t`) that an active legal hold covers; `?1` is now.
+fn held(id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > ?1 \
+         AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.{id}))"
+    )
+}
+
 /// Per swept table, in order: the `FROM … WHERE` selecting rows to remove
 /// (`?1` is now). Content and metadata skip rows a legal hold covers; an
 /// export mark goes once its record's metadata is gone.
 fn sweep_selections() -> [(&'static str, String); 4] {
-    let held = |id: &str| {
-        format!(
-            "EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > ?1 \
-             AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.{id}))"
-        )
-    };
     [
         (
             "record_content",

@@ -162,7 +162,9 @@ async fn the_shred_proof_script_backs_up_restores_and_verifies(backend: Backend)
     // on the test's clock, would make that day's key again).
     let keys = app.keys();
     app.stop().await;
-    keys.destroy_expired(now).await.unwrap();
+    keys.destroy_expired(now, &Default::default())
+        .await
+        .unwrap();
     let (ok, text) = check();
     assert!(ok, "{text}");
     assert!(text.contains("expired (key destroyed): 1"), "{text}");
@@ -449,6 +451,60 @@ async fn sealing_goes_on_while_the_key_store_is_away() {
         ContentView::Readable { .. }
     ));
 }
+
+/// A legal hold keeps the key of the day its held content expires on, and
+/// only that day's: the rest of the expired content is shredded as usual.
+async fn a_legal_hold_keeps_only_the_keys_of_its_content(backend: Backend) {
+    use custodian::store::NewHold;
+    let key_store = TestKeyStore::new(KeysIn::Dir).await;
+    let (clock, shared) = manual_clock(T0);
+    let app = spawn_app_with(backend, builder(&key_store), shared).await;
+    let held_marker = format!("held-{}", uuid::Uuid::now_v7().simple());
+    let held = flagged(&app, &held_marker).await;
+    clock.set(T0 + time::Duration::days(1));
+    let free = flagged(&app, "free").await;
+    let record = app.store.get_record(held).await.unwrap().unwrap();
+    app.store
+        .add_hold(
+            &NewHold {
+                tenant: record.meta.tenant.clone(),
+                record: Some(held),
+                reason: "matter 7".into(),
+                created_by: "operator:legal".into(),
+                created_at: T0,
+                ends_at: T0 + time::Duration::days(400),
+            },
+            &crate::retention::hold_audit("legal_hold.placed"),
+        )
+        .await
+        .unwrap();
+    let store = Arc::clone(&app.store);
+    let day_of = |id| {
+        let store = Arc::clone(&store);
+        async move {
+            let record = store.get_record(id).await.unwrap().unwrap();
+            custodian::crypto::key_day(record.content.unwrap().expires_at)
+        }
+    };
+    let (held_day, free_day) = (day_of(held).await, day_of(free).await);
+    assert_ne!(held_day, free_day);
+
+    let now = T0 + time::Duration::days(40);
+    clock.set(now);
+    sweep_at(app.store.as_ref(), now).await;
+    custodian::sweeper::shred_expired_keys(app.store.as_ref(), &app.keys(), now).await;
+    let TestKeyStore::Dir(dir) = &key_store else {
+        unreachable!()
+    };
+    let key_file = |day: i32| dir.path().join(format!("content-{day}.key")).exists();
+    assert!(key_file(held_day), "the held day's key is kept");
+    assert!(!key_file(free_day), "the other day's key is destroyed");
+    let admin = principal_in(app.store.as_ref(), "admin", Role::Admin, None).await;
+    let item = review_item(&app, &admin, held).await;
+    assert_eq!(item["record"]["content"]["state"], "present", "{item}");
+}
+
+both_stores!(a_legal_hold_keeps_only_the_keys_of_its_content);
 
 /// Keys kept in the content database travel in its backups: refused.
 #[tokio::test]

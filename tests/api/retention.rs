@@ -98,7 +98,7 @@ async fn whole_partitions_are_dropped_once_past(backend: Backend) {
     assert_eq!(again.total_rows(), 0);
 }
 
-fn hold_audit(action: &str) -> AuditEvent {
+pub fn hold_audit(action: &str) -> AuditEvent {
     AuditEvent {
         at: T0,
         actor: "operator:legal".into(),
