@@ -344,9 +344,7 @@ async fn rotate_kek(path: &Path, new_kek_env: Option<&str>) -> anyhow::Result<()
         }
         None => None,
     };
-    let Some(keys) = crate::startup::load_content_keys(&config, None, new, false).await? else {
-        anyhow::bail!("encryption is not enabled in {}", path.display());
-    };
+    let keys = content_keys(&config, path, new).await?;
     let count = keys.rotate_kek().await?;
     let kek = keys.keyring().current().id();
     println!("re-wrapped {count} data keys with key-encryption key {kek}");
@@ -356,19 +354,26 @@ async fn rotate_kek(path: &Path, new_kek_env: Option<&str>) -> anyhow::Result<()
     print_census(&keys).await
 }
 
+/// The key store an operator's `keys` command works on (never created).
+async fn content_keys(
+    config: &Config,
+    path: &Path,
+    new_kek: Option<crate::crypto::Kek>,
+) -> anyhow::Result<Arc<crate::crypto::ContentKeys>> {
+    crate::startup::load_content_keys(config, None, new_kek, false)
+        .await?
+        .with_context(|| format!("encryption is not enabled in {}", path.display()))
+}
+
 async fn keys_status(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let Some(keys) = crate::startup::load_content_keys(&config, None, None, false).await? else {
-        anyhow::bail!("encryption is not enabled in {}", path.display());
-    };
+    let keys = content_keys(&config, path, None).await?;
     print_census(&keys).await
 }
 
 async fn keys_verify(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let Some(keys) = crate::startup::load_content_keys(&config, None, None, false).await? else {
-        anyhow::bail!("encryption is not enabled in {}", path.display());
-    };
+    let keys = content_keys(&config, path, None).await?;
     let store = open_store(&config).await?;
     let now = SystemClock.now();
     let report = crate::crypto::shred_check::check(store.as_ref(), &keys, now).await?;

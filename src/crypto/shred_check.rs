@@ -36,29 +36,7 @@ impl ShredCheck {
     pub fn holds(&self) -> bool {
         self.past_expiry_readable == 0 && self.key_missing_early == 0
     }
-}
 
-/// Open every body `store` holds with `keys`, as of `now`.
-pub async fn check(
-    store: &dyn Store,
-    keys: &ContentKeys,
-    now: OffsetDateTime,
-) -> Result<ShredCheck, StoreError> {
-    let mut report = ShredCheck::default();
-    let mut after = None;
-    loop {
-        let page = store.content_page(after, PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok(report);
-        };
-        after = Some(last.record);
-        for row in &page {
-            report.count(keys, row, now);
-        }
-    }
-}
-
-impl ShredCheck {
     fn count(&mut self, keys: &ContentKeys, row: &StoredContent, now: OffsetDateTime) {
         let open = |field, bytes: &[u8]| keys.open_field(row.record, &row.tenant, field, bytes);
         let fields = [
@@ -85,6 +63,26 @@ impl ShredCheck {
         };
         if opens && ended {
             self.past_expiry_readable += 1;
+        }
+    }
+}
+
+/// Open every body `store` holds with `keys`, as of `now`.
+pub async fn check(
+    store: &dyn Store,
+    keys: &ContentKeys,
+    now: OffsetDateTime,
+) -> Result<ShredCheck, StoreError> {
+    let mut report = ShredCheck::default();
+    let mut after = None;
+    loop {
+        let page = store.content_page(after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(report);
+        };
+        after = Some(last.record);
+        for row in &page {
+            report.count(keys, row, now);
         }
     }
 }
