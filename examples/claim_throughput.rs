@@ -120,6 +120,7 @@ fn flagged(i: usize, now: time::OffsetDateTime) -> Record {
                 rule: "bench".into(),
                 severity: Severity::High,
                 action: RuleAction::Flag,
+                reason: None,
             }],
             false,
             received_at + Duration::days(30),

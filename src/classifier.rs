@@ -206,6 +206,7 @@ impl Worker {
                 rule: format!("moderation:{category}"),
                 severity: self.config.severity,
                 action: RuleAction::Flag,
+                reason: None,
             })
             .collect()
     }

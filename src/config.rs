@@ -134,6 +134,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_request_body_bytes: usize,
+    /// Decoded bytes of a request body the text rules read; beyond them the
+    /// body is unscannable (the profile's `unscannable` decides).
+    pub max_scan_bytes: usize,
+    /// Bytes of request bodies held whole in memory, all requests together;
+    /// a request that would exceed it waits briefly, then gets 503.
+    pub max_buffered_bytes: usize,
     /// Requests in flight (streams included) beyond which new ones get 503.
     pub max_concurrent_requests: usize,
     pub header_read_timeout: Duration,
@@ -387,6 +393,8 @@ pub struct Profile {
     /// ZDR requests flagged by a rule keep their content for review.
     pub safety_retention: bool,
     pub classifier: ClassifierMode,
+    /// What happens to a body the rules cannot read in full.
+    pub unscannable: crate::abuse::Unscannable,
 }
 
 #[derive(Debug, Clone)]
@@ -411,8 +419,28 @@ pub struct EffectivePolicy {
     /// Keep the content of a flagged ZDR request for the review period.
     pub safety_retention: bool,
     pub classifier: ClassifierMode,
+    pub unscannable: crate::abuse::Unscannable,
     pub training_cutover: Option<OffsetDateTime>,
-    pub retention_receipt: HeaderValue,
+    /// The retention receipts, by what is kept (computed once at load).
+    retention_receipts: [HeaderValue; 3],
+}
+
+impl EffectivePolicy {
+    /// What content of an exchange under this policy is kept.
+    pub fn content_kept(&self, flagged: bool) -> crate::policy::ContentKept {
+        crate::policy::content_kept(self.zero_data_retention, self.safety_retention, flagged)
+    }
+
+    /// The `x-custodian-retention` receipt for an exchange that keeps `kept`.
+    pub fn retention_receipt(&self, kept: crate::policy::ContentKept) -> &HeaderValue {
+        use crate::policy::ContentKept;
+        let i = match kept {
+            ContentKept::Kept => 0,
+            ContentKept::ForSafetyReview => 1,
+            ContentKept::NotKept => 2,
+        };
+        &self.retention_receipts[i]
+    }
 }
 
 impl Config {
@@ -600,6 +628,8 @@ struct RawServer {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     max_request_body_bytes: usize,
+    max_scan_bytes: usize,
+    max_buffered_bytes: usize,
     max_concurrent_requests: usize,
     #[serde(deserialize_with = "de_duration")]
     header_read_timeout: Duration,
@@ -617,6 +647,8 @@ impl Default for RawServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             max_request_body_bytes: 32 * 1024 * 1024,
+            max_scan_bytes: 32 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
             max_concurrent_requests: 4_096,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
@@ -849,6 +881,8 @@ struct RawProfile {
     safety_retention: bool,
     #[serde(default)]
     classifier: ClassifierMode,
+    #[serde(default)]
+    unscannable: crate::abuse::Unscannable,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1069,6 +1103,8 @@ impl Validator<'_> {
                 listen: raw.server.listen,
                 admin_listen: raw.server.admin_listen,
                 max_request_body_bytes: raw.server.max_request_body_bytes,
+                max_scan_bytes: raw.server.max_scan_bytes,
+                max_buffered_bytes: raw.server.max_buffered_bytes,
                 max_concurrent_requests: raw.server.max_concurrent_requests,
                 header_read_timeout: raw.server.header_read_timeout,
                 max_header_bytes: raw.server.max_header_bytes,
@@ -1219,6 +1255,7 @@ impl Validator<'_> {
                 "server.max_request_body_bytes",
                 raw.server.max_request_body_bytes,
             ),
+            ("server.max_scan_bytes", raw.server.max_scan_bytes),
             ("writer.queue_capacity", raw.writer.queue_capacity),
             ("writer.batch_size", raw.writer.batch_size),
             ("sweeper.batch_size", raw.sweeper.batch_size),
@@ -1238,6 +1275,24 @@ impl Validator<'_> {
             if value == 0 {
                 return self.err(None, key, "must be greater than zero");
             }
+        }
+        // One request's held body must fit in the budget, or it would wait
+        // for room that never comes.
+        let held = raw
+            .server
+            .max_scan_bytes
+            .min(raw.server.max_request_body_bytes)
+            .max(
+                raw.capture
+                    .max_body_bytes
+                    .min(raw.server.max_request_body_bytes),
+            );
+        if raw.server.max_buffered_bytes < held {
+            return self.err(
+                None,
+                "server.max_buffered_bytes",
+                format!("must be at least the body one request holds ({held} bytes: server.max_scan_bytes or capture.max_body_bytes, within server.max_request_body_bytes)"),
+            );
         }
         if raw.server.max_header_bytes < 8 * 1024 {
             return self.err(None, "server.max_header_bytes", "must be at least 8192");
@@ -1317,6 +1372,7 @@ impl Validator<'_> {
                     zero_data_retention: p.zero_data_retention,
                     safety_retention: p.safety_retention,
                     classifier: p.classifier,
+                    unscannable: p.unscannable,
                 },
             );
         }
@@ -1478,16 +1534,25 @@ impl Validator<'_> {
                         )
                     }
                 };
-                let receipt = HeaderValue::from_str(&retention.receipt())
-                    .unwrap_or(HeaderValue::from_static("unknown"));
+                let receipt = |kept| {
+                    HeaderValue::from_str(&retention.receipt_for(kept))
+                        .unwrap_or(HeaderValue::from_static("unknown"))
+                };
+                use crate::policy::ContentKept;
+                let retention_receipts = [
+                    receipt(ContentKept::Kept),
+                    receipt(ContentKept::ForSafetyReview),
+                    receipt(ContentKept::NotKept),
+                ];
                 policies.push(Arc::new(EffectivePolicy {
                     profile: Arc::from(profile_name.as_str()),
                     retention,
                     zero_data_retention: profile.zero_data_retention || t.zero_data_retention,
                     safety_retention: profile.safety_retention,
                     classifier: profile.classifier,
+                    unscannable: profile.unscannable,
                     training_cutover: profile.training_cutover,
-                    retention_receipt: receipt,
+                    retention_receipts,
                 }));
             }
             out.push(Tenant {

@@ -37,6 +37,8 @@ pub enum ApiError {
     StoreUnavailable,
     #[error("This request was refused by the gateway's usage policy.")]
     Blocked,
+    #[error("The gateway could not check this request body ({0}), and its usage policy refuses bodies it cannot check.")]
+    Unscannable(String),
     #[error("This principal's role may not do this.")]
     Forbidden,
     #[error("Not found.")]
@@ -57,9 +59,11 @@ impl ApiError {
             Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath | Self::BadBody | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::UnregisteredKey | Self::Blocked | Self::Forbidden | Self::Suspended => {
-                StatusCode::FORBIDDEN
-            }
+            Self::UnregisteredKey
+            | Self::Blocked
+            | Self::Unscannable(_)
+            | Self::Forbidden
+            | Self::Suspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -89,6 +93,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",
             Self::Blocked => "blocked_by_policy",
+            Self::Unscannable(_) => "unscannable_body",
             Self::Forbidden => "forbidden",
             Self::Suspended => "suspended",
             Self::ChecksUnavailable => "checks_unavailable",
@@ -114,10 +119,10 @@ impl ApiError {
                 | Self::ClientTimeout,
             ) => "invalid_request_error",
             (_, Self::UnregisteredKey | Self::Forbidden | Self::Suspended)
-            | (Flavor::Anthropic, Self::Blocked) => "permission_error",
+            | (Flavor::Anthropic, Self::Blocked | Self::Unscannable(_)) => "permission_error",
             (Flavor::Openai, Self::NotFound) => "invalid_request_error",
             (Flavor::Anthropic, Self::NotFound) => "not_found_error",
-            (Flavor::Openai, Self::Blocked) => "invalid_request_error",
+            (Flavor::Openai, Self::Blocked | Self::Unscannable(_)) => "invalid_request_error",
             (
                 Flavor::Openai,
                 Self::StoreUnavailable | Self::ChecksUnavailable | Self::Overloaded,

@@ -58,19 +58,57 @@ pub fn spool_segment(data: &[u8]) {
 }
 
 /// The JSON fields the gateway reads from request and response bodies, the
-/// text the rules see (through any content encoding, capped) and the
-/// redaction applied before a reviewer reads it.
+/// text the rules see (through any content encoding, within the scan
+/// limit) and the redaction applied before a reviewer reads it.
 pub fn json_fields(data: &[u8]) {
+    use crate::abuse::scan;
     let _ = crate::proxy::extract::request_model(data);
     let _ = crate::proxy::extract::response_fields(data, false);
-    let text = crate::abuse::request_text(data);
+    let text = scan::text_of(data);
+    // The tokenizer sees every string a JSON parser sees, escapes undone.
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        let mut strings = Vec::new();
+        every_string(&value, &mut strings);
+        for s in strings {
+            assert!(text.contains(s.as_str()), "{s:?} missing from {text:?}");
+        }
+    }
     let _ = crate::review::redact::redact(&text);
     let _ = crate::review::redact::redact(&String::from_utf8_lossy(data));
     const CAP: usize = 64 * 1024;
-    for encoding in ["gzip", "deflate", "br", "gzip, br"] {
-        if let Ok(decoded) = crate::abuse::decoded_body(Some(encoding), data, CAP) {
-            assert!(decoded.len() <= CAP);
+    let limits = scan::Limits {
+        max_scan_bytes: CAP,
+        max_body_bytes: 4 * CAP,
+    };
+    for encoding in ["gzip", "deflate", "br", "gzip, br", "zstd"] {
+        for content_type in [
+            "application/json",
+            "multipart/form-data; boundary=x",
+            "text/plain",
+        ] {
+            let body = scan::Body {
+                content_type: Some(content_type),
+                encodings: &[encoding],
+                bytes: data,
+                complete: true,
+            };
+            if let Ok(scanned) = scan::scan(body, limits) {
+                // Bounded by the scan limit, never by what the body inflates to.
+                assert!(scanned.text.len() <= 4 * CAP + 64, "{}", scanned.text.len());
+            }
         }
+    }
+}
+
+fn every_string(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| every_string(v, out)),
+        serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| {
+            out.push(k.clone());
+            every_string(v, out);
+        }),
+        _ => {}
     }
 }
 

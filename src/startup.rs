@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::extract::ConnectInfo;
 use axum::routing::any;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -67,6 +67,10 @@ impl Gateway {
         migrate: bool,
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
+        // Before anything records a metric (the first sweep, the key
+        // upkeep): what happens before the recorder exists is lost.
+        let metrics = telemetry::metrics_handle();
+        telemetry::register_metrics(&config);
         if migrate {
             store.migrate().await.context("applying migrations")?;
         }
@@ -158,6 +162,7 @@ impl Gateway {
                 .context("policy version is not a header value")?,
             policy_version_str: Arc::from(config.policy_version.as_str()),
             rates: Arc::default(),
+            limits: proxy::inspect::Limits::new(&config),
             slots: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_concurrent_requests,
             )),
@@ -197,7 +202,7 @@ impl Gateway {
             .with_state(proxy_state);
         let admin_router = admin::router(AdminState {
             store: Arc::clone(&store),
-            metrics: telemetry::metrics_handle(),
+            metrics,
         })
         .merge(review::api::router(review::api::ReviewState {
             store: Arc::clone(&store),
@@ -417,6 +422,34 @@ fn spawn_partition_upkeep(
 
 /// hyper's default header count.
 const DEFAULT_MAX_HEADERS: usize = 100;
+/// Streams one HTTP/2 connection may have open at once.
+const H2_MAX_STREAMS: u32 = 256;
+/// What an HTTP/2 connection (prior knowledge) begins with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a new connection speaks HTTP/2 (its first bytes are the
+/// preface); `None` when it sends nothing usable within `timeout`.
+async fn speaks_http2(stream: &tokio::net::TcpStream, timeout: Duration) -> Option<bool> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if !H2_PREFACE.starts_with(&buf[..n]) {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A partial preface: wait for more (peek returns what is there).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
 
 #[derive(Clone, Copy)]
 struct ListenerLimits {
@@ -447,6 +480,13 @@ async fn serve(
     if limits.max_headers != DEFAULT_MAX_HEADERS {
         http.max_headers(limits.max_headers);
     }
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        // A client that stops reading cannot hold a connection forever.
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -469,9 +509,22 @@ async fn serve(
                 request
             },
         ));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let (http1, h2, watcher) = (http.clone(), h2.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // HTTP/2 with prior knowledge (h2c) opens with its preface;
+            // anything else is HTTP/1.1, with the limits above.
+            let ended = match speaks_http2(&stream, limits.header_read_timeout).await {
+                None => return,
+                Some(true) => watcher
+                    .watch(h2.serve_connection(TokioIo::new(stream), service))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Some(false) => watcher
+                    .watch(http1.serve_connection(TokioIo::new(stream), service))
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

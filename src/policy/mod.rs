@@ -4,5 +4,5 @@
 pub mod retention;
 pub mod training;
 
-pub use retention::{Retention, RetentionError};
+pub use retention::{content_kept, ContentKept, Retention, RetentionError};
 pub use training::{decide_training_use, TrainingInputs};

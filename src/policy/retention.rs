@@ -71,11 +71,58 @@ impl Retention {
 
     /// The receipt header value, e.g. `content=30d; metadata=365d`.
     pub fn receipt(&self) -> String {
-        format!(
-            "content={}; metadata={}",
-            format_period(self.content),
-            format_period(self.metadata)
-        )
+        self.receipt_for(ContentKept::Kept)
+    }
+
+    /// The receipt for an exchange whose content is kept as `kept` says.
+    pub fn receipt_for(&self, kept: ContentKept) -> String {
+        let metadata = format_period(self.metadata);
+        match kept {
+            ContentKept::Kept => {
+                format!(
+                    "content={}; metadata={metadata}",
+                    format_period(self.content)
+                )
+            }
+            ContentKept::ForSafetyReview => format!(
+                "content={}; content_basis=safety_review; metadata={metadata}",
+                format_period(self.content)
+            ),
+            ContentKept::NotKept => format!("content=none; metadata={metadata}"),
+        }
+    }
+}
+
+/// Whether an exchange's content (its bodies) is stored, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKept {
+    /// Stored for the content retention period.
+    Kept,
+    /// A zero-data-retention request that a check flagged, kept for the
+    /// review period because the profile enables safety retention.
+    ForSafetyReview,
+    /// Zero data retention: metadata only.
+    NotKept,
+}
+
+impl ContentKept {
+    pub fn is_kept(self) -> bool {
+        self != Self::NotKept
+    }
+}
+
+/// What content is kept (DESIGN.md, "Zero data retention"): everything,
+/// except for ZDR tenants, whose content is kept only when a check flagged
+/// the request and the profile keeps flagged requests for review.
+pub fn content_kept(
+    zero_data_retention: bool,
+    safety_retention: bool,
+    flagged: bool,
+) -> ContentKept {
+    match (zero_data_retention, safety_retention && flagged) {
+        (false, _) => ContentKept::Kept,
+        (true, true) => ContentKept::ForSafetyReview,
+        (true, false) => ContentKept::NotKept,
     }
 }
 

@@ -190,6 +190,9 @@ pub struct ResponseTee<S> {
     relayed: u64,
     /// The upstream ended while chunks were being merged; report it next poll.
     ended: bool,
+    /// The upstream body failed: once what was relayed before it is out,
+    /// the client's response fails too (never a clean end of a cut answer).
+    failure: Option<std::io::Error>,
     /// Journal mode: the record is being written to disk, and the end of the
     /// response (`held_end`: the last chunk, or nothing) waits for it.
     journaled: Option<crate::spool::journal::Journaled>,
@@ -204,6 +207,7 @@ impl<S> ResponseTee<S> {
             expected_len,
             relayed: 0,
             ended: false,
+            failure: None,
             journaled: None,
             held_end: None,
         }
@@ -236,15 +240,23 @@ where
     }
 
     fn on_end(&mut self, end: Option<E>) {
+        self.ended = true;
         match end {
             None => self.finish(Outcome::Completed),
             Some(e) => {
-                // The client gets a clean end of what was relayed; the record
-                // says the upstream failed.
                 tracing::warn!(error = %e, "upstream failed mid-response");
                 self.finish(Outcome::UpstreamFailed);
+                // hyper then aborts the client's response: no terminating
+                // chunk on HTTP/1.1 (or a short sized body and a closed
+                // connection), RST_STREAM on HTTP/2.
+                self.failure = Some(std::io::Error::other("the upstream response was cut short"));
             }
         }
+    }
+
+    /// What follows the last relayed chunk: the failure, if any, or the end.
+    fn after_end(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        self.failure.take().map(Err)
     }
 }
 
@@ -262,7 +274,10 @@ where
                 return Poll::Pending;
             }
             self.journaled = None;
-            return Poll::Ready(self.held_end.take().map(Ok));
+            return Poll::Ready(match self.held_end.take() {
+                Some(chunk) => Some(Ok(chunk)),
+                None => self.after_end(),
+            });
         }
         let next = self.relay_next(cx);
         match next {
@@ -284,20 +299,18 @@ where
     /// The next chunk for the client: what the upstream has ready, merged.
     fn relay_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if self.ended {
-            return Poll::Ready(None);
+            return Poll::Ready(self.after_end());
         }
         let first = match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => chunk,
-            Poll::Ready(Some(Err(e))) => {
-                self.on_end(Some(e));
-                self.ended = true;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(None) => {
-                self.on_end(None);
-                self.ended = true;
-                return Poll::Ready(None);
+            Poll::Ready(end) => {
+                self.on_end(end.and_then(Result::err));
+                // In journal mode the end waits for the record (poll_next).
+                return Poll::Ready(match self.journaled {
+                    Some(_) => None,
+                    None => self.after_end(),
+                });
             }
         };
         self.on_chunk(&first);
@@ -312,14 +325,8 @@ where
                 }
                 // Nothing more yet: send what we have now.
                 Poll::Pending => break,
-                Poll::Ready(Some(Err(e))) => {
-                    self.on_end(Some(e));
-                    self.ended = true;
-                    break;
-                }
-                Poll::Ready(None) => {
-                    self.on_end(None);
-                    self.ended = true;
+                Poll::Ready(end) => {
+                    self.on_end(end.and_then(Result::err));
                     break;
                 }
             }

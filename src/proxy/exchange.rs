@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::capture::Capture;
@@ -21,9 +20,10 @@ use crate::store::{Record, RecordContent, RecordMeta, ReviewFlag};
 /// Status recorded for a client that left before any response (nginx's 499).
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
-/// The request body as captured: held whole, or copied aside while streamed.
+/// The request body as captured: copied from the body held in memory, or
+/// copied aside while it streams.
 pub enum RequestCapture {
-    Whole(Bytes),
+    Whole(Capture),
     Streamed(Arc<Mutex<Capture>>),
 }
 
@@ -109,8 +109,8 @@ impl Exchange {
         if let Some(s) = self.state.as_mut() {
             let policy = &s.start.policy;
             let expires_at = policy.retention.content_expires_at(s.start.received_at);
-            let keeps_content = !policy.zero_data_retention || policy.safety_retention;
-            s.review = ReviewFlag::from_verdicts(verdicts, keeps_content, expires_at);
+            let kept = policy.content_kept(true).is_kept();
+            s.review = ReviewFlag::from_verdicts(verdicts, kept, expires_at);
         }
     }
 
@@ -189,10 +189,10 @@ impl State {
     /// (held in memory only; for ZDR tenants they go no further).
     fn text_to_classify(&self) -> String {
         let request = match &self.request {
-            Some(RequestCapture::Whole(body)) => crate::abuse::request_text(body),
+            Some(RequestCapture::Whole(capture)) => crate::abuse::scan::text_of(capture.bytes()),
             Some(RequestCapture::Streamed(shared)) => {
                 let capture = shared.lock().unwrap_or_else(|p| p.into_inner());
-                crate::abuse::request_text(capture.bytes())
+                crate::abuse::scan::text_of(capture.bytes())
             }
             None => String::new(),
         };
@@ -215,7 +215,7 @@ impl State {
             review,
         } = self;
         let request = match request {
-            Some(RequestCapture::Whole(body)) => Capture::of(&body, start.capture_cap),
+            Some(RequestCapture::Whole(capture)) => capture,
             Some(RequestCapture::Streamed(shared)) => {
                 std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()))
             }
@@ -226,9 +226,7 @@ impl State {
         let policy = &start.policy;
         let received_at = start.received_at;
         let zdr = policy.zero_data_retention;
-        // ZDR: no content, unless the profile keeps flagged requests for
-        // review (safety retention) and a rule flagged this one.
-        let keep_content = !zdr || (policy.safety_retention && review.is_some());
+        let keep_content = policy.content_kept(review.is_some()).is_kept();
         let content_expires_at =
             keep_content.then(|| policy.retention.content_expires_at(received_at));
         let meta = RecordMeta {

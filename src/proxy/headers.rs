@@ -92,8 +92,6 @@ pub struct Receipts {
     pub request_id: HeaderValue,
 }
 
-const ZDR_RETENTION_PREFIX: &str = "content=none; ";
-
 impl Receipts {
     pub fn new(
         training: TrainingTag,
@@ -102,21 +100,18 @@ impl Receipts {
         record_id: RecordId,
         request_id: HeaderValue,
     ) -> Self {
-        let retention = if policy.zero_data_retention {
-            let metadata = policy.retention_receipt.to_str().unwrap_or("");
-            let metadata = metadata.split("; ").nth(1).unwrap_or(metadata);
-            HeaderValue::from_str(&format!("{ZDR_RETENTION_PREFIX}{metadata}"))
-                .unwrap_or(HeaderValue::from_static("content=none"))
-        } else {
-            policy.retention_receipt.clone()
-        };
         Self {
             training,
-            retention,
+            retention: policy.retention_receipt(policy.content_kept(false)).clone(),
             policy_version,
             record_id,
             request_id,
         }
+    }
+
+    /// A check flagged the request: say what that keeps.
+    pub fn flagged(&mut self, policy: &EffectivePolicy) {
+        self.retention = policy.retention_receipt(policy.content_kept(true)).clone();
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {

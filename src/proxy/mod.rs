@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod extract;
 pub mod headers;
 mod idle;
+pub mod inspect;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ use self::headers::Receipts;
 use self::upstream::{UpstreamBody, UpstreamClient};
 use crate::auth::{Caller, KeyKind, KeyRing};
 use crate::clock::{truncate_to_micros, Clock};
-use crate::config::{ClassifierMode, Config, Flavor, Route};
+use crate::config::{ClassifierMode, Config, EffectivePolicy, Flavor, Route};
 use crate::consent::ConsentCache;
 use crate::domain::{Outcome, RecordId};
 use crate::error::ApiError;
@@ -84,6 +85,8 @@ pub struct ProxyState {
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Requests per tenant per minute, for rate rules.
     pub rates: Arc<crate::abuse::RateCounter>,
+    /// The memory and CPU that reading request bodies may take.
+    pub limits: inspect::Limits,
 }
 
 /// The proxy listener's only handler: every path goes through here.
@@ -156,7 +159,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     });
 
     let record_id = RecordId::new();
-    let receipts = Receipts::new(
+    let mut receipts = Receipts::new(
         training,
         &policy,
         state.policy_version.clone(),
@@ -174,7 +177,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
             method: parts.method.as_str().to_owned(),
             path: parts.uri.path().to_owned(),
             training,
-            policy,
+            policy: Arc::clone(&policy),
             policy_version: Arc::clone(&state.policy_version_str),
             received_at,
             started,
@@ -205,8 +208,10 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         started,
         file_op,
         record_id,
+        policy,
     };
-    let mut response = match forward(&state, route, &caller, incoming, exchange).await {
+    let forwarded = forward(&state, route, &caller, incoming, exchange, &mut receipts).await;
+    let mut response = match forwarded {
         Ok(response) => response,
         Err((e, exchange)) => {
             if let Some(journaled) = exchange.gateway_error(e.status().as_u16()) {
@@ -230,6 +235,7 @@ struct Incoming {
     started: Instant,
     file_op: FileOp,
     record_id: RecordId,
+    policy: Arc<EffectivePolicy>,
 }
 
 /// What the gateway does besides relaying, for the files API.
@@ -276,6 +282,7 @@ async fn forward(
     caller: &Caller,
     incoming: Incoming,
     mut exchange: Exchange,
+    receipts: &mut Receipts,
 ) -> ForwardResult {
     let Incoming {
         mut parts,
@@ -284,6 +291,7 @@ async fn forward(
         started,
         mut file_op,
         record_id,
+        policy,
     } = incoming;
     let client_paused = Arc::new(AtomicBool::new(false));
     let body = Body::new(client_body::IdleTimeout::new(
@@ -301,60 +309,86 @@ async fn forward(
         return Err((e, exchange));
     }
 
-    // Bodies of known, capturable size are read whole (they are small and
-    // later checks need them in memory); others stream through a tee.
     let cap = state.config.capture.max_body_bytes;
     let exceeded = Arc::new(AtomicBool::new(false));
     let client_failed = Arc::new(AtomicBool::new(false));
-    let rules = &state.config.rules;
-    // Rules that read the text see JSON bodies whole, before forwarding.
-    let read_whole = match declared_length {
-        Some(len) => len <= cap as u64 || (rules.reads_text() && is_json(&parts.headers)),
-        None => rules.reads_text() && is_json(&parts.headers),
-    };
-    let upstream_body = match read_whole {
-        true => match read_whole_body(body, limit).await {
-            Err(_) if client_paused.load(Ordering::Relaxed) => {
-                return Err((ApiError::ClientTimeout, exchange))
-            }
-            Ok(bytes) => {
-                let verdicts = match rules_input(state, &parts.headers, &bytes, limit) {
-                    Ok(decoded) => check_rules(state, caller, Some(&decoded), declared_length),
-                    Err(e) => return Err((e, exchange)),
-                };
-                if let Err(e) = apply_verdicts(verdicts, &mut exchange) {
-                    return Err((e, exchange));
+    let known_length = declared_length.or_else(|| http_body::Body::size_hint(&body).exact());
+    let (upstream_body, _held_budget) = match inspect::hold_limit(&state.config, known_length) {
+        Some(hold) => {
+            let held = match inspect::hold(body, hold, limit, &state.limits).await {
+                Ok(held) => held,
+                Err(_) if client_paused.load(Ordering::Relaxed) => {
+                    return Err((ApiError::ClientTimeout, exchange))
                 }
-                if let FileOp::Upload(copy) = &mut file_op {
-                    if let Some(side) = copy.take_sender() {
-                        let _ = side.send(bytes.clone()).await;
-                    }
-                }
-                exchange.request_body(RequestCapture::Whole(bytes.clone()));
-                UpstreamBody::Bytes(bytes)
-            }
-            Err(e) => return Err((e, exchange)),
-        },
-        false => {
-            let verdicts = check_rules(state, caller, None, declared_length);
-            if let Err(e) = apply_verdicts(verdicts, &mut exchange) {
+                Err(e) => return Err((e, exchange)),
+            };
+            // Before any verdict: a blocked request keeps what it sent.
+            exchange.request_body(RequestCapture::Whole(Capture::of(&held.bytes, cap)));
+            let rate = requests_this_minute(state, caller);
+            let verdicts = inspect::check(
+                state,
+                &parts.headers,
+                (&held.bytes, held.complete()),
+                declared_length,
+                rate,
+                &policy,
+            )
+            .await;
+            if let Err(e) =
+                verdicts.and_then(|v| apply_verdicts(v, &mut exchange, receipts, &policy))
+            {
                 return Err((e, exchange));
             }
-            let shared = Arc::new(Mutex::new(Capture::new(cap)));
-            exchange.request_body(RequestCapture::Streamed(Arc::clone(&shared)));
-            let mut tee = RequestTee::new(
-                body.into_data_stream(),
-                shared,
-                limit,
-                Arc::clone(&exceeded),
-            )
-            .with_client_failure_flag(Arc::clone(&client_failed));
-            if let FileOp::Upload(copy) = &mut file_op {
-                if let Some(side) = copy.take_sender() {
-                    tee = tee.with_side_channel(side);
+            let inspect::Held {
+                bytes,
+                rest,
+                budget,
+            } = held;
+            let body = match rest {
+                None => {
+                    if let FileOp::Upload(copy) = &mut file_op {
+                        if let Some(side) = copy.take_sender() {
+                            let _ = side.send(bytes.clone()).await;
+                        }
+                    }
+                    UpstreamBody::Bytes(bytes)
                 }
+                Some(rest) => {
+                    let start = futures_util::stream::once(async move { Ok(bytes) });
+                    let body = StreamExt::boxed(start.chain(rest));
+                    streamed_body(
+                        state,
+                        body,
+                        &mut exchange,
+                        &mut file_op,
+                        &exceeded,
+                        &client_failed,
+                    )
+                }
+            };
+            (body, budget)
+        }
+        None if known_length == Some(0) => (UpstreamBody::Empty, None),
+        None => {
+            let rate = requests_this_minute(state, caller);
+            let verdicts = state.config.rules.check(&crate::abuse::CheckInput {
+                text: None,
+                body_bytes: declared_length,
+                requests_this_minute: rate,
+            });
+            if let Err(e) = apply_verdicts(verdicts, &mut exchange, receipts, &policy) {
+                return Err((e, exchange));
             }
-            UpstreamBody::Stream(upstream::body_from_stream(tee))
+            let body = StreamExt::boxed(body.into_data_stream());
+            let body = streamed_body(
+                state,
+                body,
+                &mut exchange,
+                &mut file_op,
+                &exceeded,
+                &client_failed,
+            );
+            (body, None)
         }
     };
 
@@ -432,87 +466,82 @@ async fn forward(
     Ok(out)
 }
 
-/// The body as the rules read it: decoded when it came compressed (a
-/// compressed body must not slip past them).
-fn rules_input<'a>(
-    state: &ProxyState,
-    headers: &http::HeaderMap,
-    body: &'a [u8],
-    limit: usize,
-) -> Result<std::borrow::Cow<'a, [u8]>, ApiError> {
-    if !state.config.rules.reads_text() {
-        return Ok(std::borrow::Cow::Borrowed(body));
+/// This tenant's requests in the current minute (for rate rules).
+fn requests_this_minute(state: &ProxyState, caller: &Caller) -> u64 {
+    if !state.config.rules.counts_requests() {
+        return 0;
     }
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    match crate::abuse::decoded_body(encoding, body, limit) {
-        Ok(decoded) => Ok(decoded),
-        Err(crate::abuse::DecodeError::TooLarge) => Err(ApiError::PayloadTooLarge { limit }),
-        Err(e) => Err(ApiError::InvalidRequest(format!(
-            "The request body could not be decoded: {e}."
-        ))),
-    }
+    let tenant = &state.config.tenants[caller.tenant_index].id;
+    state
+        .rates
+        .hit(&tenant.0, state.clock.now().unix_timestamp())
 }
 
-/// Run the inline rules on a request (in memory, before it is forwarded).
-fn check_rules(
+type ClientBody = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, axum::Error>>;
+
+/// A request body streamed to the upstream through the tee: counted
+/// against the limit, copied aside for the record (and for a file copy).
+fn streamed_body(
     state: &ProxyState,
-    caller: &Caller,
-    body: Option<&[u8]>,
-    declared_length: Option<u64>,
-) -> Vec<crate::abuse::Verdict> {
-    let rules = &state.config.rules;
-    if rules.is_empty() {
-        return Vec::new();
+    body: ClientBody,
+    exchange: &mut Exchange,
+    file_op: &mut FileOp,
+    exceeded: &Arc<AtomicBool>,
+    client_failed: &Arc<AtomicBool>,
+) -> UpstreamBody {
+    let shared = Arc::new(Mutex::new(Capture::new(
+        state.config.capture.max_body_bytes,
+    )));
+    exchange.request_body(RequestCapture::Streamed(Arc::clone(&shared)));
+    let mut tee = RequestTee::new(
+        body,
+        shared,
+        state.config.server.max_request_body_bytes,
+        Arc::clone(exceeded),
+    )
+    .with_client_failure_flag(Arc::clone(client_failed));
+    if let FileOp::Upload(copy) = file_op {
+        if let Some(side) = copy.take_sender() {
+            tee = tee.with_side_channel(side);
+        }
     }
-    let requests_this_minute = if rules.counts_requests() {
-        let tenant = &state.config.tenants[caller.tenant_index].id;
-        state
-            .rates
-            .hit(&tenant.0, state.clock.now().unix_timestamp())
-    } else {
-        0
-    };
-    let text = body
-        .filter(|_| rules.reads_text())
-        .map(crate::abuse::request_text);
-    rules.check(&crate::abuse::CheckInput {
-        text: text.as_deref(),
-        body_bytes: body.map(|b| b.len() as u64).or(declared_length),
-        requests_this_minute,
-    })
+    UpstreamBody::Stream(upstream::body_from_stream(tee))
 }
 
-/// Flag the exchange; a blocking verdict refuses the request.
+/// Flag the exchange (and say in the receipt what that keeps); a blocking
+/// verdict refuses the request.
 fn apply_verdicts(
     verdicts: Vec<crate::abuse::Verdict>,
     exchange: &mut Exchange,
+    receipts: &mut Receipts,
+    policy: &EffectivePolicy,
 ) -> Result<(), ApiError> {
     let Some((action, severity)) = crate::abuse::strongest(&verdicts) else {
         return Ok(());
     };
+    receipts.flagged(policy);
+    // Refused only for being unreadable: say so rather than "policy".
+    let unreadable_only = verdicts
+        .iter()
+        .filter(|v| v.action == crate::abuse::RuleAction::Block)
+        .all(|v| v.rule == crate::abuse::UNSCANNABLE_RULE);
+    let unreadable_reason = verdicts
+        .iter()
+        .find(|v| v.rule == crate::abuse::UNSCANNABLE_RULE)
+        .and_then(|v| v.reason.clone());
     for v in &verdicts {
         metrics::counter!("custodian_rule_matches_total", "rule" => v.rule.clone(), "action" => v.action.as_str())
             .increment(1);
     }
     tracing::info!(rules = ?verdicts.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>(), %severity, action = action.as_str(), "request flagged");
     exchange.flag(verdicts);
-    match action {
-        crate::abuse::RuleAction::Block => Err(ApiError::Blocked),
-        crate::abuse::RuleAction::Flag => Ok(()),
+    match (action, unreadable_reason) {
+        (crate::abuse::RuleAction::Block, Some(reason)) if unreadable_only => {
+            Err(ApiError::Unscannable(reason))
+        }
+        (crate::abuse::RuleAction::Block, _) => Err(ApiError::Blocked),
+        (crate::abuse::RuleAction::Flag, _) => Ok(()),
     }
-}
-
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let v = v.trim_start().to_ascii_lowercase();
-            v.starts_with("application/json")
-                || (v.starts_with("application/") && v.contains("+json"))
-        })
 }
 
 /// Files API answers are small JSON; more than this is relayed untouched.

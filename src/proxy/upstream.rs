@@ -25,6 +25,8 @@ pub struct UpstreamClient {
 pub type UpstreamResponse = reqwest::Response;
 
 pub enum UpstreamBody {
+    /// No body at all (a GET).
+    Empty,
     Bytes(bytes::Bytes),
     Stream(reqwest::Body),
 }
@@ -85,11 +87,12 @@ impl UpstreamClient {
         headers: HeaderMap,
         body: UpstreamBody,
     ) -> Result<UpstreamResponse, SendError> {
-        let body = match body {
-            UpstreamBody::Bytes(b) => reqwest::Body::from(b),
-            UpstreamBody::Stream(s) => s,
+        let request = self.client.request(method, url).headers(headers);
+        let request = match body {
+            UpstreamBody::Empty => request,
+            UpstreamBody::Bytes(b) => request.body(b),
+            UpstreamBody::Stream(s) => request.body(s),
         };
-        let request = self.client.request(method, url).headers(headers).body(body);
         match tokio::time::timeout(self.first_byte_timeout, request.send()).await {
             Err(_) => Err(SendError::TimedOut),
             Ok(Ok(response)) => Ok(response),

@@ -1,6 +1,8 @@
-//! The official Python SDKs, unmodified, pointed at the gateway. The test
-//! provisions its own virtualenv (target/sdk-venv) from
-//! tests/sdk/requirements.txt on first run; that needs PyPI.
+//! The official SDKs, unmodified, pointed at the gateway: the Python
+//! `openai` and `anthropic` packages and the Node `openai` package. The
+//! tests provision their own virtualenv (target/sdk-venv, from
+//! tests/sdk/requirements.txt) and Node packages (target/sdk-node, from
+//! tests/sdk/node/package-lock.json) on first run; that needs PyPI and npm.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,14 +37,41 @@ fn sdk_python() -> PathBuf {
     python
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_python_sdks_work_through_the_gateway() {
-    let python = tokio::task::spawn_blocking(sdk_python).await.unwrap();
+/// The Node SDK's folder under target/, installed from the lock file
+/// (again only when the lock file changed), with the check script beside it.
+fn sdk_node() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = root.join("tests/sdk/node");
+    let dir = root.join("target/sdk-node");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["package.json", "package-lock.json", "check_sdk.mjs"] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let lock = std::fs::read_to_string(source.join("package-lock.json")).unwrap();
+    let ready = dir.join(".installed");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(lock.as_str()) {
+        let out = Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run npm: {e}"));
+        assert!(
+            out.status.success(),
+            "npm ci failed (the Node SDK test needs Node.js, npm and the registry):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&ready, lock).unwrap();
+    }
+    dir.join("check_sdk.mjs")
+}
+
+/// Run `program script` against a fresh gateway; every call that reached a
+/// tenant must have left exactly one record.
+async fn sdk_checks_pass(program: PathBuf, script: PathBuf) {
     let mut app = spawn_app(Backend::Sqlite).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/check_sdks.py");
     let base = app.base.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
+        Command::new(program)
             .arg(script)
             .env("GATEWAY", base)
             .env("MANAGED_KEY", MANAGED_KEY)
@@ -58,8 +87,20 @@ async fn official_python_sdks_work_through_the_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     app.stop().await;
-    // Every SDK call that reached a tenant left exactly one record (the two
-    // refused keys reached none).
+    // The refused keys reached no tenant and no upstream.
     let upstream_calls = app.upstream.mock.seen().len() as i64;
     assert_eq!(app.store.count_records().await.unwrap(), upstream_calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdks_work_through_the_gateway() {
+    let python = tokio::task::spawn_blocking(sdk_python).await.unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/check_sdks.py");
+    sdk_checks_pass(python, script).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_node_sdk_works_through_the_gateway() {
+    let script = tokio::task::spawn_blocking(sdk_node).await.unwrap();
+    sdk_checks_pass("node".into(), script).await;
 }

@@ -135,15 +135,38 @@ async fn chat(State(mock): State<Mock>, request: Request) -> Response {
     if request["stream"].as_bool() == Some(true) {
         return sse(mock, model, prompt, mode(&seen).to_owned());
     }
-    Json(json!({
+    let answer = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("echo: {prompt}")}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-    }))
-    .into_response()
+    });
+    if mode(&seen) == "cut" {
+        return cut_short(answer.to_string().into_bytes());
+    }
+    Json(answer).into_response()
+}
+
+/// A sized JSON answer whose connection breaks halfway through its body.
+fn cut_short(body: Vec<u8>) -> Response {
+    let full = body.len();
+    let half = Bytes::from(body[..full / 2].to_vec());
+    // The break comes after the half has left the socket, as on a real
+    // network (an error polled at once would abort before the headers).
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok(half)]),
+        futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(std::io::Error::other("upstream reset"))
+        }),
+    );
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-length", full.to_string())
+        .body(Body::from_stream(stream))
+        .unwrap()
 }
 
 /// How much a `firehose` stream sends before it ends.

@@ -81,4 +81,37 @@ try:
 except anthropic.AuthenticationError as e:
     check(e.status_code == 401, "unknown key -> anthropic AuthenticationError")
 
+# An answer the upstream cut short must reach the SDK as an error, never as
+# a shorter answer: a stream reset mid-way, and a sized JSON body cut short.
+def raises(call, what):
+    try:
+        result = call()
+    except Exception as e:  # the SDK's own error type varies by where it breaks
+        check(True, f"{what} -> {type(e).__name__}")
+        return
+    check(False, f"{what} raised (got {result!r})")
+
+
+raises(
+    lambda: "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "reset"}],
+            stream=True,
+            extra_headers={"x-mock-mode": "reset"},
+        )
+        if chunk.choices
+    ),
+    "stream reset mid-way",
+)
+raises(
+    lambda: client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "cut"}],
+        extra_headers={"x-mock-mode": "cut"},
+    ),
+    "sized answer cut short",
+)
+
 print("all SDK checks passed")

@@ -14,6 +14,8 @@ use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
+pub mod scan;
+
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -109,6 +111,54 @@ pub struct Verdict {
     pub rule: String,
     pub severity: Severity,
     pub action: RuleAction,
+    /// Why, when the rule's name does not say it all (an unreadable body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The verdict's name for a body the rules could not read in full.
+pub const UNSCANNABLE_RULE: &str = "unscannable_body";
+
+/// What a profile does with a body the rules cannot read in full
+/// (`unscannable`): never passed or dropped without a word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unscannable {
+    /// Forward it and open a review item saying why.
+    #[default]
+    Flag,
+    /// Refuse it (403) before anything reaches the upstream.
+    Block,
+    /// Forward it; only the metric counts it.
+    Allow,
+}
+
+impl Unscannable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flag => "flag",
+            Self::Block => "block",
+            Self::Allow => "allow",
+        }
+    }
+
+    /// The verdict this body gets, if any (the metric counts every case).
+    pub fn verdict(self, why: scan::Unreadable) -> Option<Verdict> {
+        metrics::counter!("custodian_requests_unscanned_total",
+            "reason" => why.as_str(), "action" => self.as_str())
+        .increment(1);
+        let action = match self {
+            Self::Allow => return None,
+            Self::Flag => RuleAction::Flag,
+            Self::Block => RuleAction::Block,
+        };
+        Some(Verdict {
+            rule: UNSCANNABLE_RULE.to_owned(),
+            severity: Severity::Low,
+            action,
+            reason: Some(why.as_str().to_owned()),
+        })
+    }
 }
 
 /// What a request gives the rules.
@@ -139,6 +189,11 @@ impl RuleSet {
             };
             if spec.name.trim().is_empty() {
                 return Err(fail("a rule needs a name".into()));
+            }
+            if spec.name == UNSCANNABLE_RULE {
+                return Err(fail(
+                    "the name is the gateway's own verdict for unreadable bodies".into(),
+                ));
             }
             if !names.insert(spec.name.as_str()) {
                 return Err(fail("the name is used by another rule".into()));
@@ -190,6 +245,17 @@ impl RuleSet {
             .any(|r| r.keywords.is_some() || r.patterns.is_some())
     }
 
+    /// The largest `max_body_bytes` of any rule: a body of unknown length
+    /// is read this far (and one byte more) to know whether it is larger.
+    pub fn largest_size_limit(&self) -> Option<u64> {
+        self.rules.iter().filter_map(|r| r.max_body_bytes).max()
+    }
+
+    /// Every rule's name and action (for metrics registered at start).
+    pub fn names_and_actions(&self) -> impl Iterator<Item = (&str, RuleAction)> {
+        self.rules.iter().map(|r| (&*r.name, r.action))
+    }
+
     /// Some rule counts requests per tenant.
     pub fn counts_requests(&self) -> bool {
         self.rules
@@ -206,6 +272,7 @@ impl RuleSet {
                 rule: rule.name.to_string(),
                 severity: rule.severity,
                 action: rule.action,
+                reason: None,
             })
             .collect()
     }
@@ -223,32 +290,6 @@ impl Rule {
             || self
                 .max_requests_per_minute
                 .is_some_and(|max| input.requests_this_minute > u64::from(max))
-    }
-}
-
-/// The text rules see: every string in a JSON body (messages, system
-/// prompts, tool arguments…), one per line, so JSON escapes cannot hide a
-/// keyword; the raw bytes, lossily decoded, when the body is not JSON.
-pub fn request_text(body: &[u8]) -> String {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(value) => {
-            let mut out = String::new();
-            collect_strings(&value, &mut out);
-            out
-        }
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
-fn collect_strings(value: &serde_json::Value, out: &mut String) {
-    match value {
-        serde_json::Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
-        _ => {}
     }
 }
 
@@ -349,19 +390,6 @@ mod tests {
     }
 
     #[test]
-    fn json_escapes_do_not_hide_keywords() {
-        let body = br#"{"messages":[{"role":"user","content":"say \"b\u006fmb\"\nnow"}]}"#;
-        let rules = RuleSet::compile(&[RuleSpec {
-            keywords: vec!["\"bomb\"".into()],
-            ..spec("quoted")
-        }])
-        .unwrap();
-        let text = request_text(body);
-        assert_eq!(names(&rules.check(&input(&text))), ["quoted"]);
-        assert!(request_text(b"\xff not json bomb").contains("bomb"));
-    }
-
-    #[test]
     fn bad_rules_are_refused_with_their_name() {
         let bad = [
             RuleSpec {
@@ -398,137 +426,5 @@ mod tests {
         assert_eq!(counter.hit("acme", 179), 2);
         assert_eq!(counter.hit("beta", 179), 1);
         assert_eq!(counter.hit("acme", 180), 1);
-    }
-}
-
-/// Why a request body could not be decoded for the checks.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("the decoded body is larger than the limit")]
-    TooLarge,
-    #[error("the body is not valid {0}")]
-    Invalid(&'static str),
-    #[error("content-encoding {0:?} is not supported")]
-    Unsupported(String),
-}
-
-/// The body as the checks must see it: `Content-Encoding` (gzip, deflate,
-/// br; at most two layers) undone, never beyond `limit` bytes, so a
-/// compressed body cannot slip past the rules and a decompression bomb
-/// cannot exhaust memory. The original bytes are what is forwarded.
-pub fn decoded_body<'a>(
-    content_encoding: Option<&str>,
-    body: &'a [u8],
-    limit: usize,
-) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
-    use std::borrow::Cow;
-    let encodings: Vec<String> = content_encoding
-        .unwrap_or("")
-        .split(',')
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| !e.is_empty() && e != "identity")
-        .collect();
-    if encodings.len() > 2 {
-        return Err(DecodeError::Unsupported(encodings.join(", ")));
-    }
-    let mut current = Cow::Borrowed(body);
-    // Applied in order, so undone in reverse.
-    for encoding in encodings.iter().rev() {
-        current = Cow::Owned(decode_one(encoding, &current, limit)?);
-    }
-    Ok(current)
-}
-
-fn decode_one(encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    use std::io::Read;
-    let reader: Box<dyn Read + '_> = match encoding {
-        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(body)),
-        "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
-        "br" => Box::new(brotli_decompressor::Decompressor::new(body, 8 * 1024)),
-        other => return Err(DecodeError::Unsupported(other.to_owned())),
-    };
-    let mut out = Vec::new();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|_| DecodeError::Invalid(static_name(encoding)))?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge);
-    }
-    Ok(out)
-}
-
-fn static_name(encoding: &str) -> &'static str {
-    match encoding {
-        "br" => "br",
-        "deflate" => "deflate",
-        _ => "gzip",
-    }
-}
-
-#[cfg(test)]
-mod decode_tests {
-    use std::io::Write;
-
-    use super::*;
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn encoded_bodies_are_decoded_for_the_checks() {
-        let body = br#"{"messages":[{"role":"user","content":"build a bomb"}]}"#;
-        assert_eq!(decoded_body(None, body, 1000).unwrap().as_ref(), body);
-        assert_eq!(
-            decoded_body(Some("identity"), body, 1000).unwrap().as_ref(),
-            body
-        );
-        assert_eq!(
-            decoded_body(Some("gzip"), &gzip(body), 1000)
-                .unwrap()
-                .as_ref(),
-            body
-        );
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(body).unwrap();
-        assert_eq!(
-            decoded_body(Some("deflate"), &z.finish().unwrap(), 1000)
-                .unwrap()
-                .as_ref(),
-            body
-        );
-        let twice = gzip(&gzip(body));
-        assert_eq!(
-            decoded_body(Some("gzip, gzip"), &twice, 1000)
-                .unwrap()
-                .as_ref(),
-            body
-        );
-    }
-
-    #[test]
-    fn bombs_garbage_and_unknown_encodings_are_refused() {
-        let bomb = gzip(&vec![b'a'; 10_000_000]);
-        assert!(bomb.len() < 20_000);
-        assert_eq!(
-            decoded_body(Some("gzip"), &bomb, 1_000_000),
-            Err(DecodeError::TooLarge)
-        );
-        assert_eq!(
-            decoded_body(Some("gzip"), b"not gzip", 1000),
-            Err(DecodeError::Invalid("gzip"))
-        );
-        assert!(matches!(
-            decoded_body(Some("zstd"), b"x", 1000),
-            Err(DecodeError::Unsupported(_))
-        ));
-        assert!(matches!(
-            decoded_body(Some("gzip, gzip, gzip"), b"x", 1000),
-            Err(DecodeError::Unsupported(_))
-        ));
     }
 }

@@ -1,0 +1,251 @@
+//! The request body before anything is forwarded: held in memory as far as
+//! the checks need it (within `server.max_buffered_bytes` for all requests
+//! together), read by the rules, and then forwarded whole, or as the held
+//! start followed by the rest as it streams. A `block` verdict refuses the
+//! request before the upstream sees a byte.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, BodyDataStream};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ProxyState;
+use crate::abuse::scan::{self, ScanText, Unreadable};
+use crate::abuse::{CheckInput, Verdict};
+use crate::config::{Config, EffectivePolicy};
+use crate::error::ApiError;
+
+/// How long a request waits for room in the body budget, or for a scan
+/// slot, before it is answered 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+/// The memory and CPU that reading request bodies may take.
+#[derive(Clone)]
+pub struct Limits {
+    /// Bytes of bodies held, all requests together.
+    budget: Arc<Semaphore>,
+    /// Scans big enough to run on a blocking thread, at once: fewer than
+    /// the cores, so that decompressing one tenant's body cannot stall
+    /// every other tenant's streams.
+    scan_slots: Arc<Semaphore>,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            budget: Arc::new(Semaphore::new(
+                config.server.max_buffered_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            scan_slots: Arc::new(Semaphore::new(cores.saturating_sub(1).max(1))),
+        }
+    }
+
+    /// Room for `bytes` more held bytes, added to `held`.
+    async fn reserve(
+        &self,
+        bytes: usize,
+        held: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ApiError> {
+        let n = u32::try_from(bytes).map_err(|_| ApiError::Overloaded)?;
+        let budget = Arc::clone(&self.budget);
+        let permit = match Arc::clone(&budget).try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => {
+                metrics::counter!("custodian_body_budget_waits_total").increment(1);
+                match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(n)).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        metrics::counter!("custodian_body_budget_refusals_total").increment(1);
+                        return Err(ApiError::Overloaded);
+                    }
+                }
+            }
+        };
+        match held {
+            Some(h) => h.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// How far the body of a request is held before it is forwarded, or
+/// `None` to stream it straight through.
+pub fn hold_limit(config: &Config, known_length: Option<u64>) -> Option<usize> {
+    let limit = config.server.max_request_body_bytes;
+    let rules = &config.rules;
+    let mut hold = 0usize;
+    if rules.reads_text() {
+        hold = config.server.max_scan_bytes;
+    } else if known_length.is_none() {
+        // A size rule must know whether a body of unknown length is larger.
+        if let Some(max) = rules.largest_size_limit() {
+            hold = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1);
+        }
+    }
+    // A small body is held whole anyway: one copy for the capture.
+    if let Some(len) = known_length.filter(|len| *len <= config.capture.max_body_bytes as u64) {
+        hold = hold.max(len as usize);
+    }
+    match known_length {
+        Some(0) => None,
+        _ => (hold > 0).then(|| hold.min(limit)),
+    }
+}
+
+/// A body held in memory: all of it, or its start and the rest to come.
+pub struct Held {
+    pub bytes: Bytes,
+    /// The rest of the body, still to be read from the client.
+    pub rest: Option<BodyDataStream>,
+    /// Its place in the budget, given back once it has been forwarded.
+    pub budget: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    pub fn complete(&self) -> bool {
+        self.rest.is_none()
+    }
+}
+
+/// Read `body` until it ends or more than `hold` bytes are in, refusing a
+/// body over `limit` (413) and waiting briefly for room in the budget (503).
+pub async fn hold(
+    body: Body,
+    hold: usize,
+    limit: usize,
+    limits: &Limits,
+) -> Result<Held, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = BytesMut::new();
+    let mut budget = None;
+    loop {
+        let Some(chunk) = stream.next().await else {
+            return Ok(Held {
+                bytes: bytes.freeze(),
+                rest: None,
+                budget,
+            });
+        };
+        let chunk = chunk.map_err(|_| ApiError::BadBody)?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        limits.reserve(chunk.len(), &mut budget).await?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > hold {
+            return Ok(Held {
+                bytes: bytes.freeze(),
+                rest: Some(stream),
+                budget,
+            });
+        }
+    }
+}
+
+/// Run the inline rules on a held body (and the profile's `unscannable`
+/// on what they could not read). Heavy scans run on a blocking thread.
+pub async fn check(
+    state: &ProxyState,
+    headers: &http::HeaderMap,
+    held: (&Bytes, bool),
+    declared_length: Option<u64>,
+    requests_this_minute: u64,
+    policy: &EffectivePolicy,
+) -> Result<Vec<Verdict>, ApiError> {
+    let (held_bytes, complete) = held;
+    let rules = Arc::clone(&state.config.rules);
+    let body_bytes = declared_length.or(Some(held_bytes.len() as u64));
+    if !rules.reads_text() {
+        return Ok(rules.check(&CheckInput {
+            text: None,
+            body_bytes,
+            requests_this_minute,
+        }));
+    }
+    let limits = scan::Limits {
+        max_scan_bytes: state.config.server.max_scan_bytes,
+        max_body_bytes: state.config.server.max_request_body_bytes,
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let encodings: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| v.to_str().map(str::to_owned))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|_| vec!["(not text)".to_owned()]);
+    let bytes = held_bytes.clone();
+    let run = move || {
+        let encodings: Vec<&str> = encodings.iter().map(String::as_str).collect();
+        let body = scan::Body {
+            content_type: content_type.as_deref(),
+            encodings: &encodings,
+            bytes: &bytes,
+            complete,
+        };
+        scan::scan(body, limits)
+            .map(|text| read_by_rules(&rules, &text, body_bytes, requests_this_minute))
+    };
+    let outcome = if is_heavy_body(headers, held_bytes) {
+        let _slot = tokio::time::timeout(
+            BUDGET_WAIT,
+            Arc::clone(&state.limits.scan_slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError::Overloaded)?
+        .map_err(|_| ApiError::Overloaded)?;
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|_| ApiError::Overloaded)?
+    } else {
+        run()
+    };
+    let (mut verdicts, unreadable) = outcome.map_err(|e| match e {
+        scan::ScanError::TooLarge => ApiError::PayloadTooLarge {
+            limit: state.config.server.max_request_body_bytes,
+        },
+        e => ApiError::InvalidRequest(format!("The request body could not be decoded: {e}.")),
+    })?;
+    if let Some(verdict) = unreadable.and_then(|why| policy.unscannable.verdict(why)) {
+        verdicts.push(verdict);
+    }
+    Ok(verdicts)
+}
+
+fn is_heavy_body(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
+    let encodings: Vec<&str> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    scan::is_heavy(scan::Body {
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        encodings: &encodings,
+        bytes,
+        complete: true,
+    })
+}
+
+fn read_by_rules(
+    rules: &crate::abuse::RuleSet,
+    text: &ScanText,
+    body_bytes: Option<u64>,
+    requests_this_minute: u64,
+) -> (Vec<Verdict>, Option<Unreadable>) {
+    let verdicts = rules.check(&CheckInput {
+        text: Some(&text.text),
+        body_bytes,
+        requests_this_minute,
+    });
+    (verdicts, text.unreadable)
+}
