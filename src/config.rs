@@ -187,6 +187,8 @@ pub struct CaptureConfig {
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub queue_capacity: usize,
+    /// Bytes of records in memory between the exchanges and the store.
+    pub queue_max_bytes: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub max_enqueue_wait: Duration,
@@ -722,6 +724,7 @@ impl Default for RawCapture {
 #[serde(deny_unknown_fields, default)]
 struct RawWriter {
     queue_capacity: usize,
+    queue_max_bytes: usize,
     batch_size: usize,
     #[serde(deserialize_with = "de_duration")]
     flush_interval: Duration,
@@ -737,6 +740,7 @@ impl Default for RawWriter {
     fn default() -> Self {
         Self {
             queue_capacity: 20_000,
+            queue_max_bytes: 256 * 1024 * 1024,
             batch_size: 200,
             flush_interval: Duration::from_millis(20),
             max_enqueue_wait: Duration::from_secs(1),
@@ -1129,6 +1133,7 @@ impl Validator<'_> {
             },
             writer: WriterConfig {
                 queue_capacity: raw.writer.queue_capacity,
+                queue_max_bytes: raw.writer.queue_max_bytes,
                 batch_size: raw.writer.batch_size,
                 flush_interval: raw.writer.flush_interval,
                 max_enqueue_wait: raw.writer.max_enqueue_wait,
@@ -1257,6 +1262,7 @@ impl Validator<'_> {
             ),
             ("server.max_scan_bytes", raw.server.max_scan_bytes),
             ("writer.queue_capacity", raw.writer.queue_capacity),
+            ("writer.queue_max_bytes", raw.writer.queue_max_bytes),
             ("writer.batch_size", raw.writer.batch_size),
             ("sweeper.batch_size", raw.sweeper.batch_size),
             ("server.max_headers", raw.server.max_headers),

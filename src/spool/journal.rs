@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::Spool;
@@ -17,19 +17,26 @@ use crate::store::Record;
 /// which case it went to the writer's queue instead and was counted).
 pub type Journaled = oneshot::Receiver<()>;
 
-type Entry = (Record, oneshot::Sender<()>);
+/// A record, who waits for it, and its room in the queue's byte budget.
+type Entry = (Record, oneshot::Sender<()>, OwnedSemaphorePermit);
 
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Entry>,
+    /// The writer's byte budget, shared: the journal is a queue too.
+    room: Arc<Semaphore>,
 }
 
 impl Journal {
-    /// Hand `record` to the journal; gives it back when the journal is
-    /// full or stopped, for the caller to queue it the ordinary way.
-    pub fn submit(&self, record: Record) -> Result<Journaled, Box<Record>> {
+    /// Hand `record` (weighing `weight` bytes) to the journal; gives it back
+    /// when the journal is full, out of room or stopped, for the caller to
+    /// queue it the ordinary way.
+    pub fn submit(&self, record: Record, weight: u32) -> Result<Journaled, Box<Record>> {
+        let Ok(room) = Arc::clone(&self.room).try_acquire_many_owned(weight) else {
+            return Err(Box::new(record));
+        };
         let (ack, journaled) = oneshot::channel();
-        match self.tx.try_send((record, ack)) {
+        match self.tx.try_send((record, ack, room)) {
             Ok(()) => Ok(journaled),
             Err(e) => Err(Box::new(e.into_inner().0)),
         }
@@ -40,6 +47,7 @@ impl Journal {
 /// `fallback` (the writer's queue). It ends once every `Journal` is dropped.
 pub fn spawn(
     spool: Arc<Spool>,
+    room: Arc<Semaphore>,
     capacity: usize,
     max_group: usize,
     fallback: impl Fn(Record) + Send + 'static,
@@ -48,7 +56,14 @@ pub fn spawn(
     let task = tokio::spawn(async move {
         let mut group: Vec<Entry> = Vec::with_capacity(max_group);
         while rx.recv_many(&mut group, max_group).await > 0 {
-            let (records, acks): (Vec<Record>, Vec<_>) = group.drain(..).unzip();
+            let mut records = Vec::with_capacity(group.len());
+            let mut acks = Vec::with_capacity(group.len());
+            let mut held = Vec::with_capacity(group.len());
+            for (record, ack, room) in group.drain(..) {
+                records.push(record);
+                acks.push(ack);
+                held.push(room);
+            }
             let appended = spool.append(&records).await;
             if let Err(e) = appended {
                 metrics::counter!("custodian_journal_failures_total", "reason" => e.reason())
@@ -60,7 +75,8 @@ pub fn spawn(
             for ack in acks {
                 let _ = ack.send(());
             }
+            drop(held);
         }
     });
-    (Journal { tx }, task)
+    (Journal { tx, room }, task)
 }

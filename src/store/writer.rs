@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -71,13 +72,34 @@ impl Durability {
     }
 }
 
+/// A record in the queue with its place in the queue's byte budget, given
+/// back once the record is written (or spooled, or counted as lost).
+pub(crate) struct Queued {
+    record: Record,
+    _room: OwnedSemaphorePermit,
+}
+
 /// The sending side, cloned into every request.
 #[derive(Clone)]
 pub struct RecordSink {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Queued>,
+    /// Bytes of records queued or being written (`writer.queue_max_bytes`).
+    room: Arc<Semaphore>,
+    room_total: usize,
     max_wait: Duration,
     durability: Arc<Durability>,
     journal: Option<Journal>,
+}
+
+/// What a record weighs in the queue's byte budget: its bodies and a
+/// margin for the rest.
+fn weight(record: &Record, budget: usize) -> u32 {
+    let bodies = record
+        .content
+        .as_ref()
+        .map_or(0, |c| c.request_body.len() + c.response_body.len());
+    // A record larger than the whole budget still goes, alone.
+    u32::try_from((bodies + 1024).min(budget)).unwrap_or(u32::MAX)
 }
 
 impl RecordSink {
@@ -91,11 +113,15 @@ impl RecordSink {
     /// the store's pace instead of records being dropped. The room is not
     /// held: requests in flight never occupy the queue.
     pub async fn wait_for_room(&self) {
-        if self.tx.capacity() > 0 {
+        if self.tx.capacity() > 0 && self.room.available_permits() > 0 {
             return;
         }
         metrics::counter!("custodian_record_queue_waits_total").increment(1);
-        let _ = tokio::time::timeout(self.max_wait, self.tx.reserve()).await;
+        let room = async {
+            let _ = self.tx.reserve().await;
+            let _ = self.room.acquire().await;
+        };
+        let _ = tokio::time::timeout(self.max_wait, room).await;
     }
 
     /// Hand over a finished exchange's record. In journal mode the answer
@@ -105,7 +131,8 @@ impl RecordSink {
             self.enqueue(record);
             return None;
         };
-        match journal.submit(record) {
+        let weight = weight(&record, self.room_size());
+        match journal.submit(record, weight) {
             Ok(journaled) => Some(journaled),
             Err(record) => {
                 metrics::counter!("custodian_journal_bypassed_total").increment(1);
@@ -119,21 +146,39 @@ impl RecordSink {
     /// full, a task waits up to `max_wait` for room, then the record goes
     /// to the spool (or, without one, is counted as dropped). (Admission
     /// keeps the number of such tasks near the number of requests in flight.)
+    fn room_size(&self) -> usize {
+        self.room_total
+    }
+
     fn enqueue(&self, record: Record) {
-        let record = match self.tx.try_send(record) {
-            Ok(()) => return,
-            Err(TrySendError::Closed(r)) => return dropped("shutting_down", &r),
-            Err(TrySendError::Full(r)) => r,
+        let weight = weight(&record, self.room_size());
+        let record = match Arc::clone(&self.room).try_acquire_many_owned(weight) {
+            Ok(room) => match self.tx.try_send(Queued {
+                record,
+                _room: room,
+            }) {
+                Ok(()) => return,
+                Err(TrySendError::Closed(q)) => return dropped("shutting_down", &q.record),
+                Err(TrySendError::Full(q)) => q.record,
+            },
+            Err(_) => record,
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return dropped("shutting_down", &record);
         };
-        let (tx, max_wait) = (self.tx.clone(), self.max_wait);
+        let (tx, room, max_wait) = (self.tx.clone(), Arc::clone(&self.room), self.max_wait);
         let spool = self.durability.spool.clone();
         runtime.spawn(async move {
-            match tokio::time::timeout(max_wait, tx.reserve()).await {
-                Ok(Ok(permit)) => permit.send(record),
-                Ok(Err(_)) => dropped("shutting_down", &record),
+            let queued = async {
+                let room = room.acquire_many_owned(weight).await.ok()?;
+                Some((tx.reserve().await.ok()?, room))
+            };
+            match tokio::time::timeout(max_wait, queued).await {
+                Ok(Some((slot, room))) => slot.send(Queued {
+                    record,
+                    _room: room,
+                }),
+                Ok(None) => dropped("shutting_down", &record),
                 Err(_) => match spool {
                     Some(spool) => {
                         if let Err(e) = spool.append(std::slice::from_ref(&record)).await {
@@ -166,8 +211,11 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> (RecordSink, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let room_total = config.queue_max_bytes.min(Semaphore::MAX_PERMITS);
     let mut sink = RecordSink {
         tx,
+        room: Arc::new(Semaphore::new(room_total)),
+        room_total,
         max_wait: config.max_enqueue_wait,
         durability: Arc::clone(&durability),
         journal: None,
@@ -177,6 +225,7 @@ pub fn spawn(
             let fallback = sink.clone();
             let (journal, task) = journal::spawn(
                 Arc::clone(spool),
+                Arc::clone(&sink.room),
                 config.queue_capacity,
                 config.batch_size,
                 move |record| fallback.enqueue(record),
@@ -287,6 +336,36 @@ async fn replay_pass(
     }
 }
 
+/// Records gathered for one write, with their room in the queue's budget
+/// (held until the write is done: they are in memory until then).
+struct Batch {
+    records: Vec<Record>,
+    room: Vec<OwnedSemaphorePermit>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            records: Vec::with_capacity(n),
+            room: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, queued: Queued) {
+        self.records.push(queued.record);
+        self.room.push(queued._room);
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The write is done (stored, spooled or counted): give the room back.
+    fn written(&mut self) {
+        self.room.clear();
+    }
+}
+
 struct Writer {
     store: Arc<dyn Store>,
     batch_size: usize,
@@ -298,8 +377,8 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Record>, shutdown: CancellationToken) {
-        let mut batch = Vec::with_capacity(self.batch_size);
+    async fn run(self, mut rx: mpsc::Receiver<Queued>, shutdown: CancellationToken) {
+        let mut batch = Batch::with_capacity(self.batch_size);
         loop {
             let first = tokio::select! {
                 biased;
@@ -310,7 +389,8 @@ impl Writer {
             batch.push(first);
             self.linger(&mut rx, &mut batch, &shutdown).await;
             metrics::gauge!("custodian_record_queue_depth").set(rx.len() as f64);
-            self.write(&mut batch, Some(&shutdown)).await;
+            self.write(&mut batch.records, Some(&shutdown)).await;
+            batch.written();
         }
         // Shutdown: the listeners have stopped. Write what is queued and what
         // is still coming (exchanges ending, records waiting for room) until
@@ -322,7 +402,8 @@ impl Writer {
                 Ok(Some(r)) => {
                     batch.push(r);
                     self.fill(&mut rx, &mut batch);
-                    self.write(&mut batch, None).await;
+                    self.write(&mut batch.records, None).await;
+                    batch.written();
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -330,7 +411,8 @@ impl Writer {
                     while let Ok(r) = rx.try_recv() {
                         batch.push(r);
                         self.fill(&mut rx, &mut batch);
-                        self.write(&mut batch, None).await;
+                        self.write(&mut batch.records, None).await;
+                        batch.written();
                     }
                     tracing::error!(
                         "exchanges still open after the shutdown deadline; their records are lost"
@@ -349,8 +431,8 @@ impl Writer {
     /// record. Clients never wait for this; only the record does.
     async fn linger(
         &self,
-        rx: &mut mpsc::Receiver<Record>,
-        batch: &mut Vec<Record>,
+        rx: &mut mpsc::Receiver<Queued>,
+        batch: &mut Batch,
         shutdown: &CancellationToken,
     ) {
         self.fill(rx, batch);
@@ -371,7 +453,7 @@ impl Writer {
         }
     }
 
-    fn fill(&self, rx: &mut mpsc::Receiver<Record>, batch: &mut Vec<Record>) {
+    fn fill(&self, rx: &mut mpsc::Receiver<Queued>, batch: &mut Batch) {
         while batch.len() < self.batch_size {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),

@@ -411,3 +411,50 @@ async fn fail_open_counts_every_record_it_cannot_keep() {
     .await;
     cut.restore();
 }
+
+/// The record queue is bounded in bytes as well as in records: with the
+/// store gone and no spool, a queue of a thousand places takes only what
+/// fits in `writer.queue_max_bytes`; the rest is counted, never held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_queue_is_bounded_in_bytes() {
+    let builder = ConfigBuilder {
+        spool: "enabled = false\n".into(),
+        extra: "[writer]\nstore_timeout = \"300ms\"\nqueue_capacity = 1000\nbatch_size = 1\n\
+                queue_max_bytes = 16384\nmax_enqueue_wait = \"50ms\"\n"
+            .into(),
+        ..Default::default()
+    };
+    let (app, cut, direct) = postgres_behind_relay(builder).await;
+    cut.cut();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        // About 3 KiB of captured bodies per record.
+        ids.push(
+            answered(
+                &app,
+                MANAGED_KEY,
+                &format!("{i} {}", "x".repeat(1500)),
+                false,
+            )
+            .await,
+        );
+    }
+    let dropped = || async {
+        metric_sum(
+            &app.metrics().await,
+            "custodian_records_dropped_total",
+            "reason=\"queue_full\"",
+        )
+    };
+    eventually("records beyond the byte budget counted", 15, async || {
+        dropped().await > 0.0
+    })
+    .await;
+    cut.restore();
+    // Every record is stored or counted as lost; some were queued.
+    eventually("the queued records are stored", 30, async || {
+        let stored = direct.count_records().await.unwrap() as usize;
+        stored > 0 && stored + dropped().await as usize == ids.len()
+    })
+    .await;
+}

@@ -310,6 +310,7 @@ async fn writer_isolates_a_record_the_store_refuses() {
     let good_b = sample("acme", now, false);
     let config = custodian::config::WriterConfig {
         queue_capacity: 10,
+        queue_max_bytes: 1 << 20,
         batch_size: 10,
         flush_interval: std::time::Duration::from_millis(5),
         max_enqueue_wait: std::time::Duration::from_millis(100),
