@@ -366,6 +366,32 @@ pub fn json_strings(bytes: &[u8], out: &mut String) -> bool {
     true
 }
 
+/// `bytes` as text with the escapes inside its JSON strings undone and the
+/// rest as it is: for a JSON document that does not parse (cut short by the
+/// capture cap), so that what a reader sees is what the escapes meant.
+pub fn unescape_json(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..]
+            .iter()
+            .position(|b| *b == b'"')
+            .unwrap_or(bytes.len() - i);
+        out.push_str(&String::from_utf8_lossy(&bytes[i..i + run]));
+        i += run;
+        if i < bytes.len() {
+            let (text, used) = json_string(&bytes[i + 1..]);
+            out.push('"');
+            out.push_str(&text);
+            if bytes.get(i + used) == Some(&b'"') {
+                out.push('"');
+            }
+            i += 1 + used;
+        }
+    }
+    out
+}
+
 /// The string that starts at `bytes` (just past its opening quote), its
 /// escapes undone, and how many bytes it took (closing quote included).
 fn json_string(bytes: &[u8]) -> (String, usize) {

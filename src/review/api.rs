@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::access::{self, Action, Principal, Role};
-use super::redact::redact;
+use super::redact::{redact, redact_body};
 use crate::abuse::Severity;
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
@@ -29,7 +29,9 @@ use crate::crypto::{open_content, ContentKeys, ContentView};
 use crate::domain::RecordId;
 use crate::error::ApiError;
 use crate::export::finetune::answer_text;
-use crate::store::{AuditFilter, ItemChange, Record, ReviewFilter, ReviewItem, Store, StoreError};
+use crate::store::{
+    AuditFilter, ItemChange, NewSuspension, Record, ReviewFilter, ReviewItem, Store, StoreError,
+};
 
 const MAX_PAGE: i64 = 500;
 const MAX_NOTE_CHARS: usize = 4_000;
@@ -137,14 +139,69 @@ async fn visible_item(
     {
         return Err(ApiError::NotFound);
     }
+    // Past its content's expiry an item is gone, unless a hold keeps it.
+    let now = state.clock.now();
+    if item.expires_at <= now && !Holds::load(state, now).await?.keep(&item) {
+        return Err(ApiError::NotFound);
+    }
     Ok(item)
+}
+
+/// The legal holds active now, to say which items one keeps.
+struct Holds(Vec<crate::store::LegalHold>);
+
+impl Holds {
+    async fn load(state: &ReviewState, now: OffsetDateTime) -> Result<Self, ApiError> {
+        let holds = state.store.list_holds().await.map_err(unavailable)?;
+        Ok(Self(
+            holds.into_iter().filter(|h| h.is_active(now)).collect(),
+        ))
+    }
+
+    fn keep(&self, item: &ReviewItem) -> bool {
+        self.0
+            .iter()
+            .any(|h| h.tenant == item.tenant && h.record.is_none_or(|r| r == item.record_id))
+    }
+}
+
+/// How an item is shown to a principal.
+#[derive(Clone, Copy)]
+struct View {
+    /// A contractor: personal data redacted, notes included.
+    redacted: bool,
+    /// A legal hold keeps the item past its expiry.
+    held: bool,
+}
+
+impl View {
+    fn for_principal(principal: &Principal) -> Self {
+        Self {
+            redacted: access::reads_redacted(principal.role),
+            held: false,
+        }
+    }
+
+    async fn of(
+        state: &ReviewState,
+        principal: &Principal,
+        item: &ReviewItem,
+    ) -> Result<Self, ApiError> {
+        let mut view = Self::for_principal(principal);
+        view.held = Holds::load(state, state.clock.now()).await?.keep(item);
+        Ok(view)
+    }
 }
 
 fn format_instant(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn item_json(item: &ReviewItem) -> Value {
+fn item_json(item: &ReviewItem, view: View) -> Value {
+    let notes = match view.redacted {
+        true => redact_notes(&item.notes),
+        false => item.notes.clone(),
+    };
     json!({
         "record_id": item.record_id,
         "tenant": item.tenant,
@@ -155,11 +212,26 @@ fn item_json(item: &ReviewItem) -> Value {
         "status": item.status,
         "assignee": item.assignee,
         "resolution": item.resolution,
-        "notes": item.notes,
+        "notes": notes,
         "created_at": format_instant(item.created_at),
         "updated_at": format_instant(item.updated_at),
         "expires_at": format_instant(item.expires_at),
+        "held": view.held,
     })
+}
+
+/// Notes as a contractor sees them: what reviewers wrote may quote the
+/// payload, so their text is redacted like the payload is.
+fn redact_notes(notes: &Value) -> Value {
+    let mut notes = notes.clone();
+    if let Some(list) = notes.as_array_mut() {
+        for note in list {
+            if let Some(text) = note.get("text").and_then(Value::as_str) {
+                note["text"] = Value::String(redact(text));
+            }
+        }
+    }
+    notes
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -230,6 +302,7 @@ async fn list_items(
             until: instant_param("until", q.until.as_deref())?,
             after: q.cursor.as_deref().map(parse_cursor).transpose()?,
             limit,
+            live_at: Some(state.clock.now()),
         };
         let items = state
             .store
@@ -239,7 +312,20 @@ async fn list_items(
         let next = (items.len() as i64 == limit)
             .then(|| items.last().map(cursor_of))
             .flatten();
-        let data: Vec<Value> = items.iter().map(item_json).collect();
+        let holds = Holds::load(&state, state.clock.now()).await?;
+        let view = View::for_principal(&principal);
+        let data: Vec<Value> = items
+            .iter()
+            .map(|item| {
+                item_json(
+                    item,
+                    View {
+                        held: holds.keep(item),
+                        ..view
+                    },
+                )
+            })
+            .collect();
         Ok::<_, ApiError>(Json(json!({"data": data, "next_cursor": next})).into_response())
     }
     .await
@@ -256,7 +342,8 @@ async fn read_item(
         let principal = authorize(&state, &headers, Action::ReadItem).await?;
         let item = visible_item(&state, &principal, &id).await?;
         let now = state.clock.now();
-        let redacted = access::reads_redacted(principal.role);
+        let view = View::of(&state, &principal, &item).await?;
+        let redacted = view.redacted;
         let event = audit(
             &principal,
             "review_item.read",
@@ -271,7 +358,7 @@ async fn read_item(
             .await
             .map_err(unavailable)?
             .ok_or(ApiError::NotFound)?;
-        let mut body = item_json(&item);
+        let mut body = item_json(&item, view);
         body["record"] = record_json(&record, redacted, state.keys.as_deref());
         Ok::<_, ApiError>(Json(body).into_response())
     }
@@ -282,12 +369,18 @@ async fn read_item(
 /// The record with its payload as readable text (redacted for contractors).
 fn record_json(record: &Record, redacted: bool, keys: Option<&ContentKeys>) -> Value {
     let m = &record.meta;
-    let shown = |text: String| if redacted { redact(&text) } else { text };
+    let shown = |bytes: &[u8]| match redacted {
+        true => redact_body(bytes),
+        false => String::from_utf8_lossy(bytes).into_owned(),
+    };
     let content = match &record.content {
         Some(c) => match open_content(keys, m.id, &m.tenant, c) {
             ContentView::Readable { request, response } => {
-                let response_text = answer_text(&m.path, m.streamed, &response)
-                    .unwrap_or_else(|| String::from_utf8_lossy(&response).into_owned());
+                let response_text = match answer_text(&m.path, m.streamed, &response) {
+                    Some(text) if redacted => redact(&text),
+                    Some(text) => text,
+                    None => shown(&response),
+                };
                 // A ZDR record with content: kept only because a rule flagged it.
                 let state = if m.zero_data_retention {
                     "kept_for_safety_review"
@@ -296,9 +389,9 @@ fn record_json(record: &Record, redacted: bool, keys: Option<&ContentKeys>) -> V
                 };
                 json!({
                     "state": state,
-                    "request": shown(String::from_utf8_lossy(&request).into_owned()),
+                    "request": shown(&request),
                     "request_truncated": c.request_truncated,
-                    "response_text": shown(response_text),
+                    "response_text": response_text,
                     "response_truncated": c.response_truncated,
                 })
             }
@@ -346,7 +439,10 @@ async fn claim(
             .await
             .map_err(unavailable)?
         {
-            Some(item) => Ok::<_, ApiError>(Json(item_json(&item)).into_response()),
+            Some(item) => {
+                let view = View::of(&state, &principal, &item).await?;
+                Ok::<_, ApiError>(Json(item_json(&item, view)).into_response())
+            }
             None => Ok(http::StatusCode::NO_CONTENT.into_response()),
         }
     }
@@ -409,7 +505,7 @@ async fn assign(
             json!({"assignee": target.name}),
         );
         apply(&state, &item, &ItemChange::Assign(target.name), now, &event).await?;
-        current(&state, &item).await
+        current(&state, &principal, &item).await
     }
     .await
     .unwrap_or_else(fail)
@@ -428,7 +524,7 @@ async fn note(
         let NoteBody { text } = parse_body(&body)?;
         let now = state.clock.now();
         add_note(&state, &principal, &item, peer, now, text).await?;
-        current(&state, &item).await
+        current(&state, &principal, &item).await
     }
     .await
     .unwrap_or_else(fail)
@@ -471,33 +567,41 @@ async fn resolve(
             now,
             json!({"resolution": resolution}),
         );
-        let confirmed = resolution == "confirmed";
+        let suspension = match resolution == "confirmed" {
+            true => suspension_for(&state, &principal, &item, peer, now).await?,
+            false => None,
+        };
+        let suspends = suspension.is_some();
         let resolve = ItemChange::Resolve {
             resolution,
             by: principal.name.clone(),
+            suspension,
         };
         apply(&state, &item, &resolve, now, &event).await?;
-        if confirmed {
-            suspend(&state, &principal, &item, peer, now).await?;
+        if suspends {
+            // This replica applies it at once, the others within their refresh.
+            if let Err(e) = state.suspensions.refresh(state.store.as_ref()).await {
+                tracing::warn!(error = %e, "suspensions refresh after a confirmation failed");
+            }
         }
-        current(&state, &item).await
+        current(&state, &principal, &item).await
     }
     .await
     .unwrap_or_else(fail)
 }
 
-/// On confirmed abuse, suspend the key or tenant as configured (audited);
-/// this replica applies it at once, the others within their refresh.
-async fn suspend(
+/// The suspension a confirmation triggers, as configured (audited), to be
+/// written in the resolution's transaction.
+async fn suspension_for(
     state: &ReviewState,
     principal: &Principal,
     item: &ReviewItem,
     peer: SocketAddr,
     now: OffsetDateTime,
-) -> Result<(), ApiError> {
+) -> Result<Option<NewSuspension>, ApiError> {
     use crate::config::OnConfirm;
     let key = match state.on_confirm {
-        OnConfirm::None => return Ok(()),
+        OnConfirm::None => return Ok(None),
         OnConfirm::SuspendTenant => None,
         OnConfirm::SuspendKey => {
             let record = state
@@ -518,22 +622,13 @@ async fn suspend(
         now,
         json!({"key_id": key, "reason": reason}),
     );
-    state
-        .store
-        .add_suspension(
-            &item.tenant,
-            key.as_deref(),
-            &reason,
-            &format!("principal:{}", principal.name),
-            now,
-            &event,
-        )
-        .await
-        .map_err(unavailable)?;
-    if let Err(e) = state.suspensions.refresh(state.store.as_ref()).await {
-        tracing::warn!(error = %e, "suspensions refresh after a confirmation failed");
-    }
-    Ok(())
+    Ok(Some(NewSuspension {
+        tenant: item.tenant.clone(),
+        key_id: key,
+        reason,
+        created_by: format!("principal:{}", principal.name),
+        audit: event,
+    }))
 }
 
 /// Apply a change with its audit entry.
@@ -582,14 +677,15 @@ async fn add_note(
 }
 
 /// The item as it now is.
-async fn current(state: &ReviewState, item: &ReviewItem) -> ApiResult {
+async fn current(state: &ReviewState, principal: &Principal, item: &ReviewItem) -> ApiResult {
     let item = state
         .store
         .review_item(item.record_id)
         .await
         .map_err(unavailable)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(item_json(&item)).into_response())
+    let view = View::of(state, principal, &item).await?;
+    Ok(Json(item_json(&item, view)).into_response())
 }
 
 async fn counts(State(state): State<ReviewState>, headers: HeaderMap) -> Response {

@@ -182,14 +182,37 @@ pub struct ReviewFilter {
     /// Items created after this `(created_at, record id)`.
     pub after: Option<(OffsetDateTime, RecordId)>,
     pub limit: i64,
+    /// Only items still live at this instant: not past their expiry, or
+    /// kept by an active legal hold.
+    pub live_at: Option<OffsetDateTime>,
 }
 
 /// A change to a review item.
 #[derive(Debug, Clone)]
 pub enum ItemChange {
     Assign(String),
-    Note { author: String, text: String },
-    Resolve { resolution: String, by: String },
+    Note {
+        author: String,
+        text: String,
+    },
+    /// Resolve; a confirmation may suspend the key or tenant in the same
+    /// transaction (both happen, or neither).
+    Resolve {
+        resolution: String,
+        by: String,
+        suspension: Option<NewSuspension>,
+    },
+}
+
+/// A suspension to add, with its audit entry.
+#[derive(Debug, Clone)]
+pub struct NewSuspension {
+    pub tenant: TenantId,
+    /// `None`: the whole tenant.
+    pub key_id: Option<String>,
+    pub reason: String,
+    pub created_by: String,
+    pub audit: AuditEvent,
 }
 
 /// Which audit entries to read, in sequence order after `after`.

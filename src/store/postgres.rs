@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::{
     tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
-    NewPrincipal, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag, ReviewItem, Store,
-    StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport, TableStats, TagCount,
-    Usage,
+    NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag,
+    ReviewItem, Store, StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport,
+    TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -732,7 +732,7 @@ impl Store for PgStore {
 
     async fn list_review_items(&self, f: &ReviewFilter) -> Result<Vec<ReviewItem>, StoreError> {
         let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
-            "SELECT {ITEM_COLUMNS} FROM review_items WHERE TRUE"
+            "SELECT {ITEM_COLUMNS} FROM review_items t WHERE TRUE"
         ));
         if let Some(v) = &f.status {
             q.push(" AND status = ").push_bind(v.clone());
@@ -755,6 +755,13 @@ impl Store for PgStore {
         }
         if let Some(v) = f.until {
             q.push(" AND created_at < ").push_bind(v);
+        }
+        if let Some(now) = f.live_at {
+            q.push(" AND (t.expires_at > ")
+                .push_bind(now)
+                .push(" OR EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > ")
+                .push_bind(now)
+                .push(" AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.record_id)))");
         }
         if let Some((at, id)) = f.after {
             q.push(" AND (created_at, record_id) > (")
@@ -804,8 +811,10 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE review_items SET status = 'claimed', assignee = $1, updated_at = $2 \
-             WHERE record_id = (SELECT record_id FROM review_items \
-             WHERE status = 'open' AND expires_at > $2 \
+             WHERE record_id = (SELECT record_id FROM review_items t \
+             WHERE status = 'open' AND (t.expires_at > $2 OR EXISTS (SELECT 1 FROM legal_holds h \
+             WHERE h.released_at IS NULL AND h.ends_at > $2 AND h.tenant_id = t.tenant_id \
+             AND (h.record_id IS NULL OR h.record_id = t.record_id))) \
              ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
              WHEN 'medium' THEN 2 ELSE 3 END, created_at, record_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING {ITEM_COLUMNS}"
@@ -871,7 +880,11 @@ impl Store for PgStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            ItemChange::Resolve { resolution, .. } => {
+            ItemChange::Resolve {
+                resolution,
+                suspension,
+                ..
+            } => {
                 sqlx::query(
                     "UPDATE review_items SET status = 'resolved', resolution = $2 \
                      WHERE record_id = $1",
@@ -880,6 +893,9 @@ impl Store for PgStore {
                 .bind(resolution)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(s) = suspension {
+                    insert_suspension_in(&mut tx, s, now).await?;
+                }
             }
         }
         let mut audit = audit.clone();
@@ -1002,20 +1018,14 @@ impl Store for PgStore {
         audit: &AuditEvent,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO suspensions (tenant_id, key_id, reason, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(&tenant.0)
-        .bind(key)
-        .bind(reason)
-        .bind(by)
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut audit = audit.clone();
-        audit.subject = Some(format!("suspension:{id}"));
-        append_audit_in(&mut tx, &audit).await?;
+        let suspension = NewSuspension {
+            tenant: tenant.clone(),
+            key_id: key.map(str::to_owned),
+            reason: reason.to_owned(),
+            created_by: by.to_owned(),
+            audit: audit.clone(),
+        };
+        let id = insert_suspension_in(&mut tx, &suspension, at).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -1763,6 +1773,29 @@ fn principal_from_row(r: &PgRow) -> Result<Principal, StoreError> {
         expires_at: r.try_get("expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
     })
+}
+
+/// Add a suspension and its audit entry inside `tx`. Returns its id.
+async fn insert_suspension_in(
+    tx: &mut sqlx::PgConnection,
+    s: &NewSuspension,
+    at: OffsetDateTime,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO suspensions (tenant_id, key_id, reason, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(&s.tenant.0)
+    .bind(s.key_id.as_deref())
+    .bind(&s.reason)
+    .bind(&s.created_by)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut audit = s.audit.clone();
+    audit.subject = Some(format!("suspension:{id}"));
+    append_audit_in(tx, &audit).await?;
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{
     tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
-    NewPrincipal, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag, ReviewItem, Store,
-    StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport, TableStats, TagCount,
-    Usage,
+    NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag,
+    ReviewItem, Store, StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport,
+    TableStats, TagCount, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -547,7 +547,7 @@ impl Store for SqliteStore {
 
     async fn list_review_items(&self, f: &ReviewFilter) -> Result<Vec<ReviewItem>, StoreError> {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-            "SELECT {ITEM_COLUMNS} FROM review_items WHERE TRUE"
+            "SELECT {ITEM_COLUMNS} FROM review_items t WHERE TRUE"
         ));
         if let Some(v) = &f.status {
             q.push(" AND status = ").push_bind(v.clone());
@@ -570,6 +570,13 @@ impl Store for SqliteStore {
         }
         if let Some(v) = f.until {
             q.push(" AND created_at < ").push_bind(to_micros(v));
+        }
+        if let Some(now) = f.live_at {
+            q.push(" AND (t.expires_at > ")
+                .push_bind(to_micros(now))
+                .push(" OR EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.ends_at > ")
+                .push_bind(to_micros(now))
+                .push(" AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.record_id)))");
         }
         if let Some((at, id)) = f.after {
             q.push(" AND (created_at, record_id) > (")
@@ -619,8 +626,10 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE review_items SET status = 'claimed', assignee = ?1, updated_at = ?2 \
-             WHERE record_id = (SELECT record_id FROM review_items \
-             WHERE status = 'open' AND expires_at > ?2 \
+             WHERE record_id = (SELECT record_id FROM review_items t \
+             WHERE status = 'open' AND (t.expires_at > ?2 OR EXISTS (SELECT 1 FROM legal_holds h \
+             WHERE h.released_at IS NULL AND h.ends_at > ?2 AND h.tenant_id = t.tenant_id \
+             AND (h.record_id IS NULL OR h.record_id = t.record_id))) \
              ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
              WHEN 'medium' THEN 2 ELSE 3 END, created_at, record_id LIMIT 1) \
              RETURNING {ITEM_COLUMNS}"
@@ -686,7 +695,11 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            ItemChange::Resolve { resolution, .. } => {
+            ItemChange::Resolve {
+                resolution,
+                suspension,
+                ..
+            } => {
                 sqlx::query(
                     "UPDATE review_items SET status = 'resolved', resolution = ?2 \
                      WHERE record_id = ?1",
@@ -695,6 +708,9 @@ impl Store for SqliteStore {
                 .bind(resolution)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(s) = suspension {
+                    insert_suspension_in(&mut tx, s, now).await?;
+                }
             }
         }
         let mut audit = audit.clone();
@@ -817,20 +833,14 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO suspensions (tenant_id, key_id, reason, created_by, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        )
-        .bind(&tenant.0)
-        .bind(key)
-        .bind(reason)
-        .bind(by)
-        .bind(to_micros(at))
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut audit = audit.clone();
-        audit.subject = Some(format!("suspension:{id}"));
-        append_audit_in(&mut tx, &audit).await?;
+        let suspension = NewSuspension {
+            tenant: tenant.clone(),
+            key_id: key.map(str::to_owned),
+            reason: reason.to_owned(),
+            created_by: by.to_owned(),
+            audit: audit.clone(),
+        };
+        let id = insert_suspension_in(&mut tx, &suspension, at).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -1314,4 +1324,27 @@ fn principal_from_row(r: &SqliteRow) -> Result<Principal, StoreError> {
             .map(from_micros)
             .transpose()?,
     })
+}
+
+/// Add a suspension and its audit entry inside `tx`. Returns its id.
+async fn insert_suspension_in(
+    tx: &mut sqlx::SqliteConnection,
+    s: &NewSuspension,
+    at: OffsetDateTime,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO suspensions (tenant_id, key_id, reason, created_by, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+    )
+    .bind(&s.tenant.0)
+    .bind(s.key_id.as_deref())
+    .bind(&s.reason)
+    .bind(&s.created_by)
+    .bind(to_micros(at))
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut audit = s.audit.clone();
+    audit.subject = Some(format!("suspension:{id}"));
+    append_audit_in(tx, &audit).await?;
+    Ok(id)
 }

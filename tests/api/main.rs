@@ -22,6 +22,7 @@ mod proxy;
 mod replicas;
 mod retention;
 mod review;
+mod review_edges;
 mod scanning;
 mod sdk;
 mod spool;
