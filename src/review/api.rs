@@ -568,7 +568,9 @@ async fn resolve(
             json!({"resolution": resolution}),
         );
         let suspension = match resolution == "confirmed" {
-            true => suspension_for(&state, &principal, &item, peer, now).await?,
+            true => suspension_for(&state, &principal, &item, peer, now)
+                .await?
+                .map(Box::new),
             false => None,
         };
         let suspends = suspension.is_some();

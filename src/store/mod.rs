@@ -200,7 +200,7 @@ pub enum ItemChange {
     Resolve {
         resolution: String,
         by: String,
-        suspension: Option<NewSuspension>,
+        suspension: Option<Box<NewSuspension>>,
     },
 }
 
