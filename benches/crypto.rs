@@ -60,6 +60,7 @@ fn seal_and_open(c: &mut Criterion) {
                 .expect("sealed"),
             response_truncated: false,
             expires_at: expires,
+            sealed: false,
         };
         group.bench_function(format!("open two {size}-byte bodies"), |b| {
             b.iter_batched(

@@ -149,6 +149,7 @@ fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record 
             response_body: response,
             response_truncated: false,
             expires_at: content_expires_at,
+            sealed: false,
         }),
         review: None,
     }

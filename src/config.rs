@@ -349,6 +349,10 @@ pub struct ReviewConfig {
 pub struct FilesConfig {
     /// A local directory, or an object-store URL (`s3://bucket/prefix`).
     pub location: String,
+    /// An upload that started longer ago than this and left a blob under
+    /// `pending/` (or an unused file key) was interrupted: the sweeper
+    /// removes what it left. Longer than any upload takes.
+    pub pending_max_age: Duration,
 }
 
 /// The retention sweeper that runs inside `serve`.
@@ -779,12 +783,15 @@ struct RawRule {
 #[serde(deny_unknown_fields, default)]
 struct RawFiles {
     location: String,
+    #[serde(deserialize_with = "de_duration")]
+    pending_max_age: Duration,
 }
 
 impl Default for RawFiles {
     fn default() -> Self {
         Self {
             location: "custodian-files".to_owned(),
+            pending_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -1153,6 +1160,7 @@ impl Validator<'_> {
             },
             files: FilesConfig {
                 location: raw.files.location,
+                pending_max_age: raw.files.pending_max_age,
             },
             rules: Arc::new(rules),
             review: raw.review,

@@ -66,7 +66,17 @@ pub struct FileCopies {
     keys: Option<Arc<ContentKeys>>,
     objects: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// The directory itself, when the blob store is a local one: its
+    /// writers' staging files are invisible through `ObjectStore::list`.
+    local_dir: Option<std::path::PathBuf>,
     store: Arc<dyn Store>,
+}
+
+/// What one pass over upload leftovers removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Leftovers {
+    pub blobs: usize,
+    pub keys: usize,
 }
 
 impl FileCopies {
@@ -74,13 +84,15 @@ impl FileCopies {
         let location = config.location.as_str();
         let bad =
             |e: &dyn std::fmt::Display| FilesError::Location(location.to_owned(), e.to_string());
-        let url = if location.contains("://") {
-            url::Url::parse(location).map_err(|e| bad(&e))?
+        let (url, local_dir) = if location.contains("://") {
+            (url::Url::parse(location).map_err(|e| bad(&e))?, None)
         } else {
             // A local directory, relative to the working directory.
             std::fs::create_dir_all(location).map_err(|e| bad(&e))?;
             let absolute = std::fs::canonicalize(location).map_err(|e| bad(&e))?;
-            url::Url::from_directory_path(&absolute).map_err(|()| bad(&"not a directory path"))?
+            let url = url::Url::from_directory_path(&absolute)
+                .map_err(|()| bad(&"not a directory path"))?;
+            (url, Some(absolute))
         };
         // Credentials and endpoints for S3 come from the usual AWS_* variables.
         let options = std::env::vars()
@@ -91,6 +103,7 @@ impl FileCopies {
             keys: None,
             objects: Arc::from(objects),
             prefix,
+            local_dir,
             store,
         })
     }
@@ -133,7 +146,7 @@ impl FileCopies {
         ));
         Some(PendingCopy {
             sender: Some(sender),
-            task,
+            task: Some(task),
             pending,
             record,
             keys: self.keys.clone(),
@@ -157,7 +170,10 @@ impl FileCopies {
         drop(copy.sender.take());
         // The body has been sent by now; the copier only has to finish
         // writing. A copier that cannot is stopped rather than waited on.
-        let uploaded = match tokio::time::timeout(COPY_FINISH_TIMEOUT, &mut copy.task).await {
+        let Some(mut task) = copy.task.take() else {
+            return;
+        };
+        let uploaded = match tokio::time::timeout(COPY_FINISH_TIMEOUT, &mut task).await {
             Ok(Ok(Ok(u))) => Some(u),
             Ok(Ok(Err(e))) => {
                 copy_failed(tenant, &e);
@@ -168,7 +184,7 @@ impl FileCopies {
                 None
             }
             Err(elapsed) => {
-                copy.task.abort();
+                task.abort();
                 copy_failed(tenant, &elapsed);
                 None
             }
@@ -254,6 +270,63 @@ impl FileCopies {
         Ok(removed)
     }
 
+    /// Remove what uploads left behind when they could not clean up after
+    /// themselves (the process was killed mid-upload): blobs under
+    /// `pending/` and file keys that no kept copy uses, of uploads that
+    /// started more than `max_age` before `now` (an upload's record id is a
+    /// UUIDv7: its start). Younger ones may still be in flight, here or on
+    /// another replica.
+    pub async fn remove_leftovers(
+        &self,
+        now: OffsetDateTime,
+        max_age: std::time::Duration,
+    ) -> Result<Leftovers, FilesError> {
+        let before = now - max_age;
+        let started_before = |name: &str| {
+            name.split('#')
+                .next()
+                .and_then(|id| id.parse::<uuid::Uuid>().ok())
+                .and_then(|id| upload_started(RecordId(id)))
+                .is_some_and(|at| at < before)
+        };
+        let mut removed = Leftovers::default();
+        match &self.local_dir {
+            // Staging files (`<id>#<n>`) of an interrupted write included.
+            Some(dir) => {
+                let pending = dir.join("pending");
+                for entry in std::fs::read_dir(&pending).into_iter().flatten().flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if started_before(&name) && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                        removed.blobs += 1;
+                    }
+                }
+            }
+            None => {
+                let pending = self.path(&["pending"]);
+                let mut listing = self.objects.list(Some(&pending));
+                while let Some(meta) = listing.next().await {
+                    let meta = meta?;
+                    if meta.location.filename().is_some_and(started_before) {
+                        self.objects.delete(&meta.location).await?;
+                        removed.blobs += 1;
+                    }
+                }
+            }
+        }
+        if let Some(keys) = &self.keys {
+            let in_use: std::collections::HashSet<RecordId> =
+                self.store.file_copy_records().await?.into_iter().collect();
+            for record in keys.file_key_records().await? {
+                let old = upload_started(record).is_some_and(|at| at < before);
+                if old && !in_use.contains(&record) {
+                    keys.destroy_file_key(record).await?;
+                    removed.keys += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The bytes of a kept copy (for operators and tests), decrypted.
     pub async fn read(&self, copy: &FileCopy) -> Result<Bytes, FilesError> {
         let key = ObjectPath::parse(&copy.object_key).map_err(object_store::Error::from)?;
@@ -273,6 +346,13 @@ impl FileCopies {
     }
 }
 
+/// When the upload of record `record` started: its id is a UUIDv7.
+fn upload_started(record: RecordId) -> Option<OffsetDateTime> {
+    let (secs, nanos) = record.0.get_timestamp()?.to_unix();
+    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
+    Some(at + time::Duration::nanoseconds(i64::from(nanos)))
+}
+
 fn copy_failed(tenant: &TenantId, e: &dyn std::fmt::Display) {
     metrics::counter!("custodian_file_copies_failed_total").increment(1);
     tracing::error!(tenant = %tenant, error = %e, "fine-tune file copy failed");
@@ -282,7 +362,8 @@ fn copy_failed(tenant: &TenantId, e: &dyn std::fmt::Display) {
 /// the client left), it stops the copier and removes what it wrote.
 pub struct PendingCopy {
     sender: Option<mpsc::Sender<Bytes>>,
-    task: JoinHandle<Result<Uploaded, FilesError>>,
+    /// The copier; taken by `complete` (or by `drop`, which lets it finish).
+    task: Option<JoinHandle<Result<Uploaded, FilesError>>>,
     pending: ObjectPath,
     record: RecordId,
     keys: Option<Arc<ContentKeys>>,
@@ -295,11 +376,24 @@ impl Drop for PendingCopy {
         if self.settled {
             return;
         }
-        self.task.abort();
         self.forget_key();
+        // Without its sender the copier sees the body end early and aborts
+        // its own write (an S3 multipart upload included); only one that
+        // hangs is stopped. Then whatever it wrote goes.
+        drop(self.sender.take());
         let (objects, pending) = (Arc::clone(&self.objects), self.pending.clone());
+        let task = self.task.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                if let Some(task) = task {
+                    let abort = task.abort_handle();
+                    if tokio::time::timeout(COPY_FINISH_TIMEOUT, task)
+                        .await
+                        .is_err()
+                    {
+                        abort.abort();
+                    }
+                }
                 let _ = objects.delete(&pending).await;
             });
         }

@@ -134,12 +134,16 @@ impl Gateway {
                 shutdown.clone(),
             ));
         }
+        let files = FileCopies::open(&config.files, Arc::clone(&store))
+            .context("opening the file copy store")?
+            .with_keys(keys.clone());
         if config.sweeper.enabled {
             background.push(sweeper::spawn(
                 Arc::clone(&store),
                 Arc::clone(&clock),
                 config.sweeper.clone(),
                 keys.clone(),
+                Some((files.clone(), config.files.pending_max_age)),
                 shutdown.clone(),
             ));
         }
@@ -180,9 +184,7 @@ impl Gateway {
                 })
                 .transpose()
                 .context("starting the classifier")?,
-            files: FileCopies::open(&config.files, Arc::clone(&store))
-                .context("opening the file copy store")?
-                .with_keys(keys.clone()),
+            files,
             config: Arc::clone(&config),
         };
         let review_clock = Arc::clone(&proxy_state.clock);

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::SweeperConfig;
 use crate::crypto::ContentKeys;
+use crate::files::{FileCopies, Leftovers};
 use crate::store::registry::{self, RetentionClass};
 use crate::store::{Store, StoreError, SweepReport};
 
@@ -90,6 +91,7 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     config: SweeperConfig,
     keys: Option<Arc<ContentKeys>>,
+    uploads: Option<(FileCopies, std::time::Duration)>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -116,8 +118,41 @@ pub fn spawn(
                     () = shutdown.cancelled() => return,
                 }
             }
+            if let Some((files, max_age)) = &uploads {
+                tokio::select! {
+                    () = remove_upload_leftovers(files, clock.now(), *max_age) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
         }
     })
+}
+
+/// Uploads a killed process could not clean up: their pending blobs and
+/// unused file keys (every replica does its own pass; it is idempotent).
+async fn remove_upload_leftovers(
+    files: &FileCopies,
+    now: OffsetDateTime,
+    max_age: std::time::Duration,
+) {
+    match files.remove_leftovers(now, max_age).await {
+        Ok(removed) if removed != Leftovers::default() => {
+            metrics::counter!("custodian_upload_leftovers_removed_total", "kind" => "blob")
+                .increment(removed.blobs as u64);
+            metrics::counter!("custodian_upload_leftovers_removed_total", "kind" => "file_key")
+                .increment(removed.keys as u64);
+            tracing::info!(
+                blobs = removed.blobs,
+                keys = removed.keys,
+                "upload leftovers removed"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            metrics::counter!("custodian_sweep_errors_total").increment(1);
+            tracing::error!(error = %e, "removing upload leftovers failed");
+        }
+    }
 }
 
 /// Crypto-shredding: destroy the content keys of days that have ended, so

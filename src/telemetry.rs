@@ -109,6 +109,10 @@ const COUNTERS: &[(&str, &[Labels])] = &[
         ],
     ),
     ("custodian_file_copies_kept_total", &[&[]]),
+    (
+        "custodian_upload_leftovers_removed_total",
+        &[&[("kind", "blob")], &[("kind", "file_key")]],
+    ),
     ("custodian_file_copies_failed_total", &[&[]]),
     ("custodian_content_seal_failures_total", &[&[]]),
     ("custodian_content_keys_destroyed_total", &[&[]]),

@@ -349,8 +349,9 @@ impl ContentKeys {
         Ok(out)
     }
 
-    /// Open a stored field: decrypted, plain (written before encryption was
-    /// on), expired (its key destroyed) or unreadable. Never garbage.
+    /// Open a sealed field: decrypted, expired (its key destroyed) or
+    /// unreadable. Never garbage. (Whether a field is sealed is stored
+    /// beside it, never guessed from its bytes.)
     pub fn open_field(
         &self,
         record: RecordId,
@@ -359,7 +360,7 @@ impl ContentKeys {
         stored: &[u8],
     ) -> Opened {
         let Some(rest) = stored.strip_prefix(MAGIC.as_slice()) else {
-            return Opened::Plain(stored.to_vec());
+            return Opened::Unreadable;
         };
         if rest.len() < DAY_LEN + NONCE_LEN {
             return Opened::Unreadable;
@@ -455,8 +456,10 @@ const FILE_MAGIC: &[u8; 8] = b"\0CSTFIL1";
 const FILE_CHUNK: usize = 64 * 1024;
 const PREFIX_LEN: usize = 7;
 
+const FILE_KEY_PREFIX: &str = "file-";
+
 fn file_key_name(record: RecordId) -> String {
-    format!("file-{}", record.0)
+    format!("{FILE_KEY_PREFIX}{}", record.0)
 }
 
 fn file_aad(record: RecordId, tenant: &TenantId) -> Vec<u8> {
@@ -568,6 +571,18 @@ impl ContentKeys {
         Ok(open_chunks(&key, &prefix, &file_aad(record, tenant), body))
     }
 
+    /// The upload records that have a file key.
+    pub async fn file_key_records(&self) -> Result<Vec<RecordId>, CryptoError> {
+        Ok(self
+            .store
+            .names(FILE_KEY_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|name| name.strip_prefix(FILE_KEY_PREFIX)?.parse().ok())
+            .map(RecordId)
+            .collect())
+    }
+
     /// Crypto-shred one file: destroy its key (a copy of it anywhere is
     /// then unreadable).
     pub async fn destroy_file_key(&self, record: RecordId) -> Result<(), CryptoError> {
@@ -668,6 +683,7 @@ pub fn seal_record(keys: &ContentKeys, record: &mut crate::store::Record) {
         Ok((request, response)) => {
             content.request_body = request;
             content.response_body = response;
+            content.sealed = true;
         }
         Err(e) => {
             metrics::counter!("custodian_content_seal_failures_total").increment(1);
@@ -676,6 +692,12 @@ pub fn seal_record(keys: &ContentKeys, record: &mut crate::store::Record) {
             record.meta.content_expires_at = None;
         }
     }
+}
+
+/// Whether a body stored before sealing was flagged apart from the bytes
+/// was sealed: only its format header can tell (spool frames of that time).
+pub fn sealed_before_the_flag(body: &[u8]) -> bool {
+    body.starts_with(MAGIC)
 }
 
 /// A record's content as a reader gets it.
@@ -696,10 +718,10 @@ pub fn open_content(
     tenant: &TenantId,
     content: &crate::store::RecordContent,
 ) -> ContentView {
-    let open = |field, bytes: &[u8]| match keys {
-        Some(k) => k.open_field(id, tenant, field, bytes),
-        None if bytes.starts_with(MAGIC) => Opened::Unreadable,
-        None => Opened::Plain(bytes.to_vec()),
+    let open = |field, bytes: &[u8]| match (content.sealed, keys) {
+        (false, _) => Opened::Plain(bytes.to_vec()),
+        (true, Some(k)) => k.open_field(id, tenant, field, bytes),
+        (true, None) => Opened::Unreadable,
     };
     match (
         open("request", &content.request_body),
@@ -788,7 +810,7 @@ mod tests {
         );
         assert_eq!(
             k.open_field(id, &acme(), "request", b"{\"plain\":1}"),
-            Opened::Plain(b"{\"plain\":1}".to_vec())
+            Opened::Unreadable
         );
     }
 

@@ -38,7 +38,10 @@ impl ShredCheck {
     }
 
     fn count(&mut self, keys: &ContentKeys, row: &StoredContent, now: OffsetDateTime) {
-        let open = |field, bytes: &[u8]| keys.open_field(row.record, &row.tenant, field, bytes);
+        let open = |field, bytes: &[u8]| match row.content.sealed {
+            true => keys.open_field(row.record, &row.tenant, field, bytes),
+            false => Opened::Plain(Vec::new()),
+        };
         let fields = [
             open("request", &row.content.request_body),
             open("response", &row.content.response_body),

@@ -269,6 +269,7 @@ impl State {
                 response_body,
                 response_truncated,
                 expires_at,
+                sealed: false,
             }
         });
         let mut record = Record {

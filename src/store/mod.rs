@@ -99,6 +99,7 @@ pub struct RecordMeta {
 
 /// The captured bodies (content retention). Never written for ZDR tenants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SpooledContent")]
 pub struct RecordContent {
     #[serde(with = "serde_bytes")]
     pub request_body: Vec<u8>,
@@ -107,6 +108,40 @@ pub struct RecordContent {
     pub response_body: Vec<u8>,
     pub response_truncated: bool,
     pub expires_at: OffsetDateTime,
+    /// Both bodies are sealed (encrypted). Said apart from the bytes, so
+    /// that a body in clear is never taken for a sealed one, whatever it
+    /// begins with.
+    pub sealed: bool,
+}
+
+/// A content as the spool holds it; frames written before `sealed` existed
+/// lack it, and only then is it read from the bytes.
+#[derive(Deserialize)]
+struct SpooledContent {
+    #[serde(with = "serde_bytes")]
+    request_body: Vec<u8>,
+    request_truncated: bool,
+    #[serde(with = "serde_bytes")]
+    response_body: Vec<u8>,
+    response_truncated: bool,
+    expires_at: OffsetDateTime,
+    sealed: Option<bool>,
+}
+
+impl From<SpooledContent> for RecordContent {
+    fn from(c: SpooledContent) -> Self {
+        let sealed = c
+            .sealed
+            .unwrap_or_else(|| crate::crypto::sealed_before_the_flag(&c.request_body));
+        Self {
+            request_body: c.request_body,
+            request_truncated: c.request_truncated,
+            response_body: c.response_body,
+            response_truncated: c.response_truncated,
+            expires_at: c.expires_at,
+            sealed,
+        }
+    }
 }
 
 /// A content row with the record and tenant it belongs to.
@@ -628,6 +663,9 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         file_id: &str,
     ) -> Result<Option<FileCopy>, StoreError>;
+
+    /// The upload records of every kept copy (whose file keys are in use).
+    async fn file_copy_records(&self) -> Result<Vec<RecordId>, StoreError>;
 
     /// Forget a copy and audit it in one transaction; `false` when none.
     async fn delete_file_copy(

@@ -36,7 +36,7 @@ const META_COLUMNS: &str =
 
 const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
-    response_truncated, received_at, expires_at";
+    response_truncated, received_at, expires_at, sealed";
 
 const INSERT_META: &str = "INSERT INTO record_meta (id, request_id, tenant_id, key_id, route, method, path, \
     status, model, prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, \
@@ -48,9 +48,9 @@ const INSERT_META: &str = "INSERT INTO record_meta (id, request_id, tenant_id, k
     $23::text[], $24::bool[], $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])";
 
 const INSERT_CONTENT: &str = "INSERT INTO record_content (record_id, tenant_id, request_body, \
-    request_truncated, response_body, response_truncated, received_at, expires_at) \
+    request_truncated, response_body, response_truncated, received_at, expires_at, sealed) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bool[], $5::bytea[], $6::bool[], \
-    $7::timestamptz[], $8::timestamptz[])";
+    $7::timestamptz[], $8::timestamptz[], $9::bool[])";
 
 const INSERT_REVIEW: &str = "INSERT INTO review_items (record_id, tenant_id, severity, action, \
     reasons, content_kept, created_at, updated_at, expires_at) \
@@ -205,6 +205,12 @@ impl PgStore {
                     with_content
                         .iter()
                         .map(|(_, c)| c.expires_at)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    with_content
+                        .iter()
+                        .map(|(_, c)| c.sealed)
                         .collect::<Vec<_>>(),
                 )
                 .execute(&mut *tx)
@@ -1161,6 +1167,13 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn file_copy_records(&self) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT record_id FROM file_copies")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(RecordId).collect())
+    }
+
     async fn file_copy(
         &self,
         tenant: &TenantId,
@@ -1307,7 +1320,7 @@ fn audit_from_row(r: &PgRow) -> Result<AuditEntry, StoreError> {
 const EXPORT_CANDIDATES: &str =
     "SELECT m.id, m.tenant_id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
     m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
-    c.response_truncated, c.expires_at AS content_expires_at, x.export_id \
+    c.response_truncated, c.expires_at AS content_expires_at, c.sealed, x.export_id \
     FROM record_meta m \
     LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at = m.content_expires_at \
         AND c.expires_at > $3 \
@@ -1330,6 +1343,7 @@ fn candidate_from_row(r: &PgRow) -> Result<ExportCandidate, StoreError> {
             response_body: r.try_get("response_body")?,
             response_truncated: r.try_get("response_truncated")?,
             expires_at: r.try_get("content_expires_at")?,
+            sealed: r.try_get("sealed")?,
         }),
     };
     Ok(ExportCandidate {
@@ -1655,6 +1669,7 @@ fn content_from_row(r: &PgRow) -> Result<RecordContent, StoreError> {
         response_body: r.try_get("response_body")?,
         response_truncated: r.try_get("response_truncated")?,
         expires_at: r.try_get("expires_at")?,
+        sealed: r.try_get("sealed")?,
     })
 }
 

@@ -32,7 +32,7 @@ const META_COLUMNS: &str =
 
 const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
-    response_truncated, received_at, expires_at";
+    response_truncated, received_at, expires_at, sealed";
 
 const CONSENT_COLUMNS: &str =
     "id, tenant_id, opted_in, effective_at, recorded_at, actor, source, note";
@@ -155,7 +155,8 @@ impl Store for SqliteStore {
                     .push_bind(&c.response_body)
                     .push_bind(c.response_truncated)
                     .push_bind(to_micros(m.received_at))
-                    .push_bind(to_micros(c.expires_at));
+                    .push_bind(to_micros(c.expires_at))
+                    .push_bind(c.sealed);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -979,6 +980,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn file_copy_records(&self) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT record_id FROM file_copies")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(RecordId).collect())
+    }
+
     async fn file_copy(
         &self,
         tenant: &TenantId,
@@ -1171,7 +1179,7 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
 const EXPORT_CANDIDATES: &str =
     "SELECT m.id, m.tenant_id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
     m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
-    c.response_truncated, c.expires_at AS content_expires_at, x.export_id \
+    c.response_truncated, c.expires_at AS content_expires_at, c.sealed, x.export_id \
     FROM record_meta m \
     LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at > ?3 \
     LEFT JOIN training_exports x ON x.record_id = m.id \
@@ -1193,6 +1201,7 @@ fn candidate_from_row(r: &SqliteRow) -> Result<ExportCandidate, StoreError> {
             response_body: r.try_get("response_body")?,
             response_truncated: r.try_get("response_truncated")?,
             expires_at: from_micros(r.try_get("content_expires_at")?)?,
+            sealed: r.try_get("sealed")?,
         }),
     };
     Ok(ExportCandidate {
@@ -1275,6 +1284,7 @@ fn content_from_row(r: &SqliteRow) -> Result<RecordContent, StoreError> {
         response_body: r.try_get("response_body")?,
         response_truncated: r.try_get("response_truncated")?,
         expires_at: from_micros(r.try_get("expires_at")?)?,
+        sealed: r.try_get("sealed")?,
     })
 }
 

@@ -73,6 +73,7 @@ pub(crate) fn sample(
         response_body: vec![0, 159, 146, 150, 255],
         response_truncated: true,
         expires_at: received_at + Duration::days(30),
+        sealed: false,
     });
     Record {
         meta,

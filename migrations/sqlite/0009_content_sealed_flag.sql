@@ -1,0 +1,8 @@
+-- Whether a content row's bodies are sealed (encrypted), stored beside
+-- them: a body in clear that happens to begin with the sealing header is
+-- then never taken for a sealed one. Rows written before this column were
+-- sealed exactly when their request body begins with that header
+-- ("\0CSTENC1"); that once, the bytes decide.
+ALTER TABLE record_content ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+UPDATE record_content SET sealed = 1
+ WHERE substr(request_body, 1, 8) = X'00435354454E4331';
