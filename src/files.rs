@@ -220,6 +220,7 @@ impl FileCopies {
                     sha256: uploaded.sha256.clone(),
                     record_id: record,
                     created_at: now,
+                    sealed: Some(self.keys.is_some()),
                 })
                 .await?;
             Ok::<(), FilesError>(())
@@ -332,8 +333,15 @@ impl FileCopies {
         let key = ObjectPath::parse(&copy.object_key).map_err(object_store::Error::from)?;
         let object = self.objects.get(&key).await?;
         let stored = object.bytes().await?;
-        let Some(keys) = &self.keys else {
-            return Ok(stored);
+        let sealed = copy
+            .sealed
+            .unwrap_or_else(|| crate::crypto::file_sealed_before_the_flag(&stored));
+        let keys = match (sealed, &self.keys) {
+            (false, _) => return Ok(stored),
+            (true, Some(keys)) => keys,
+            (true, None) => {
+                return Err(FilesError::Unreadable("it is sealed and encryption is off"))
+            }
         };
         match keys
             .open_file(copy.record_id, &copy.tenant, &stored)

@@ -6,3 +6,8 @@
 ALTER TABLE record_content ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
 UPDATE record_content SET sealed = 1
  WHERE substr(request_body, 1, 8) = X'00435354454E4331';
+
+-- The same for kept fine-tune file copies. Their blobs are not in the
+-- database, so rows from before this column have it NULL (unknown) and
+-- are read by their header, as before.
+ALTER TABLE file_copies ADD COLUMN sealed INTEGER;

@@ -546,8 +546,8 @@ impl ContentKeys {
         Ok((sealer, header))
     }
 
-    /// Open a stored file copy: plain (stored before encryption), decrypted,
-    /// expired (its key destroyed) or unreadable (cut, tampered, moved).
+    /// Open a sealed file copy: decrypted, expired (its key destroyed) or
+    /// unreadable (cut, tampered, moved).
     /// An error when the key store cannot be read now (worth a retry).
     pub async fn open_file(
         &self,
@@ -556,7 +556,7 @@ impl ContentKeys {
         stored: &[u8],
     ) -> Result<Opened, CryptoError> {
         let Some(rest) = stored.strip_prefix(FILE_MAGIC.as_slice()) else {
-            return Ok(Opened::Plain(stored.to_vec()));
+            return Ok(Opened::Unreadable);
         };
         let Some((prefix, body)) = rest.split_at_checked(PREFIX_LEN) else {
             return Ok(Opened::Unreadable);
@@ -698,6 +698,12 @@ pub fn seal_record(keys: &ContentKeys, record: &mut crate::store::Record) {
 /// was sealed: only its format header can tell (spool frames of that time).
 pub fn sealed_before_the_flag(body: &[u8]) -> bool {
     body.starts_with(MAGIC)
+}
+
+/// Whether a file copy kept before sealing was recorded beside it is
+/// sealed: only its format header can tell.
+pub fn file_sealed_before_the_flag(blob: &[u8]) -> bool {
+    blob.starts_with(FILE_MAGIC)
 }
 
 /// A record's content as a reader gets it.

@@ -427,6 +427,9 @@ pub struct FileCopy {
     /// The upload's record.
     pub record_id: RecordId,
     pub created_at: OffsetDateTime,
+    /// The blob is sealed under the file's key (said here, not by its
+    /// bytes); `None` for copies kept before this was recorded.
+    pub sealed: Option<bool>,
 }
 
 /// A hold to place.

@@ -961,10 +961,10 @@ impl Store for SqliteStore {
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO file_copies (tenant_id, file_id, object_key, filename, purpose, bytes, \
-             sha256, record_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             sha256, record_id, created_at, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (tenant_id, file_id) DO UPDATE SET object_key = excluded.object_key, \
              filename = excluded.filename, bytes = excluded.bytes, sha256 = excluded.sha256, \
-             record_id = excluded.record_id, created_at = excluded.created_at",
+             record_id = excluded.record_id, created_at = excluded.created_at, sealed = excluded.sealed",
         )
         .bind(&c.tenant.0)
         .bind(&c.file_id)
@@ -975,6 +975,7 @@ impl Store for SqliteStore {
         .bind(&c.sha256)
         .bind(c.record_id.0)
         .bind(to_micros(c.created_at))
+        .bind(c.sealed)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -994,7 +995,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<FileCopy>, StoreError> {
         let row = sqlx::query(
             "SELECT tenant_id, file_id, object_key, filename, purpose, bytes, sha256, record_id, \
-             created_at FROM file_copies WHERE tenant_id = ?1 AND file_id = ?2",
+             created_at, sealed FROM file_copies WHERE tenant_id = ?1 AND file_id = ?2",
         )
         .bind(&tenant.0)
         .bind(file_id)
@@ -1011,6 +1012,7 @@ impl Store for SqliteStore {
             sha256: r.try_get("sha256")?,
             record_id: RecordId(r.try_get("record_id")?),
             created_at: from_micros(r.try_get("created_at")?)?,
+            sealed: r.try_get("sealed")?,
         }))
     }
 

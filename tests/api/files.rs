@@ -94,6 +94,7 @@ async fn accepted_fine_tune_files_are_copied_and_kept(backend: Backend) {
         assert_eq!(copy.bytes, data.len() as i64);
         assert_eq!(copy.sha256, hex::encode(Sha256::digest(&data)));
         assert_eq!(copy.filename.as_deref(), Some("train.jsonl"));
+        assert_eq!(copy.sealed, Some(false), "kept in clear, and said so");
         assert_eq!(
             files(&app).read(&copy).await.unwrap().as_ref(),
             data.as_slice()
@@ -221,6 +222,7 @@ async fn encrypted_copies_are_shredded_with_their_file(backend: Backend) {
             .await
             .unwrap()
             .expect("a copy");
+        assert_eq!(copy.sealed, Some(true));
         let blob = std::fs::read(stored_objects(&app).pop().unwrap()).unwrap();
         assert!(!blob.windows(marker.len()).any(|w| w == marker.as_bytes()));
         assert_eq!(files.read(&copy).await.unwrap().as_ref(), data.as_slice());
