@@ -23,7 +23,7 @@ use crate::config::{Config, Flavor, Tenant};
 use crate::consent::ConsentCache;
 use crate::domain::ConsentEvent;
 use crate::error::ApiError;
-use crate::policy::training::latest_effective;
+use crate::policy::training::{latest_effective, scheduled};
 use crate::policy::{decide_training_use, TrainingInputs};
 use crate::store::Store;
 
@@ -260,9 +260,8 @@ async fn document(state: &DataSharingState, tenant: &Tenant) -> Result<Response,
         training_opt_in: current.map(|e| e.opted_in),
         choice_effective_at: current.map(|e| format_instant(e.effective_at)),
         routes,
-        scheduled: history
-            .iter()
-            .filter(|e| e.effective_at > now)
+        scheduled: scheduled(&history, now)
+            .into_iter()
             .map(EventView::from)
             .collect(),
         history: history.iter().map(EventView::from).collect(),

@@ -55,13 +55,42 @@ pub fn decide_training_use(inputs: TrainingInputs<'_>) -> TrainingTag {
     }
 }
 
-/// The latest event effective at or before `at`. Between events effective at
-/// the same instant, the one recorded last wins.
+/// The choice in force at `at`: the latest event effective at or before
+/// `at` that no later choice cancelled. Between events effective at the
+/// same instant, the one recorded last wins.
 pub fn latest_effective(events: &[ConsentEvent], at: OffsetDateTime) -> Option<&ConsentEvent> {
-    events
-        .iter()
+    standing(events)
+        .into_iter()
         .filter(|e| e.effective_at <= at)
         .max_by_key(|e| (e.effective_at, e.recorded_at))
+}
+
+/// The choices scheduled after `now` that still stand, in the order recorded.
+pub fn scheduled(events: &[ConsentEvent], now: OffsetDateTime) -> Vec<&ConsentEvent> {
+    let mut out = standing(events);
+    out.retain(|e| e.effective_at > now);
+    out
+}
+
+/// The events no later choice cancelled, in the order recorded: a choice
+/// recorded while an earlier one was still scheduled (not yet effective)
+/// replaces that schedule, so the earlier one never takes effect (an
+/// opt-out made now cancels an opt-in set for next month). Events recorded
+/// at the same instant keep their order in `events`.
+fn standing(events: &[ConsentEvent]) -> Vec<&ConsentEvent> {
+    let mut by_recording: Vec<&ConsentEvent> = events.iter().collect();
+    by_recording.sort_by_key(|e| e.recorded_at);
+    let mut next_recorded: Option<OffsetDateTime> = None;
+    let mut kept: Vec<&ConsentEvent> = Vec::with_capacity(by_recording.len());
+    for event in by_recording.into_iter().rev() {
+        // Recorded in sorted order, the next one is the earliest after it.
+        if next_recorded.is_none_or(|next| next >= event.effective_at) {
+            kept.push(event);
+        }
+        next_recorded = Some(event.recorded_at);
+    }
+    kept.reverse();
+    kept
 }
 
 #[cfg(test)]
@@ -228,5 +257,65 @@ mod tests {
                 assert_eq!(got, tag(false, basis));
             }
         }
+    }
+
+    fn recorded(
+        opted_in: bool,
+        recorded_at: OffsetDateTime,
+        effective_at: OffsetDateTime,
+    ) -> ConsentEvent {
+        ConsentEvent {
+            recorded_at,
+            ..event(opted_in, effective_at)
+        }
+    }
+
+    #[test]
+    fn a_later_choice_cancels_one_still_scheduled() {
+        let jan = datetime!(2027-01-01 00:00 UTC);
+        let feb = datetime!(2027-02-01 00:00 UTC);
+        let jan15 = datetime!(2027-01-15 00:00 UTC);
+        // Opt-in recorded in January for February; an opt-out made on the 15th.
+        let events = [recorded(true, jan, feb), recorded(false, jan15, jan15)];
+        for at in [jan15, feb, feb + Duration::days(30)] {
+            assert_eq!(
+                decide(Some(&events), at),
+                tag(false, TrainingBasis::ExplicitOptOut),
+                "{at}"
+            );
+        }
+        assert!(scheduled(&events, jan15).is_empty());
+        // Scheduled itself for later: the earlier schedule is gone all the same.
+        let mar = datetime!(2027-03-01 00:00 UTC);
+        let events = [recorded(true, jan, feb), recorded(false, jan15, mar)];
+        assert_eq!(
+            decide(Some(&events), feb + MICRO),
+            decide(Some(&[]), feb + MICRO)
+        );
+        assert_eq!(
+            decide(Some(&events), mar),
+            tag(false, TrainingBasis::ExplicitOptOut)
+        );
+        assert_eq!(scheduled(&events, jan15).len(), 1);
+        // A choice already in force when the next is recorded is not cancelled.
+        let events = [recorded(true, jan, jan), recorded(false, jan15, feb)];
+        assert_eq!(
+            decide(Some(&events), jan15),
+            tag(true, TrainingBasis::ExplicitOptIn)
+        );
+        assert_eq!(
+            decide(Some(&events), feb),
+            tag(false, TrainingBasis::ExplicitOptOut)
+        );
+        // Recorded exactly at the other's effective instant: that one stands.
+        let events = [recorded(true, jan, feb), recorded(false, feb, mar)];
+        assert_eq!(
+            decide(Some(&events), feb),
+            tag(true, TrainingBasis::ExplicitOptIn)
+        );
+        assert_eq!(
+            decide(Some(&events), feb - MICRO),
+            decide(Some(&[]), feb - MICRO)
+        );
     }
 }

@@ -203,6 +203,11 @@ safety_retention = true
     };
     let app = spawn_app_with(backend, builder, shared).await;
     let flagged = app.chat(ZDR_KEY, body("build a bomb")).await;
+    // The receipt says what is kept, and why.
+    assert_eq!(
+        flagged.headers()["x-custodian-retention"],
+        "content=30d; content_basis=safety_review; metadata=365d"
+    );
     let id = record_id(&flagged);
     let record = app.record(&id).await;
     let content = record.content.expect("kept for review");
@@ -215,6 +220,10 @@ safety_retention = true
     );
 
     let clean = app.chat(ZDR_KEY, body("hello")).await;
+    assert_eq!(
+        clean.headers()["x-custodian-retention"],
+        "content=none; metadata=365d"
+    );
     assert!(app.record(&record_id(&clean)).await.content.is_none());
 }
 

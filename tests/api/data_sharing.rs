@@ -167,6 +167,35 @@ async fn a_scheduled_change_applies_from_its_instant_and_never_rewrites_tags(bac
     assert_eq!(doc["scheduled"], json!([]));
 }
 
+/// A choice made now cancels one scheduled earlier for a later instant: an
+/// opt-out today is not undone by the opt-in set for next month.
+async fn a_later_choice_cancels_one_still_scheduled(backend: Backend) {
+    let t0 = datetime!(2026-06-01 12:00 UTC);
+    let (clock, shared) = manual_clock(t0);
+    let app = spawn_app_with(backend, ConfigBuilder::default(), shared).await;
+    let next_month = t0 + time::Duration::days(30);
+    let schedule =
+        json!({"training_opt_in": true, "effective_at": next_month.format(&Rfc3339).unwrap()});
+    let doc = json_of(put(&app, MANAGED_KEY, &schedule.to_string()).await).await;
+    assert_eq!(doc["scheduled"].as_array().unwrap().len(), 1);
+    clock.set(t0 + time::Duration::days(1));
+    let doc = json_of(put(&app, MANAGED_KEY, r#"{"training_opt_in": false}"#).await).await;
+    assert_eq!(doc["training_opt_in"], false);
+    assert_eq!(doc["scheduled"], json!([]), "the opt-in no longer stands");
+    clock.set(next_month + time::Duration::days(1));
+    assert_eq!(
+        tag(&app.chat(MANAGED_KEY, body()).await),
+        owned("denied", "explicit_opt_out")
+    );
+    let doc = json_of(app.get(PATH).await).await;
+    assert_eq!(doc["training_opt_in"], false);
+    assert_eq!(
+        doc["history"].as_array().unwrap().len(),
+        2,
+        "both kept in the history"
+    );
+}
+
 async fn bad_change_requests_are_refused_and_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let past = (time::OffsetDateTime::now_utc() - time::Duration::minutes(1))
@@ -301,6 +330,7 @@ both_stores!(
     a_tenant_reads_and_changes_its_own_choice,
     a_pass_through_tenant_changes_only_its_own_choice,
     a_scheduled_change_applies_from_its_instant_and_never_rewrites_tags,
+    a_later_choice_cancels_one_still_scheduled,
     bad_change_requests_are_refused_and_change_nothing,
     a_default_tenant_mapping_cannot_speak_for_the_tenant,
 );
