@@ -150,6 +150,9 @@ pub struct ServerConfig {
     /// The longest a client may pause while sending a request body; then 408.
     pub client_body_timeout: Duration,
     pub shutdown_drain: Duration,
+    /// Peers whose `x-forwarded-for` is believed (load balancers, reverse
+    /// proxies); from anyone else the audit source is the peer alone.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -645,6 +648,7 @@ struct RawServer {
     client_body_timeout: Duration,
     #[serde(deserialize_with = "de_duration")]
     shutdown_drain: Duration,
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 impl Default for RawServer {
@@ -661,6 +665,7 @@ impl Default for RawServer {
             max_headers: 100,
             client_body_timeout: Duration::from_secs(30),
             shutdown_drain: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -1108,6 +1113,7 @@ impl Validator<'_> {
         let classifier = self.classifier(raw.classifier.as_ref(), &profiles)?;
         let encryption = self.encryption(&raw.encryption)?;
         self.positive(&raw)?;
+        let trusted_proxies = self.trusted_proxies(&raw.server.trusted_proxies)?;
         let policy_version = policy_version(&profiles, &routes, &tenants);
         Ok(Config {
             server: ServerConfig {
@@ -1122,6 +1128,7 @@ impl Validator<'_> {
                 max_headers: raw.server.max_headers,
                 client_body_timeout: raw.server.client_body_timeout,
                 shutdown_drain: raw.server.shutdown_drain,
+                trusted_proxies,
             },
             upstream: UpstreamConfig {
                 connect_timeout: raw.upstream.connect_timeout,
@@ -1176,6 +1183,24 @@ impl Validator<'_> {
             tenants,
             policy_version,
         })
+    }
+
+    /// Addresses (`10.0.0.7`) or networks (`10.0.0.0/8`, `fd00::/8`).
+    fn trusted_proxies(&self, raw: &[Spanned<String>]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        raw.iter()
+            .map(|entry| {
+                let text = entry.get_ref().trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .or_else(|_| {
+                        self.err(
+                            Some(entry.span()),
+                            "server.trusted_proxies",
+                            format!("{text:?} is not an IP address or network"),
+                        )
+                    })
+            })
+            .collect()
     }
 
     fn classifier(

@@ -5,11 +5,10 @@
 //! only a key registered to a tenant may read or change that tenant's
 //! choice. Every change is audited in the same transaction.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -94,7 +93,11 @@ async fn change(state: &DataSharingState, request: Request) -> Result<Response, 
         action: "consent.changed".into(),
         tenant: Some(tenant.id.clone()),
         subject: None,
-        source: client_address(&parts.extensions, &parts.headers),
+        source: crate::proxy::headers::client_address(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.server.trusted_proxies,
+        ),
         details: serde_json::json!({
             "via": "self_service",
             "training_opt_in": event.opted_in,
@@ -275,16 +278,6 @@ fn store_unavailable(e: crate::store::StoreError) -> ApiError {
 }
 
 /// The peer address, and what a proxy in front says about the client.
-pub(crate) fn client_address(extensions: &http::Extensions, headers: &HeaderMap) -> String {
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
-    match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(forwarded) => format!("{peer} (x-forwarded-for: {})", forwarded.trim()),
-        None => peer,
-    }
-}
-
 fn format_instant(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }

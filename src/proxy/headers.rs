@@ -134,6 +134,60 @@ impl Receipts {
 }
 
 #[cfg(test)]
+mod client_address_tests {
+    use super::*;
+
+    fn from(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(axum::extract::ConnectInfo(
+            peer.parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_address(&extensions, &headers, &trusted)
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_may_say_who_the_client_is() {
+        // Nobody trusted: the header is the client's own claim.
+        assert_eq!(
+            from("198.51.100.7:5000", &["1.2.3.4"], &[]),
+            "198.51.100.7:5000"
+        );
+        assert_eq!(
+            from("198.51.100.7:5000", &["1.2.3.4"], &["10.0.0.0/8"]),
+            "198.51.100.7:5000"
+        );
+        // A trusted proxy: the right-most entry that is not a proxy.
+        let via = "10.0.0.2:4000";
+        let proxies = ["10.0.0.0/8"];
+        assert_eq!(
+            from(via, &["203.0.113.9"], &proxies),
+            "203.0.113.9 (via 10.0.0.2:4000)"
+        );
+        // A client-written entry on the left is skipped past.
+        assert_eq!(
+            from(via, &["6.6.6.6, 203.0.113.9, 10.0.0.5"], &proxies),
+            "203.0.113.9 (via 10.0.0.2:4000)"
+        );
+        assert_eq!(
+            from(via, &["6.6.6.6", "203.0.113.9"], &proxies),
+            "203.0.113.9 (via 10.0.0.2:4000)"
+        );
+        // Garbage stops the walk; no header means the proxy itself.
+        assert_eq!(from(via, &["6.6.6.6, junk"], &proxies), "10.0.0.2:4000");
+        assert_eq!(from(via, &[], &proxies), "10.0.0.2:4000");
+        assert_eq!(
+            from("[::1]:9", &["2001:db8::1"], &["::1/128"]),
+            "2001:db8::1 (via [::1]:9)"
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -190,5 +244,49 @@ mod tests {
         h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
         assert!(!request_id(&HeaderMap::new()).is_empty());
+    }
+}
+
+/// Where a request came from, for the audit log: the peer's address, or,
+/// when the peer is one of `trusted` (`server.trusted_proxies`), the
+/// client it forwarded for: the right-most `x-forwarded-for` entry that is
+/// not itself a trusted proxy. A header from anyone else is ignored: any
+/// client can write one.
+pub fn client_address(
+    extensions: &http::Extensions,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> String {
+    let Some(peer) = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+    else {
+        return "unknown".to_owned();
+    };
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    if !is_trusted(peer.ip()) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = None;
+    for entry in forwarded.iter().rev() {
+        let Ok(ip) = entry.parse::<std::net::IpAddr>() else {
+            // Unparsable: what lies left of it cannot be trusted either.
+            break;
+        };
+        client = Some(ip);
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    match client {
+        Some(ip) => format!("{ip} (via {peer})"),
+        None => peer.to_string(),
     }
 }

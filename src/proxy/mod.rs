@@ -393,8 +393,13 @@ async fn forward(
     };
 
     let method_was_head = parts.method == http::Method::HEAD;
-    let file_source = matches!(file_op, FileOp::Delete(_))
-        .then(|| crate::data_sharing::client_address(&parts.extensions, &parts.headers));
+    let file_source = matches!(file_op, FileOp::Delete(_)).then(|| {
+        headers::client_address(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.server.trusted_proxies,
+        )
+    });
     let sent_at = Instant::now();
     exchange.upstream_sent(sent_at);
     let sent = state

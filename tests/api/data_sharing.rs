@@ -196,6 +196,43 @@ async fn a_later_choice_cancels_one_still_scheduled(backend: Backend) {
     );
 }
 
+/// The audit source of a change believes `x-forwarded-for` only from a
+/// configured proxy; from anyone else it is the peer's address alone.
+async fn the_audit_source_trusts_only_configured_proxies(backend: Backend) {
+    for (server, believed) in [("", false), ("trusted_proxies = [\"127.0.0.0/8\"]", true)] {
+        let builder = ConfigBuilder {
+            server: server.into(),
+            ..ConfigBuilder::default()
+        };
+        let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+        let response = app
+            .client
+            .put(app.url(PATH))
+            .bearer_auth(MANAGED_KEY)
+            .header("x-forwarded-for", "198.51.100.66, 203.0.113.9")
+            .body(r#"{"training_opt_in": true}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let entries = app.store.audit_entries(0, 100).await.unwrap();
+        let source = &entries.last().unwrap().source;
+        match believed {
+            true => assert!(
+                source.starts_with("203.0.113.9 (via 127.0.0.1:"),
+                "{source}"
+            ),
+            false => {
+                assert!(source.starts_with("127.0.0.1:"), "{source}");
+                assert!(
+                    !source.contains("203.0.113.9") && !source.contains("198.51"),
+                    "{source}"
+                );
+            }
+        }
+    }
+}
+
 async fn bad_change_requests_are_refused_and_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let past = (time::OffsetDateTime::now_utc() - time::Duration::minutes(1))
@@ -331,6 +368,7 @@ both_stores!(
     a_pass_through_tenant_changes_only_its_own_choice,
     a_scheduled_change_applies_from_its_instant_and_never_rewrites_tags,
     a_later_choice_cancels_one_still_scheduled,
+    the_audit_source_trusts_only_configured_proxies,
     bad_change_requests_are_refused_and_change_nothing,
     a_default_tenant_mapping_cannot_speak_for_the_tenant,
 );
