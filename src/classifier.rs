@@ -34,7 +34,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const RECORD_WAIT: Duration = Duration::from_secs(30);
 
 /// One exchange to classify.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Job {
     pub record: RecordId,
     pub tenant: TenantId,
@@ -44,10 +44,53 @@ pub struct Job {
     pub attempts: u32,
 }
 
+/// A queued or running job's place in its tenant's share; given back when
+/// the job is done (dropped).
+#[derive(Debug)]
+struct Place {
+    tenants: Arc<TenantCounts>,
+    tenant: TenantId,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.tenants.release(&self.tenant);
+    }
+}
+
+/// Jobs per tenant, queued or running.
+#[derive(Debug, Default)]
+struct TenantCounts(std::sync::Mutex<std::collections::HashMap<TenantId, usize>>);
+
+impl TenantCounts {
+    /// Take a place for `tenant` unless it holds `limit` already.
+    fn take(&self, tenant: &TenantId, limit: usize) -> bool {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(tenant.clone()).or_insert(0);
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, tenant: &TenantId) {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(tenant);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Classifier {
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<(Job, Place)>,
     failures: Arc<AtomicU32>,
+    tenants: Arc<TenantCounts>,
+    tenant_limit: usize,
 }
 
 impl Classifier {
@@ -63,6 +106,8 @@ impl Classifier {
         let classifier = Self {
             queue,
             failures: Arc::new(AtomicU32::new(0)),
+            tenants: Arc::default(),
+            tenant_limit: config.tenant_queue_limit,
         };
         let worker = Worker {
             config: Arc::new(config),
@@ -76,9 +121,26 @@ impl Classifier {
         Ok(classifier)
     }
 
-    /// Queue a job; `false` (counted) when the queue is full.
-    pub fn submit(&self, job: Job) -> bool {
-        match self.queue.try_send(job) {
+    /// A place for one of `tenant`'s requests, taken when the request is
+    /// admitted (so a burst is held to its share before it is served);
+    /// `None`, counted, when the tenant holds its share of the queue.
+    pub fn reserve(&self, tenant: &TenantId) -> Option<Reservation> {
+        if !self.tenants.take(tenant, self.tenant_limit) {
+            // The tenant's own burst: not the classifier's health.
+            unchecked("tenant_share");
+            return None;
+        }
+        Some(Reservation {
+            classifier: self.clone(),
+            place: Place {
+                tenants: Arc::clone(&self.tenants),
+                tenant: tenant.clone(),
+            },
+        })
+    }
+
+    fn queue_with(&self, job: Job, place: Place) -> bool {
+        match self.queue.try_send((job, place)) {
             Ok(()) => true,
             Err(_) => {
                 unchecked("queue_full");
@@ -91,6 +153,20 @@ impl Classifier {
     /// Whether checks are getting through.
     pub fn healthy(&self) -> bool {
         self.failures.load(Ordering::Relaxed) < UNHEALTHY_AFTER
+    }
+}
+
+/// A request's place in its tenant's share of the queue, from admission
+/// until its job is done.
+pub struct Reservation {
+    classifier: Classifier,
+    place: Place,
+}
+
+impl Reservation {
+    /// Queue the exchange's job; `false` (counted) when the queue is full.
+    pub fn submit(self, job: Job) -> bool {
+        self.classifier.queue_with(job, self.place)
     }
 }
 
@@ -108,26 +184,26 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+    async fn run(self, mut jobs: mpsc::Receiver<(Job, Place)>, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         loop {
             let job = tokio::select! {
                 job = jobs.recv() => job,
                 () = shutdown.cancelled() => None,
             };
-            let Some(job) = job else { return };
+            let Some((job, place)) = job else { return };
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };
             let worker = self.clone();
             tokio::spawn(async move {
-                worker.check(job).await;
+                worker.check(job, place).await;
                 drop(permit);
             });
         }
     }
 
-    async fn check(&self, mut job: Job) {
+    async fn check(&self, mut job: Job, place: Place) {
         match self.moderate(&job.text).await {
             Ok(scores) => {
                 self.classifier.failures.store(0, Ordering::Relaxed);
@@ -147,10 +223,11 @@ impl Worker {
                 }
                 unchecked("retrying");
                 let backoff = Duration::from_millis(250 * 2u64.pow(job.attempts));
+                // The retry keeps its tenant's place while it waits.
                 let classifier = self.classifier.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(backoff).await;
-                    classifier.submit(job);
+                    classifier.queue_with(job, place);
                 });
             }
         }

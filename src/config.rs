@@ -322,6 +322,9 @@ pub struct ClassifierConfig {
     pub timeout: Duration,
     pub concurrency: usize,
     pub queue_capacity: usize,
+    /// Jobs one tenant may have queued or running (`tenant_share` of the
+    /// queue): one tenant's burst cannot take every other tenant's checks.
+    pub tenant_queue_limit: usize,
     /// A category scoring at or above its threshold (or this default) flags.
     pub threshold: f64,
     pub thresholds: BTreeMap<String, f64>,
@@ -916,6 +919,8 @@ struct RawClassifier {
     concurrency: usize,
     #[serde(default = "default_classifier_queue")]
     queue_capacity: usize,
+    #[serde(default = "default_classifier_tenant_share")]
+    tenant_share: f64,
     #[serde(default = "default_classifier_threshold")]
     threshold: f64,
     #[serde(default)]
@@ -932,6 +937,9 @@ fn default_classifier_concurrency() -> usize {
 }
 fn default_classifier_queue() -> usize {
     1_000
+}
+fn default_classifier_tenant_share() -> f64 {
+    0.25
 }
 fn default_classifier_threshold() -> f64 {
     0.5
@@ -1244,6 +1252,13 @@ impl Validator<'_> {
                 "thresholds are between 0 and 1",
             );
         }
+        if !(raw.tenant_share > 0.0 && raw.tenant_share <= 1.0) {
+            return self.err(
+                None,
+                "classifier.tenant_share",
+                "is a fraction of the queue, above 0 and at most 1",
+            );
+        }
         if raw.concurrency == 0 || raw.queue_capacity == 0 || raw.timeout.is_zero() {
             return self.err(
                 None,
@@ -1258,6 +1273,9 @@ impl Validator<'_> {
             timeout: raw.timeout,
             concurrency: raw.concurrency,
             queue_capacity: raw.queue_capacity,
+            // At least one place per tenant, however small the queue.
+            tenant_queue_limit: ((raw.queue_capacity as f64 * raw.tenant_share).ceil() as usize)
+                .max(1),
             threshold: raw.threshold,
             thresholds: raw.thresholds.clone(),
             severity: raw.severity,

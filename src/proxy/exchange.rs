@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::capture::Capture;
 use super::extract;
 use crate::abuse::Verdict;
-use crate::classifier::{Classifier, Job};
+use crate::classifier::{Job, Reservation};
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
 use crate::spool::journal::Journaled;
@@ -50,7 +50,7 @@ pub struct Exchange {
     sink: RecordSink,
     state: Option<State>,
     /// Set when the exchange is to be classified after it ends.
-    classifier: Option<Classifier>,
+    classifier: Option<Reservation>,
     /// A place among the requests in flight, given back when the exchange
     /// (and so its response stream) ends.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -99,7 +99,7 @@ impl Exchange {
     }
 
     /// Classify the exchange (asynchronously) once it has ended.
-    pub fn classify_with(&mut self, classifier: Classifier) {
+    pub fn classify_with(&mut self, classifier: Reservation) {
         self.classifier = Some(classifier);
     }
 
@@ -158,7 +158,7 @@ impl Exchange {
                 .retention
                 .content_expires_at(state.start.received_at);
             let record = state.into_record(outcome, at);
-            if let (Some(classifier), Some(text)) = (&self.classifier, text) {
+            if let (Some(classifier), Some(text)) = (self.classifier.take(), text) {
                 classifier.submit(Job {
                     record: record.meta.id,
                     tenant: record.meta.tenant.clone(),

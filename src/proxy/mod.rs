@@ -129,12 +129,10 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         return reject(ApiError::StoreUnavailable, flavor, &request_id, &route.name);
     }
     let policy = Arc::clone(&tenant.policies[route_index]);
-    let classifier = match policy.classifier {
-        ClassifierMode::Off => None,
-        mode => state
-            .classifier
-            .clone()
-            .filter(|c| mode == ClassifierMode::FailOpen || c.healthy()),
+    let classifier = match (policy.classifier, &state.classifier) {
+        (ClassifierMode::Off, _) | (_, None) => None,
+        (mode, Some(c)) if mode == ClassifierMode::FailOpen || c.healthy() => c.reserve(&tenant.id),
+        _ => None,
     };
     if policy.classifier == ClassifierMode::FailClosed && classifier.is_none() {
         metrics::counter!("custodian_classifier_refused_total").increment(1);

@@ -172,7 +172,64 @@ async fn fail_closed_refuses_while_down_and_recovers(backend: Backend) {
     }
 }
 
+/// One tenant's burst takes at most its share of the classifier's queue:
+/// it alone is refused (fail_closed) once over it, the classifier stays
+/// healthy, and other tenants keep being served.
+async fn one_tenants_burst_cannot_take_the_queue_from_the_others(backend: Backend) {
+    let mut builder = builder("fail_closed");
+    builder.extra = builder
+        .extra
+        .replace(
+            "concurrency = 2",
+            "concurrency = 1\nqueue_capacity = 40\ntenant_share = 0.25",
+        )
+        .replace("timeout = \"1s\"", "timeout = \"10s\"");
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    app.upstream
+        .mock
+        .moderation_slow
+        .store(true, Ordering::SeqCst);
+    let burst = (0..30).map(|i| app.chat(MANAGED_KEY, body(&format!("burst {i}"))));
+    let statuses: Vec<u16> = futures_util::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(
+        statuses.contains(&503),
+        "the burst went past its share: {statuses:?}"
+    );
+    // Meanwhile another tenant (its own key) is served and checked.
+    for i in 0..3 {
+        let other = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(PASSTHROUGH_KEY)
+            .json(&body(&format!("other {i}")))
+            .send()
+            .await
+            .unwrap();
+        let status = other.status();
+        assert_eq!(
+            status,
+            200,
+            "another tenant was refused: {}",
+            other.text().await.unwrap()
+        );
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "custodian_classifier_unchecked_total",
+            "reason=\"queue_full\""
+        ) == 0.0,
+        "the queue never filled: {metrics}"
+    );
+}
+
 both_stores!(
+    one_tenants_burst_cannot_take_the_queue_from_the_others,
     verdicts_above_threshold_flag_the_record,
     fail_open_serves_and_counts_what_went_unchecked,
     fail_closed_refuses_while_down_and_recovers,

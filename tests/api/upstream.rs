@@ -35,6 +35,8 @@ pub struct Mock {
     pub completed: Arc<AtomicUsize>,
     /// While set, the moderation endpoint answers 500.
     pub moderation_down: Arc<std::sync::atomic::AtomicBool>,
+    /// While set, the moderation endpoint takes a second to answer.
+    pub moderation_slow: Arc<std::sync::atomic::AtomicBool>,
     pub moderation_calls: Arc<AtomicUsize>,
     /// Bytes a `firehose` stream has produced so far.
     pub produced: Arc<AtomicUsize>,
@@ -305,6 +307,12 @@ async fn upload(State(mock): State<Mock>, request: Request) -> Response {
 async fn moderations(State(mock): State<Mock>, body: Bytes) -> Response {
     mock.moderation_calls
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if mock
+        .moderation_slow
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     if mock
         .moderation_down
         .load(std::sync::atomic::Ordering::SeqCst)
