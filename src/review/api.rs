@@ -269,7 +269,8 @@ fn parse_cursor(cursor: &str) -> Result<(OffsetDateTime, RecordId), ApiError> {
     let bad = || ApiError::InvalidRequest("cursor is not one this API gave".into());
     let (micros, id) = cursor.split_once('_').ok_or_else(bad)?;
     let micros: i128 = micros.parse().map_err(|_| bad())?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1_000).map_err(|_| bad())?;
+    let nanos = micros.checked_mul(1_000).ok_or_else(bad)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
     Ok((at, RecordId(id.parse().map_err(|_| bad())?)))
 }
 

@@ -305,7 +305,70 @@ async fn confirming_abuse_and_its_suspension_are_one_transaction(backend: Backen
     assert_eq!(again.status(), 403, "the key is suspended");
 }
 
+/// Every number a caller can send is parsed with its bounds: too large, too
+/// small or not a number is a 400, never a panic or a wrapped value.
+async fn parsed_numbers_reject_overflow_with_400(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reviewer = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
+    let id = uuid::Uuid::now_v7();
+    let huge = "170141183460469231731687303715884105727";
+    let paths = [
+        format!("/admin/v1/review/items?cursor={huge}_{id}"),
+        format!("/admin/v1/review/items?cursor=-{huge}_{id}"),
+        format!("/admin/v1/review/items?cursor=9223372036854775807999_{id}"),
+        format!("/admin/v1/review/items?cursor=1e3_{id}"),
+        "/admin/v1/review/items?limit=99999999999999999999".to_owned(),
+        "/admin/v1/review/items?limit=-99999999999999999999".to_owned(),
+        "/admin/v1/audit?after=99999999999999999999".to_owned(),
+        "/admin/v1/audit?limit=nan".to_owned(),
+        "/admin/v1/review/items?since=99999-01-01T00:00:00Z".to_owned(),
+    ];
+    for path in paths {
+        let (status, body) = call(&app, &reviewer, "GET", &path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{path}");
+    }
+    // The gateway still answers.
+    let (status, _) = call(&app, &reviewer, "GET", "/admin/v1/review/items", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Every counter family is in the first scrape, and the retention gauges
+/// are there once the first sweep (at start) has run.
+async fn every_metric_family_is_in_the_first_scrape(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.metrics().await;
+    for family in [
+        "custodian_records_dropped_total",
+        "custodian_spool_unreadable_total",
+        "custodian_classifier_unchecked_total",
+        "custodian_requests_unscanned_total",
+        "custodian_sweep_rows_removed_total",
+        "custodian_body_budget_refusals_total",
+        "custodian_upload_leftovers_removed_total",
+        "custodian_store_up",
+    ] {
+        assert!(first.contains(family), "{family} missing:\n{first}");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = app.metrics().await;
+        if text.contains("custodian_retention_rows_past_expiry")
+            && text.contains("custodian_sweep_last_success_timestamp_seconds")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no retention gauges after the first sweep:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 both_stores!(
+    parsed_numbers_reject_overflow_with_400,
+    every_metric_family_is_in_the_first_scrape,
     contractors_see_no_personal_data_behind_escapes_or_in_notes,
     an_item_past_its_content_expiry_is_gone_unless_held,
     confirming_abuse_and_its_suspension_are_one_transaction,
