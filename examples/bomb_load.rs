@@ -79,7 +79,10 @@ fn run(
                         Err(e) if e.is_timeout() => "timeout".to_owned(),
                         Err(_) => "error".to_owned(),
                     };
-                    tally.lock().unwrap_or_else(|p| p.into_inner()).add(started, status);
+                    tally
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .add(started, status);
                 }
             })
         })
@@ -87,7 +90,10 @@ fn run(
     (tally, tasks)
 }
 
-async fn finish(tally: Arc<Mutex<Tally>>, tasks: Vec<tokio::task::JoinHandle<()>>) -> serde_json::Value {
+async fn finish(
+    tally: Arc<Mutex<Tally>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> serde_json::Value {
     for task in tasks {
         let _ = task.await;
     }

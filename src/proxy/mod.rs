@@ -307,87 +307,24 @@ async fn forward(
         return Err((e, exchange));
     }
 
-    let cap = state.config.capture.max_body_bytes;
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let client_failed = Arc::new(AtomicBool::new(false));
-    let known_length = declared_length.or_else(|| http_body::Body::size_hint(&body).exact());
-    let (upstream_body, _held_budget) = match inspect::hold_limit(&state.config, known_length) {
-        Some(hold) => {
-            let held = match inspect::hold(body, hold, limit, &state.limits).await {
-                Ok(held) => held,
-                Err(_) if client_paused.load(Ordering::Relaxed) => {
-                    return Err((ApiError::ClientTimeout, exchange))
-                }
-                Err(e) => return Err((e, exchange)),
-            };
-            // Before any verdict: a blocked request keeps what it sent.
-            exchange.request_body(RequestCapture::Whole(Capture::of(&held.bytes, cap)));
-            let rate = requests_this_minute(state, caller);
-            let verdicts = inspect::check(
-                state,
-                &parts.headers,
-                (&held.bytes, held.complete()),
-                declared_length,
-                rate,
-                &policy,
-            )
-            .await;
-            if let Err(e) =
-                verdicts.and_then(|v| apply_verdicts(v, &mut exchange, receipts, &policy))
-            {
-                return Err((e, exchange));
-            }
-            let inspect::Held {
-                bytes,
-                rest,
-                budget,
-            } = held;
-            let body = match rest {
-                None => {
-                    if let FileOp::Upload(copy) = &mut file_op {
-                        if let Some(side) = copy.take_sender() {
-                            let _ = side.send(bytes.clone()).await;
-                        }
-                    }
-                    UpstreamBody::Bytes(bytes)
-                }
-                Some(rest) => {
-                    let start = futures_util::stream::once(async move { Ok(bytes) });
-                    let body = StreamExt::boxed(start.chain(rest));
-                    streamed_body(
-                        state,
-                        body,
-                        &mut exchange,
-                        &mut file_op,
-                        &exceeded,
-                        &client_failed,
-                    )
-                }
-            };
-            (body, budget)
+    let flags = BodyFlags::default();
+    let checked = checked_body(
+        state,
+        caller,
+        &parts,
+        body,
+        &policy,
+        (&mut exchange, receipts, &mut file_op),
+        &flags,
+    )
+    .await;
+    // The body's place in the budget is held until it has been sent.
+    let (upstream_body, _held_budget) = match checked {
+        Ok(checked) => checked,
+        Err(_) if client_paused.load(Ordering::Relaxed) => {
+            return Err((ApiError::ClientTimeout, exchange))
         }
-        None if known_length == Some(0) => (UpstreamBody::Empty, None),
-        None => {
-            let rate = requests_this_minute(state, caller);
-            let verdicts = state.config.rules.check(&crate::abuse::CheckInput {
-                text: None,
-                body_bytes: declared_length,
-                requests_this_minute: rate,
-            });
-            if let Err(e) = apply_verdicts(verdicts, &mut exchange, receipts, &policy) {
-                return Err((e, exchange));
-            }
-            let body = StreamExt::boxed(body.into_data_stream());
-            let body = streamed_body(
-                state,
-                body,
-                &mut exchange,
-                &mut file_op,
-                &exceeded,
-                &client_failed,
-            );
-            (body, None)
-        }
+        Err(e) => return Err((e, exchange)),
     };
 
     let method_was_head = parts.method == http::Method::HEAD;
@@ -410,10 +347,10 @@ async fn forward(
         Err(_) if client_paused.load(Ordering::Relaxed) => {
             return Err((ApiError::ClientTimeout, exchange))
         }
-        Err(_) if client_failed.load(Ordering::Relaxed) => {
+        Err(_) if flags.client_failed.load(Ordering::Relaxed) => {
             return Err((ApiError::BadBody, exchange))
         }
-        Err(_) if exceeded.load(Ordering::Relaxed) => {
+        Err(_) if flags.exceeded.load(Ordering::Relaxed) => {
             return Err((ApiError::PayloadTooLarge { limit }, exchange))
         }
         Err(e) => {
@@ -469,6 +406,73 @@ async fn forward(
     Ok(out)
 }
 
+/// Raised by the request tee: the body went past the limit, or the
+/// client's body itself failed (so a failed send is theirs, not a 502).
+#[derive(Default)]
+struct BodyFlags {
+    exceeded: Arc<AtomicBool>,
+    client_failed: Arc<AtomicBool>,
+}
+
+/// What the request changes as its body is checked.
+type Checking<'a> = (&'a mut Exchange, &'a mut Receipts, &'a mut FileOp);
+
+/// The request body as it goes upstream, once the inline rules have seen
+/// what they need of it (a `block` refuses before anything is sent), with
+/// its place in the body budget while it is held.
+async fn checked_body(
+    state: &ProxyState,
+    caller: &Caller,
+    parts: &Parts,
+    body: Body,
+    policy: &EffectivePolicy,
+    (exchange, receipts, file_op): Checking<'_>,
+    flags: &BodyFlags,
+) -> Result<(UpstreamBody, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
+    let config = &state.config;
+    let declared_length = content_length(&parts.headers);
+    let known_length = declared_length.or_else(|| http_body::Body::size_hint(&body).exact());
+    let rate = requests_this_minute(state, caller);
+    let Some(hold) = inspect::hold_limit(config, known_length) else {
+        let verdicts = config.rules.check(&crate::abuse::CheckInput {
+            text: None,
+            body_bytes: known_length,
+            requests_this_minute: rate,
+        });
+        apply_verdicts(verdicts, exchange, receipts, policy)?;
+        if known_length == Some(0) {
+            return Ok((UpstreamBody::Empty, None));
+        }
+        let body = StreamExt::boxed(body.into_data_stream());
+        return Ok((streamed_body(state, body, exchange, file_op, flags), None));
+    };
+    let limit = config.server.max_request_body_bytes;
+    let held = inspect::hold(body, hold, limit, &state.limits).await?;
+    // Before any verdict: a blocked request keeps what it sent.
+    let capture = Capture::of(&held.bytes, config.capture.max_body_bytes);
+    exchange.request_body(RequestCapture::Whole(capture));
+    let whole = (&held.bytes, held.complete());
+    let verdicts = inspect::check(state, &parts.headers, whole, declared_length, rate, policy);
+    apply_verdicts(verdicts.await?, exchange, receipts, policy)?;
+    let inspect::Held {
+        bytes,
+        rest,
+        budget,
+    } = held;
+    let Some(rest) = rest else {
+        if let FileOp::Upload(copy) = file_op {
+            if let Some(side) = copy.take_sender() {
+                let _ = side.send(bytes.clone()).await;
+            }
+        }
+        return Ok((UpstreamBody::Bytes(bytes), budget));
+    };
+    // The held start, then the rest as it streams.
+    let start = futures_util::stream::once(async move { Ok(bytes) });
+    let body = StreamExt::boxed(start.chain(rest));
+    Ok((streamed_body(state, body, exchange, file_op, flags), budget))
+}
+
 /// This tenant's requests in the current minute (for rate rules).
 fn requests_this_minute(state: &ProxyState, caller: &Caller) -> u64 {
     if !state.config.rules.counts_requests() {
@@ -489,8 +493,7 @@ fn streamed_body(
     body: ClientBody,
     exchange: &mut Exchange,
     file_op: &mut FileOp,
-    exceeded: &Arc<AtomicBool>,
-    client_failed: &Arc<AtomicBool>,
+    flags: &BodyFlags,
 ) -> UpstreamBody {
     let shared = Arc::new(Mutex::new(Capture::new(
         state.config.capture.max_body_bytes,
@@ -500,9 +503,9 @@ fn streamed_body(
         body,
         shared,
         state.config.server.max_request_body_bytes,
-        Arc::clone(exceeded),
+        Arc::clone(&flags.exceeded),
     )
-    .with_client_failure_flag(Arc::clone(client_failed));
+    .with_client_failure_flag(Arc::clone(&flags.client_failed));
     if let FileOp::Upload(copy) = file_op {
         if let Some(side) = copy.take_sender() {
             tee = tee.with_side_channel(side);

@@ -427,7 +427,33 @@ async fn held_bodies_share_one_memory_budget(backend: Backend) {
     );
 }
 
+/// Requests without a body (GET, HEAD) are counted by rate rules too.
+async fn rate_rules_count_requests_without_a_body(backend: Backend) {
+    let mut builder = builder("");
+    builder
+        .extra
+        .push_str("\n[[rules]]\nname = \"burst\"\nmax_requests_per_minute = 2\n");
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let response = app.get("/v1/models").await;
+        assert_eq!(response.status(), 200);
+        ids.push(RecordId(record_id(&response).parse().unwrap()));
+    }
+    for id in &ids {
+        app.record(&id.to_string()).await;
+    }
+    let flagged: Vec<bool> =
+        futures_util::future::join_all(ids.iter().map(|id| app.store.review_item(*id)))
+            .await
+            .into_iter()
+            .map(|item| item.unwrap().is_some())
+            .collect();
+    assert_eq!(flagged, [false, false, true]);
+}
+
 both_stores!(
+    rate_rules_count_requests_without_a_body,
     a_block_rule_sees_every_body_shape_before_it_is_forwarded,
     a_body_the_rules_cannot_read_is_handled_as_the_profile_says,
     decompression_bombs_are_refused_without_stalling_others,
