@@ -1382,6 +1382,7 @@ impl Validator<'_> {
                 raw.upstream.first_byte_timeout,
             ),
             ("upstream.idle_timeout", raw.upstream.idle_timeout),
+            ("files.pending_max_age", raw.files.pending_max_age),
         ] {
             if value.is_zero() {
                 return self.err(None, key, "must be greater than zero");

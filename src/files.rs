@@ -282,7 +282,13 @@ impl FileCopies {
         now: OffsetDateTime,
         max_age: std::time::Duration,
     ) -> Result<Leftovers, FilesError> {
-        let before = now - max_age;
+        // An age too large to subtract: nothing is that old.
+        let Some(before) = time::Duration::try_from(max_age)
+            .ok()
+            .and_then(|age| now.checked_sub(age))
+        else {
+            return Ok(Leftovers::default());
+        };
         let started_before = |name: &str| {
             name.split('#')
                 .next()

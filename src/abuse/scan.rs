@@ -16,8 +16,9 @@ use std::io::Read;
 
 use futures_util::FutureExt;
 
-/// Content-Encoding layers undone at most (each is a decoder in a chain).
-const MAX_LAYERS: usize = 8;
+/// Content-Encoding layers undone at most: each layer may inflate up to the
+/// body limit, so this bounds the work one body can ask for.
+const MAX_LAYERS: usize = 3;
 
 /// Why the rules could not read a body in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,10 +198,18 @@ fn decode_prefix<'a>(
         return Ok((Cow::Borrowed(&body.bytes[..end]), complete));
     };
     let mut reader: Box<dyn Read + 'a> = Box::new(body.bytes);
+    // Every layer is capped at the body limit: an inner layer that inflates
+    // to gigabytes of nothing (empty gzip members) costs no more than that.
+    let tripped = std::rc::Rc::new(std::cell::Cell::new(false));
     // Applied in order, so undone in reverse.
     for encoding in encodings.iter().rev() {
-        reader = encoding.wrap(reader);
+        reader = Box::new(Capped {
+            inner: encoding.wrap(reader),
+            left: limits.max_body_bytes as u64,
+            tripped: std::rc::Rc::clone(&tripped),
+        });
     }
+    let too_large = || tripped.get();
     let invalid = ScanError::InvalidEncoding(outermost.name());
     let mut prefix = Vec::new();
     let read = (&mut reader)
@@ -209,21 +218,57 @@ fn decode_prefix<'a>(
     if read.is_err() {
         // The start of a body cut where the gateway stopped holding it is
         // not a broken encoding.
-        return match body.complete {
-            true => Err(invalid),
-            false => Ok((Cow::Owned(prefix), false)),
+        return match (too_large(), body.complete) {
+            (true, _) => Err(ScanError::TooLarge),
+            (false, true) => Err(invalid),
+            (false, false) => Ok((Cow::Owned(prefix), false)),
         };
     }
     if !body.complete {
         return Ok((Cow::Owned(prefix), false));
     }
     let room = limits.max_body_bytes.saturating_sub(prefix.len()) as u64;
-    let rest = std::io::copy(&mut (&mut reader).take(room + 1), &mut std::io::sink())
-        .map_err(|_| invalid)?;
+    let rest =
+        std::io::copy(&mut (&mut reader).take(room + 1), &mut std::io::sink()).map_err(|_| {
+            match too_large() {
+                true => ScanError::TooLarge,
+                false => invalid,
+            }
+        })?;
     if rest > room {
         return Err(ScanError::TooLarge);
     }
     Ok((Cow::Owned(prefix), rest == 0))
+}
+
+/// A decoding layer that may produce at most `left` more bytes; past it,
+/// an error (and `tripped` says why).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    tripped: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more would be over the limit: is there one?
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.tripped.set(true);
+            return Err(std::io::Error::other(
+                "a decoding layer inflates past the body limit",
+            ));
+        }
+        let room = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..room])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Add the text of a decoded body (or its start) to `out`, by its type.
@@ -237,6 +282,15 @@ fn read_text(content_type: Option<&str>, bytes: &[u8], complete: bool, out: &mut
 /// One body or part: JSON (or JSON Lines) by its strings, other text as
 /// it is, bytes that are not text as unreadable.
 fn read_part(content_type: Option<&str>, filename: Option<&str>, bytes: &[u8], out: &mut ScanText) {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Text in UTF-16 (or anything else with NUL bytes) is valid UTF-8 with
+    // NULs between the letters: read it as what it is, or not at all.
+    if bytes.contains(&0) {
+        return match utf16_text(bytes) {
+            Some(text) => read_part(content_type, filename, text.as_bytes(), out),
+            None => out.mark(Unreadable::Binary),
+        };
+    }
     let json_typed = content_type.is_some_and(is_json_type)
         || filename.is_some_and(|f| {
             let f = f.to_ascii_lowercase();
@@ -247,8 +301,11 @@ fn read_part(content_type: Option<&str>, filename: Option<&str>, bytes: &[u8], o
         if json_strings(bytes, &mut out.text) {
             return;
         }
-        // Not JSON after all: the text as it is.
+        // Not JSON as the tokenizer knows it (a parser may still accept it):
+        // the text as it is, with the escapes in its strings undone.
         out.text.truncate(start);
+        push_line(&mut out.text, &unescape_json(bytes));
+        return;
     }
     let text_typed = content_type.is_some_and(|t| {
         let t = t.trim_start().to_ascii_lowercase();
@@ -263,6 +320,39 @@ fn read_part(content_type: Option<&str>, filename: Option<&str>, bytes: &[u8], o
         Err(_) if text_typed => push_line(&mut out.text, &String::from_utf8_lossy(bytes)),
         Err(_) => out.mark(Unreadable::Binary),
     }
+}
+
+/// `bytes` as UTF-16 text (with a byte-order mark, or NULs in every other
+/// byte as ASCII text in UTF-16 has), or `None`.
+fn utf16_text(bytes: &[u8]) -> Option<String> {
+    // Without a byte-order mark: mostly NULs in one byte of each pair and
+    // none in the other, over the start (ASCII text in UTF-16).
+    let sample = &bytes[..bytes.len().min(64) & !1];
+    let pairs = sample.len() / 2;
+    let zeros = |odd: usize| {
+        sample
+            .iter()
+            .skip(odd)
+            .step_by(2)
+            .filter(|b| **b == 0)
+            .count()
+    };
+    let (even, odd) = (zeros(0), zeros(1));
+    let little = match bytes {
+        [0xFF, 0xFE, ..] => true,
+        [0xFE, 0xFF, ..] => false,
+        _ if pairs >= 2 && even == 0 && odd * 4 >= pairs * 3 => true,
+        _ if pairs >= 2 && odd == 0 && even * 4 >= pairs * 3 => false,
+        _ => return None,
+    };
+    let units = bytes.chunks_exact(2).map(|pair| match little {
+        true => u16::from_le_bytes([pair[0], pair[1]]),
+        false => u16::from_be_bytes([pair[0], pair[1]]),
+    });
+    let text: String = char::decode_utf16(units).collect::<Result<_, _>>().ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_owned();
+    // Decoded, it must be text: no NULs left.
+    (!text.contains('\0')).then_some(text)
 }
 
 fn push_line(out: &mut String, text: &str) {
@@ -294,15 +384,29 @@ fn is_multipart(content_type: &str) -> bool {
         .starts_with("multipart/")
 }
 
+/// The boundary of a multipart body; `Some("")` (no part can match) when
+/// the type names more than one: parsers disagree on which one counts.
 fn multipart_boundary(content_type: &str) -> Option<String> {
-    is_multipart(content_type)
-        .then(|| multer::parse_boundary(content_type).ok())
-        .flatten()
+    if !is_multipart(content_type) {
+        return None;
+    }
+    let boundaries = content_type
+        .split(';')
+        .filter_map(|param| param.split_once('='))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("boundary"))
+        .count();
+    if boundaries > 1 {
+        return Some(String::new());
+    }
+    multer::parse_boundary(content_type).ok()
 }
 
 /// Every part of a multipart body, each read by its own type. The parts are
 /// in memory already (the decoded prefix), so every step is ready at once.
 fn read_multipart(boundary: &str, bytes: &[u8], complete: bool, out: &mut ScanText) {
+    if boundary.is_empty() {
+        return out.mark(Unreadable::MalformedMultipart);
+    }
     let body = bytes::Bytes::copy_from_slice(bytes);
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
@@ -344,14 +448,15 @@ pub fn json_strings(bytes: &[u8], out: &mut String) -> bool {
             b'{' | b'}' | b'[' | b']' | b':' | b',' => i += 1,
             b if b.is_ascii_whitespace() => i += 1,
             b'-' | b'+' | b'.' | b'0'..=b'9' | b'e' | b'E' => i += 1,
-            b't' | b'f' | b'n' => {
+            // NaN and Infinity: not JSON, but Python's parser takes them.
+            b't' | b'f' | b'n' | b'N' | b'I' => {
                 let word = bytes[i..]
                     .iter()
                     .take_while(|b| b.is_ascii_alphabetic())
                     .count();
                 let literal = &bytes[i..i + word];
                 let cut = i + word == bytes.len();
-                let known = [&b"true"[..], b"false", b"null"];
+                let known = [&b"true"[..], b"false", b"null", b"NaN", b"Infinity"];
                 if !known
                     .iter()
                     .any(|k| *k == literal || (cut && k.starts_with(literal)))
@@ -537,7 +642,7 @@ mod tests {
         assert_eq!(plain.text, "plain bomb\n");
         assert_eq!(plain.unreadable, None);
         let binary = scan(
-            body("application/octet-stream", &[], b"\xff\xfe\x00bomb"),
+            body("application/octet-stream", &[], b"\x89PNG\x00\xff\x80bomb"),
             LIMITS,
         );
         assert_eq!(binary.unwrap().unreadable, Some(Unreadable::Binary));
@@ -559,6 +664,7 @@ mod tests {
         let unknown = scan(body("application/json", &["zstd"], b"x"), LIMITS).unwrap();
         assert_eq!(unknown.unreadable, Some(Unreadable::UnknownEncoding));
         let many = ["gzip"; MAX_LAYERS + 1];
+        // (more layers than the gateway undoes: said, not read)
         let deep = scan(body("application/json", &many, b"x"), LIMITS).unwrap();
         assert_eq!(deep.unreadable, Some(Unreadable::UnknownEncoding));
         assert_eq!(
@@ -598,6 +704,46 @@ mod tests {
     }
 
     #[test]
+    fn what_a_lenient_parser_accepts_is_read_too() {
+        // NaN is not JSON, but Python takes it: the escapes are still undone.
+        let nan = br#"{"x":NaN,"messages":[{"role":"user","content":"b\u006fmb"}]}"#;
+        assert!(json_text(nan).contains("bomb"));
+        let odd = br#"{"x": undefined, "c": "b\u006fmb"}"#;
+        assert!(json_text(odd).contains("bomb"));
+        let bom = b"\xEF\xBB\xBF{\"c\":\"b\\u006fmb\"}";
+        assert!(json_text(bom).contains("bomb"));
+        for little in [true, false] {
+            let utf16: Vec<u8> = r#"{"c":"b\u006fmb"}"#
+                .encode_utf16()
+                .flat_map(|u| match little {
+                    true => u.to_le_bytes(),
+                    false => u.to_be_bytes(),
+                })
+                .collect();
+            let got = scan(body("application/json", &[], &utf16), LIMITS).unwrap();
+            assert!(got.text.contains("bomb"), "{got:?}");
+        }
+        let nul = scan(
+            body("application/json", &[], b"{\"c\":\"bo\0\0mb\"}"),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(nul.unreadable, Some(Unreadable::Binary));
+    }
+
+    #[test]
+    fn a_layer_that_inflates_to_nothing_still_counts() {
+        // Gigabytes of empty gzip members would decode to nothing at all.
+        let empty = gzip(b"");
+        let members = empty.repeat((LIMITS.max_body_bytes / empty.len()) + 10);
+        let packed = gzip(&members);
+        assert_eq!(
+            scan(body("application/json", &["gzip, gzip"], &packed), LIMITS),
+            Err(ScanError::TooLarge)
+        );
+    }
+
+    #[test]
     fn multipart_text_parts_are_read_and_binary_parts_said() {
         let body_bytes = b"--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
 --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\
@@ -629,5 +775,32 @@ Content-Type: image/png\r\n\r\n\x89PNG\xff\xfe\r\n--XyZ--\r\n";
             broken.unwrap().unreadable,
             Some(Unreadable::MalformedMultipart)
         );
+        // Two boundaries: parsers disagree on which one counts.
+        let twice = scan(
+            body(
+                "multipart/form-data; boundary=XyZ; boundary=other",
+                &[],
+                body_bytes,
+            ),
+            LIMITS,
+        );
+        assert_eq!(
+            twice.unwrap().unreadable,
+            Some(Unreadable::MalformedMultipart)
+        );
+        // A boundary that says "boundary" is one boundary.
+        let webkit = String::from_utf8(body_bytes.to_vec())
+            .unwrap()
+            .replace("XyZ", "----WebKitFormBoundaryQ");
+        let got = scan(
+            body(
+                "multipart/form-data; boundary=----WebKitFormBoundaryQ",
+                &[],
+                webkit.as_bytes(),
+            ),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(got.unreadable, None);
     }
 }

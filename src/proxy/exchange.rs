@@ -59,6 +59,9 @@ pub struct Exchange {
 struct State {
     start: ExchangeStart,
     request: Option<RequestCapture>,
+    /// The request's content type and encodings, for the classifier to read
+    /// the captured body as text (a compressed one decoded).
+    request_format: (Option<String>, Vec<String>),
     response: Capture,
     status: u16,
     streamed: bool,
@@ -77,6 +80,7 @@ impl Exchange {
             state: Some(State {
                 start,
                 request: None,
+                request_format: (None, Vec::new()),
                 response: Capture::new(cap),
                 status: CLIENT_CLOSED_REQUEST,
                 streamed: false,
@@ -90,6 +94,13 @@ impl Exchange {
     pub fn request_body(&mut self, capture: RequestCapture) {
         if let Some(s) = self.state.as_mut() {
             s.request = Some(capture);
+        }
+    }
+
+    /// How the request body is encoded (for the classifier's text).
+    pub fn request_format(&mut self, content_type: Option<String>, encodings: Vec<String>) {
+        if let Some(s) = self.state.as_mut() {
+            s.request_format = (content_type, encodings);
         }
     }
 
@@ -189,10 +200,10 @@ impl State {
     /// (held in memory only; for ZDR tenants they go no further).
     fn text_to_classify(&self) -> String {
         let request = match &self.request {
-            Some(RequestCapture::Whole(capture)) => crate::abuse::scan::text_of(capture.bytes()),
+            Some(RequestCapture::Whole(capture)) => self.request_text(capture.bytes()),
             Some(RequestCapture::Streamed(shared)) => {
                 let capture = shared.lock().unwrap_or_else(|p| p.into_inner());
-                crate::abuse::scan::text_of(capture.bytes())
+                self.request_text(capture.bytes())
             }
             None => String::new(),
         };
@@ -203,10 +214,36 @@ impl State {
         format!("{request}\n{answer}")
     }
 
+    /// The captured request as the rules would read it, decoded (up to
+    /// the capture cap); the capture as text when it cannot be decoded.
+    fn request_text(&self, captured: &[u8]) -> String {
+        use crate::abuse::scan;
+        let (content_type, encodings) = &self.request_format;
+        let encodings: Vec<&str> = encodings.iter().map(String::as_str).collect();
+        let body = scan::Body {
+            content_type: content_type.as_deref(),
+            encodings: &encodings,
+            bytes: captured,
+            // Read the start only: the capture may be cut, and nothing
+            // here needs to know how large the whole body inflates.
+            complete: false,
+        };
+        let cap = self.start.capture_cap;
+        let limits = scan::Limits {
+            max_scan_bytes: cap,
+            max_body_bytes: cap,
+        };
+        match scan::scan(body, limits) {
+            Ok(text) if !text.text.is_empty() => text.text,
+            _ => scan::text_of(captured),
+        }
+    }
+
     fn into_record(self, outcome: Outcome, at: Instant) -> Record {
         let State {
             start,
             request,
+            request_format: _,
             response,
             status,
             streamed,

@@ -177,6 +177,26 @@ mod client_address_tests {
             from(via, &["6.6.6.6", "203.0.113.9"], &proxies),
             "203.0.113.9 (via 10.0.0.2:4000)"
         );
+        // A line with a byte that is not text still has the proxy's entry.
+        let mut extensions = http::Extensions::new();
+        extensions.insert(axum::extract::ConnectInfo(
+            via.parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\x80, 203.0.113.9").unwrap(),
+        );
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_address(&extensions, &headers, &trusted),
+            "203.0.113.9 (via 10.0.0.2:4000)"
+        );
+        // A dual-stack listener's IPv4 peer matches IPv4 networks.
+        assert_eq!(
+            from("[::ffff:10.0.0.2]:4000", &["203.0.113.9"], &proxies),
+            "203.0.113.9 (via [::ffff:10.0.0.2]:4000)"
+        );
         // Garbage stops the walk; no header means the proxy itself.
         assert_eq!(from(via, &["6.6.6.6, junk"], &proxies), "10.0.0.2:4000");
         assert_eq!(from(via, &[], &proxies), "10.0.0.2:4000");
@@ -263,20 +283,30 @@ pub fn client_address(
     else {
         return "unknown".to_owned();
     };
-    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    // An IPv4 peer on a dual-stack listener arrives as ::ffff:a.b.c.d.
+    let is_trusted =
+        |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
     if !is_trusted(peer.ip()) {
         return peer.to_string();
     }
-    let forwarded: Vec<&str> = headers
+    // Every line, even one with bytes that are not text: a proxy appends
+    // the address it saw to the client's own line.
+    let lines: Vec<String> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let forwarded: Vec<&str> = lines
+        .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
     let mut client = None;
     for entry in forwarded.iter().rev() {
-        let Ok(ip) = entry.parse::<std::net::IpAddr>() else {
+        let Ok(ip) = entry
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.to_canonical())
+        else {
             // Unparsable: what lies left of it cannot be trusted either.
             break;
         };

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, BodyDataStream};
+use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::header;
@@ -82,10 +82,11 @@ pub fn hold_limit(config: &Config, known_length: Option<u64>) -> Option<usize> {
     let mut hold = 0usize;
     if rules.reads_text() {
         hold = config.server.max_scan_bytes;
-    } else if known_length.is_none() {
+    }
+    if known_length.is_none() {
         // A size rule must know whether a body of unknown length is larger.
         if let Some(max) = rules.largest_size_limit() {
-            hold = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1);
+            hold = hold.max(usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1));
         }
     }
     // A small body is held whole anyway: one copy for the capture.
@@ -98,23 +99,44 @@ pub fn hold_limit(config: &Config, known_length: Option<u64>) -> Option<usize> {
     }
 }
 
+/// The part of a client's body not held: it streams through.
+pub type ClientRest = futures_util::stream::BoxStream<'static, Result<Bytes, axum::Error>>;
+
 /// A body held in memory: all of it, or its start and the rest to come.
 pub struct Held {
     pub bytes: Bytes,
     /// The rest of the body, still to be read from the client.
-    pub rest: Option<BodyDataStream>,
-    /// Its place in the budget, given back once it has been forwarded.
-    pub budget: Option<OwnedSemaphorePermit>,
+    pub rest: Option<ClientRest>,
+    /// Its place in the budget, given back once it has been sent upstream
+    /// and no scan reads it any more (whoever is last).
+    pub budget: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Held {
     pub fn complete(&self) -> bool {
         self.rest.is_none()
     }
+
+    /// What the scan needs (shared, cheap to take).
+    pub fn view(&self) -> HeldView {
+        HeldView {
+            bytes: self.bytes.clone(),
+            complete: self.complete(),
+            budget: self.budget.clone(),
+        }
+    }
 }
 
-/// Read `body` until it ends or more than `hold` bytes are in, refusing a
-/// body over `limit` (413) and waiting briefly for room in the budget (503).
+/// A held body as the scan reads it.
+pub struct HeldView {
+    bytes: Bytes,
+    complete: bool,
+    budget: Option<Arc<OwnedSemaphorePermit>>,
+}
+
+/// Read `body` until it ends or `hold` bytes are in (the rest then streams:
+/// at most `hold` bytes are held), refusing a body over `limit` (413) and
+/// waiting briefly for room in the budget (503).
 pub async fn hold(
     body: Body,
     hold: usize,
@@ -129,23 +151,45 @@ pub async fn hold(
             return Ok(Held {
                 bytes: bytes.freeze(),
                 rest: None,
-                budget,
+                budget: budget.map(Arc::new),
             });
         };
         let chunk = chunk.map_err(|_| ApiError::BadBody)?;
         if bytes.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        limits.reserve(chunk.len(), &mut budget).await?;
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() > hold {
-            return Ok(Held {
-                bytes: bytes.freeze(),
-                rest: Some(stream),
-                budget,
-            });
+        let room = hold.saturating_sub(bytes.len());
+        limits.reserve(chunk.len().min(room), &mut budget).await?;
+        if chunk.len() <= room {
+            bytes.extend_from_slice(&chunk);
+            continue;
         }
+        // The chunk that goes past the hold: its start is held, its end
+        // leads the rest of the body.
+        bytes.extend_from_slice(&chunk[..room]);
+        let tail = futures_util::stream::once(std::future::ready(Ok(chunk.slice(room..))));
+        return Ok(Held {
+            bytes: bytes.freeze(),
+            rest: Some(StreamExt::boxed(tail.chain(stream))),
+            budget: budget.map(Arc::new),
+        });
     }
+}
+
+/// Read and discard what is left of a body refused before its end (up to
+/// `max` bytes, for at most `within`), so that a client still sending reads
+/// the answer instead of a connection reset.
+pub async fn drain(mut rest: ClientRest, max: usize, within: Duration) {
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(chunk)) = rest.next().await {
+            read += chunk.len();
+            if read > max {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 /// Run the inline rules on a held body (and the profile's `unscannable`
@@ -153,13 +197,19 @@ pub async fn hold(
 pub async fn check(
     state: &ProxyState,
     headers: &http::HeaderMap,
-    held: (&Bytes, bool),
+    held: HeldView,
     declared_length: Option<u64>,
     requests_this_minute: u64,
     policy: &EffectivePolicy,
 ) -> Result<Vec<Verdict>, ApiError> {
-    let (held_bytes, complete) = held;
+    let HeldView {
+        bytes,
+        complete,
+        budget,
+    } = held;
+    let held_bytes = &bytes;
     let rules = Arc::clone(&state.config.rules);
+    // Not complete: longer than the hold, which is longer than any size rule.
     let body_bytes = declared_length.or(Some(held_bytes.len() as u64));
     if !rules.reads_text() {
         return Ok(rules.check(&CheckInput {
@@ -182,8 +232,11 @@ pub async fn check(
         .map(|v| v.to_str().map(str::to_owned))
         .collect::<Result<_, _>>()
         .unwrap_or_else(|_| vec!["(not text)".to_owned()]);
-    let bytes = held_bytes.clone();
+    let heavy = is_heavy_body(headers, held_bytes);
+    // The scan keeps what it reads counted in the budget, even if the
+    // request is dropped (the client gone) while it runs.
     let run = move || {
+        let _budget = budget;
         let encodings: Vec<&str> = encodings.iter().map(String::as_str).collect();
         let body = scan::Body {
             content_type: content_type.as_deref(),
@@ -194,17 +247,22 @@ pub async fn check(
         scan::scan(body, limits)
             .map(|text| read_by_rules(&rules, &text, body_bytes, requests_this_minute))
     };
-    let outcome = if is_heavy_body(headers, held_bytes) {
-        let _slot = tokio::time::timeout(
+    let outcome = if heavy {
+        let slot = tokio::time::timeout(
             BUDGET_WAIT,
             Arc::clone(&state.limits.scan_slots).acquire_owned(),
         )
         .await
         .map_err(|_| ApiError::Overloaded)?
         .map_err(|_| ApiError::Overloaded)?;
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|_| ApiError::Overloaded)?
+        // The slot goes with the work: a request dropped mid-scan does not
+        // free it for another scan while this one still runs.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            run()
+        })
+        .await
+        .map_err(|_| ApiError::Overloaded)?
     } else {
         run()
     };

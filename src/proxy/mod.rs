@@ -187,6 +187,16 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     exchange.hold_slot(slot);
     if let Some(classifier) = classifier {
         exchange.classify_with(classifier);
+        let values = |name| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let content_type = values(header::CONTENT_TYPE).pop();
+        exchange.request_format(content_type, values(header::CONTENT_ENCODING));
     }
     let file_op = file_op(
         &state,
@@ -318,8 +328,7 @@ async fn forward(
         &flags,
     )
     .await;
-    // The body's place in the budget is held until it has been sent.
-    let (upstream_body, _held_budget) = match checked {
+    let upstream_body = match checked {
         Ok(checked) => checked,
         Err(_) if client_paused.load(Ordering::Relaxed) => {
             return Err((ApiError::ClientTimeout, exchange))
@@ -414,12 +423,16 @@ struct BodyFlags {
     client_failed: Arc<AtomicBool>,
 }
 
+/// How much of a refused body's rest is read (and discarded) so that its
+/// client sees the answer; beyond it the connection is closed on it.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+
 /// What the request changes as its body is checked.
 type Checking<'a> = (&'a mut Exchange, &'a mut Receipts, &'a mut FileOp);
 
 /// The request body as it goes upstream, once the inline rules have seen
 /// what they need of it (a `block` refuses before anything is sent), with
-/// its place in the body budget while it is held.
+/// its place in the body budget until it is sent.
 async fn checked_body(
     state: &ProxyState,
     caller: &Caller,
@@ -428,7 +441,7 @@ async fn checked_body(
     policy: &EffectivePolicy,
     (exchange, receipts, file_op): Checking<'_>,
     flags: &BodyFlags,
-) -> Result<(UpstreamBody, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
+) -> Result<UpstreamBody, ApiError> {
     let config = &state.config;
     let declared_length = content_length(&parts.headers);
     let known_length = declared_length.or_else(|| http_body::Body::size_hint(&body).exact());
@@ -441,19 +454,33 @@ async fn checked_body(
         });
         apply_verdicts(verdicts, exchange, receipts, policy)?;
         if known_length == Some(0) {
-            return Ok((UpstreamBody::Empty, None));
+            return Ok(UpstreamBody::Empty);
         }
         let body = StreamExt::boxed(body.into_data_stream());
-        return Ok((streamed_body(state, body, exchange, file_op, flags), None));
+        return Ok(streamed_body(state, body, exchange, file_op, flags));
     };
     let limit = config.server.max_request_body_bytes;
     let held = inspect::hold(body, hold, limit, &state.limits).await?;
     // Before any verdict: a blocked request keeps what it sent.
     let capture = Capture::of(&held.bytes, config.capture.max_body_bytes);
     exchange.request_body(RequestCapture::Whole(capture));
-    let whole = (&held.bytes, held.complete());
-    let verdicts = inspect::check(state, &parts.headers, whole, declared_length, rate, policy);
-    apply_verdicts(verdicts.await?, exchange, receipts, policy)?;
+    let verdicts = inspect::check(
+        state,
+        &parts.headers,
+        held.view(),
+        declared_length,
+        rate,
+        policy,
+    );
+    let checked = verdicts
+        .await
+        .and_then(|v| apply_verdicts(v, exchange, receipts, policy));
+    if let Err(e) = checked {
+        if let Some(rest) = held.rest {
+            inspect::drain(rest, DRAIN_LIMIT, config.server.client_body_timeout).await;
+        }
+        return Err(e);
+    }
     let inspect::Held {
         bytes,
         rest,
@@ -465,12 +492,16 @@ async fn checked_body(
                 let _ = side.send(bytes.clone()).await;
             }
         }
-        return Ok((UpstreamBody::Bytes(bytes), budget));
+        return Ok(UpstreamBody::Held(upstream::HeldBody::new(bytes, budget)));
     };
-    // The held start, then the rest as it streams.
-    let start = futures_util::stream::once(async move { Ok(bytes) });
+    // The held start, then the rest as it streams; the start's place in the
+    // budget goes once it is on its way.
+    let start = futures_util::stream::once(async move {
+        drop(budget);
+        Ok(bytes)
+    });
     let body = StreamExt::boxed(start.chain(rest));
-    Ok((streamed_body(state, body, exchange, file_op, flags), budget))
+    Ok(streamed_body(state, body, exchange, file_op, flags))
 }
 
 /// This tenant's requests in the current minute (for rate rules).

@@ -27,7 +27,8 @@ pub type UpstreamResponse = reqwest::Response;
 pub enum UpstreamBody {
     /// No body at all (a GET).
     Empty,
-    Bytes(bytes::Bytes),
+    /// A body held whole in memory (sent with its length).
+    Held(HeldBody),
     Stream(reqwest::Body),
 }
 
@@ -90,7 +91,7 @@ impl UpstreamClient {
         let request = self.client.request(method, url).headers(headers);
         let request = match body {
             UpstreamBody::Empty => request,
-            UpstreamBody::Bytes(b) => request.body(b),
+            UpstreamBody::Held(b) => request.body(reqwest::Body::wrap(b)),
             UpstreamBody::Stream(s) => request.body(s),
         };
         match tokio::time::timeout(self.first_byte_timeout, request.send()).await {
@@ -139,4 +140,46 @@ where
     bytes::Bytes: From<S::Ok>,
 {
     reqwest::Body::wrap_stream(stream)
+}
+
+/// A body held whole, with its place in the body budget: the place is given
+/// back as soon as the client library takes the bytes to send (not when
+/// the upstream answers, which may be minutes later).
+pub struct HeldBody {
+    bytes: Option<Bytes>,
+    budget: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl HeldBody {
+    pub fn new(
+        bytes: Bytes,
+        budget: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
+    ) -> Self {
+        Self {
+            bytes: Some(bytes),
+            budget,
+        }
+    }
+}
+
+impl http_body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.budget = None;
+        Poll::Ready(self.bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        // Sent with its length (Content-Length), as before it was held.
+        http_body::SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
 }

@@ -52,6 +52,14 @@ fn redact_value(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
         Value::String(s) => *s = redact(s),
+        // A card number can be a JSON number too.
+        Value::Number(n) => {
+            let text = n.to_string();
+            let shown = redact(&text);
+            if shown != text {
+                *value = Value::String(shown);
+            }
+        }
         Value::Array(items) => items.iter_mut().for_each(redact_value),
         Value::Object(map) => {
             let entries = std::mem::take(map);
@@ -141,5 +149,10 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
         assert!(value.get("[redacted:email]").is_some(), "{shown}");
         assert_eq!(value["[redacted:email]"]["ok"], "fine");
+        let shown = redact_body(br#"{"card":4111111111111111,"n":3}"#);
+        assert!(
+            !shown.contains("4111") && shown.contains("\"n\":3"),
+            "{shown}"
+        );
     }
 }

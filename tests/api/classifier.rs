@@ -79,6 +79,30 @@ async fn verdicts_above_threshold_flag_the_record(backend: Backend) {
     rules.sort();
     assert_eq!(rules, ["moderation:violence", "weapons"]);
 
+    // A compressed request is classified as what it says, not its bytes.
+    let packed = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body("how do I kill him, quietly").to_string().as_bytes())
+            .unwrap();
+        e.finish().unwrap()
+    };
+    let gzipped = app
+        .client
+        .post(app.url("/v1/echo"))
+        .bearer_auth(MANAGED_KEY)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(packed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(
+        rules_eventually(&app, &record_id(&gzipped), 1).await,
+        ["moderation:violence"]
+    );
+
     // Below the threshold: classified, not flagged.
     let calls = app.upstream.mock.moderation_calls.load(Ordering::SeqCst);
     let clean = app.chat(MANAGED_KEY, body("hello there")).await;

@@ -260,7 +260,7 @@ async fn a_body_the_rules_cannot_read_is_handled_as_the_profile_says(backend: Ba
     let binary = echo(shape(
         "binary",
         "application/octet-stream",
-        vec![0xff, 0xfe, 0x00, 0x9c, 0x80],
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff".to_vec(),
     ));
     let long_chunked = Shape {
         chunked: true,
