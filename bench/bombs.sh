@@ -36,7 +36,9 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-on() { if [[ $PIN == 1 ]]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Pinned with taskset, which execs: `$!` is then the process itself.
+CPU0=() CPU1=()
+if [[ $PIN == 1 ]]; then CPU0=(taskset -c 0) CPU1=(taskset -c 1); fi
 
 echo "building (release)..." >&2
 cargo build --release --locked --bin custodian --example mock_upstream --example bomb_load >&2
@@ -59,7 +61,7 @@ name = "weapons"
 keywords = ["build a bomb"]
 TOML
 
-on 0 "$ROOT/target/release/examples/mock_upstream" "$MOCK" 2>"$OUT/mock.log" &
+"${CPU0[@]}" "$ROOT/target/release/examples/mock_upstream" "$MOCK" 2>"$OUT/mock.log" &
 PIDS+=($!)
 if [[ $STORE == postgres ]]; then
     psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
@@ -68,14 +70,14 @@ else
     DB_URL=sqlite://$OUT/custodian.db
 fi
 CUSTODIAN__DATABASE__URL=$DB_URL CUSTODIAN_FINGERPRINT_KEY=bench-fingerprint-secret \
-    on 1 "$BIN" --config "$CONFIG" serve 2>"$OUT/gateway.log" &
+    "${CPU1[@]}" "$BIN" --config "$CONFIG" serve 2>"$OUT/gateway.log" &
 GW_PID=$!
 PIDS+=("$GW_PID")
 for _ in $(seq 1 100); do curl -fs "http://$ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+kill -0 "$GW_PID" 2>/dev/null || { echo "the gateway did not start:" >&2; cat "$OUT/gateway.log" >&2; exit 1; }
 RSS_START_KB=$(awk '/VmRSS/{print $2}' "/proc/$GW_PID/status")
 
-timeout $((SECONDS_PER_PHASE * 2 + 60)) \
-    on 0 "$ROOT/target/release/examples/bomb_load" "http://$GATEWAY/v1/chat/completions" sk-bench \
+"${CPU0[@]}" timeout $((SECONDS_PER_PHASE * 2 + 150)) "$ROOT/target/release/examples/bomb_load" "http://$GATEWAY/v1/chat/completions" sk-bench \
     "$ROOT/bench/bodies/chat.json" "$OUT/bomb.json.gz" "$SECONDS_PER_PHASE" "$NORMAL" "$ATTACK" \
     | tee "$OUT/load.jsonl"
 

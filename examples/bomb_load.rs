@@ -1,7 +1,8 @@
 //! Load for `bench/bombs.sh`: a closed-loop normal load of 1 KiB chat
 //! requests, alone and then beside an attack of concurrent gzip bodies that
 //! inflate far beyond the body limit. Prints one JSON object per phase.
-//! Bounded in time (`--seconds` per phase) and per request (10 s timeout).
+//! Bounded in time (SECONDS per phase) and per request (60 s timeout: a
+//! refused bomb may wait its turn for a scan slot, up to 30 s).
 //!
 //! `cargo run --release --example bomb_load -- URL KEY BODY BOMB SECONDS NORMAL ATTACK`
 
@@ -112,7 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let body = Arc::new(std::fs::read(body)?);
     let bomb = Arc::new(std::fs::read(bomb)?);
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
         .build()?;
 

@@ -197,48 +197,61 @@ fn decode_prefix<'a>(
         let complete = body.complete && end == body.bytes.len();
         return Ok((Cow::Borrowed(&body.bytes[..end]), complete));
     };
-    let mut reader: Box<dyn Read + 'a> = Box::new(body.bytes);
-    // Every layer is capped at the body limit: an inner layer that inflates
-    // to gigabytes of nothing (empty gzip members) costs no more than that.
-    let tripped = std::rc::Rc::new(std::cell::Cell::new(false));
-    // Applied in order, so undone in reverse.
-    for encoding in encodings.iter().rev() {
-        reader = Box::new(Capped {
-            inner: encoding.wrap(reader),
-            left: limits.max_body_bytes as u64,
-            tripped: std::rc::Rc::clone(&tripped),
-        });
-    }
-    let too_large = || tripped.get();
     let invalid = ScanError::InvalidEncoding(outermost.name());
+    // A whole body is first decoded only to be counted, keeping nothing: a
+    // bomb is refused before a byte of it is held. (A compressed body within
+    // the limit is then decoded twice: they are rare, and small.)
+    let decoded_len = match body.complete {
+        true => {
+            let (mut reader, tripped) = decoder(encodings, body.bytes, limits.max_body_bytes);
+            let cap = limits.max_body_bytes as u64 + 1;
+            let counted = std::io::copy(&mut (&mut reader).take(cap), &mut std::io::sink());
+            match counted {
+                Ok(n) if n < cap => Some(n),
+                Ok(_) => return Err(ScanError::TooLarge),
+                Err(_) if tripped.get() => return Err(ScanError::TooLarge),
+                Err(_) => return Err(invalid),
+            }
+        }
+        false => None,
+    };
+    let (mut reader, tripped) = decoder(encodings, body.bytes, limits.max_body_bytes);
     let mut prefix = Vec::new();
     let read = (&mut reader)
         .take(limits.max_scan_bytes as u64)
         .read_to_end(&mut prefix);
-    if read.is_err() {
-        // The start of a body cut where the gateway stopped holding it is
-        // not a broken encoding.
-        return match (too_large(), body.complete) {
-            (true, _) => Err(ScanError::TooLarge),
-            (false, true) => Err(invalid),
-            (false, false) => Ok((Cow::Owned(prefix), false)),
-        };
+    match (read, decoded_len) {
+        (Ok(_), Some(n)) => {
+            let whole = n == prefix.len() as u64;
+            Ok((Cow::Owned(prefix), whole))
+        }
+        // The start of a body cut where the gateway stopped holding it: its
+        // end is missing, not broken.
+        (_, None) if !tripped.get() => Ok((Cow::Owned(prefix), false)),
+        (_, None) => Err(ScanError::TooLarge),
+        (Err(_), Some(_)) => Err(invalid),
     }
-    if !body.complete {
-        return Ok((Cow::Owned(prefix), false));
+}
+
+/// The decoders of `encodings` over `bytes`, each layer capped at
+/// `max_bytes` (an inner layer that inflates to gigabytes of nothing, empty
+/// gzip members, costs no more than that); the flag says a cap was hit.
+fn decoder<'a>(
+    encodings: &[Encoding],
+    bytes: &'a [u8],
+    max_bytes: usize,
+) -> (Box<dyn Read + 'a>, std::rc::Rc<std::cell::Cell<bool>>) {
+    let tripped = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut reader: Box<dyn Read + 'a> = Box::new(bytes);
+    // Applied in order, so undone in reverse.
+    for encoding in encodings.iter().rev() {
+        reader = Box::new(Capped {
+            inner: encoding.wrap(reader),
+            left: max_bytes as u64,
+            tripped: std::rc::Rc::clone(&tripped),
+        });
     }
-    let room = limits.max_body_bytes.saturating_sub(prefix.len()) as u64;
-    let rest =
-        std::io::copy(&mut (&mut reader).take(room + 1), &mut std::io::sink()).map_err(|_| {
-            match too_large() {
-                true => ScanError::TooLarge,
-                false => invalid,
-            }
-        })?;
-    if rest > room {
-        return Err(ScanError::TooLarge);
-    }
-    Ok((Cow::Owned(prefix), rest == 0))
+    (reader, tripped)
 }
 
 /// A decoding layer that may produce at most `left` more bytes; past it,

@@ -19,9 +19,12 @@ use crate::abuse::{CheckInput, Verdict};
 use crate::config::{Config, EffectivePolicy};
 use crate::error::ApiError;
 
-/// How long a request waits for room in the body budget, or for a scan
-/// slot, before it is answered 503.
+/// How long a request waits for room in the body budget before it is
+/// answered 503.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// How long a heavy scan waits for a slot: scans queue (a burst of bombs
+/// waits its turn) rather than fail, within a bound.
+const SCAN_WAIT: Duration = Duration::from_secs(30);
 
 /// The memory and CPU that reading request bodies may take.
 #[derive(Clone)]
@@ -249,7 +252,7 @@ pub async fn check(
     };
     let outcome = if heavy {
         let slot = tokio::time::timeout(
-            BUDGET_WAIT,
+            SCAN_WAIT,
             Arc::clone(&state.limits.scan_slots).acquire_owned(),
         )
         .await
