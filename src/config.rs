@@ -391,6 +391,20 @@ pub struct Route {
     pub profile: String,
     pub flavor: Flavor,
     pub upstream_key: Option<Secret>,
+    /// What happens to a request naming an upstream object the registry
+    /// does not know; `None`: refused where tenants share the upstream
+    /// credential, forwarded where the caller's own credential is used.
+    pub unknown_objects: Option<UnknownObjects>,
+}
+
+/// Requests naming an object created outside the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownObjects {
+    /// 404, as for an object that does not exist.
+    Refuse,
+    /// Forwarded: the upstream decides.
+    Forward,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -420,6 +434,9 @@ pub struct Tenant {
     pub passthrough_fingerprints: Vec<String>,
     /// The effective policy of this tenant on each route, by route index.
     pub policies: Vec<Arc<EffectivePolicy>>,
+    /// The tenant's own upstream credential on each route (by index), used
+    /// for its managed keys instead of the route's shared one.
+    pub upstream_keys: Vec<Option<Secret>>,
 }
 
 /// What applies to one tenant on one route: computed once at load.
@@ -873,6 +890,7 @@ struct RawRoute {
     #[serde(default = "default_flavor")]
     flavor: Flavor,
     upstream_key: Option<Spanned<RawSecretRef>>,
+    unknown_objects: Option<UnknownObjects>,
 }
 
 fn default_flavor() -> Flavor {
@@ -971,6 +989,9 @@ struct RawTenant {
     managed_keys: Vec<Spanned<String>>,
     #[serde(default)]
     passthrough_fingerprints: Vec<Spanned<String>>,
+    /// The tenant's own upstream credential, by route name.
+    #[serde(default)]
+    upstream_keys: BTreeMap<String, Spanned<RawSecretRef>>,
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -1509,6 +1530,7 @@ impl Validator<'_> {
                 profile: r.profile.get_ref().clone(),
                 flavor: r.flavor,
                 upstream_key,
+                unknown_objects: r.unknown_objects,
             });
         }
         Ok(out)
@@ -1626,9 +1648,40 @@ impl Validator<'_> {
                     .map(|k| k.get_ref().clone())
                     .collect(),
                 policies,
+                upstream_keys: self.tenant_upstream_keys(t, routes)?,
             });
         }
         Ok(out)
+    }
+
+    /// A tenant's own upstream credentials, by route index; a route name
+    /// that does not exist is refused.
+    fn tenant_upstream_keys(
+        &self,
+        t: &RawTenant,
+        routes: &[Route],
+    ) -> Result<Vec<Option<Secret>>, ConfigError> {
+        let mut keys = vec![None; routes.len()];
+        for (route, secret) in &t.upstream_keys {
+            let key = format!("tenants.{}.upstream_keys.{route}", t.id.get_ref());
+            let Some(i) = routes.iter().position(|r| &r.name == route) else {
+                return self.err(
+                    Some(secret.span()),
+                    key,
+                    format!("no route is named {route:?}"),
+                );
+            };
+            let value = self.secret(&key, secret)?;
+            if HeaderValue::from_str(&format!("Bearer {}", value.expose())).is_err() {
+                return self.err(
+                    Some(secret.span()),
+                    key,
+                    "the secret is not a valid HTTP header value",
+                );
+            }
+            keys[i] = Some(value);
+        }
+        Ok(keys)
     }
 
     fn auth(&self, raw: &RawAuth, tenants: &[Tenant]) -> Result<AuthConfig, ConfigError> {
@@ -1676,6 +1729,8 @@ fn policy_version(
     struct Canonical<'a> {
         profiles: &'a BTreeMap<String, Profile>,
         routes: Vec<(&'a str, &'a str)>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unknown_objects: Vec<(&'a str, UnknownObjects)>,
         tenants: Vec<CanonicalTenant<'a>>,
     }
     #[derive(Serialize)]
@@ -1691,6 +1746,10 @@ fn policy_version(
         routes: routes
             .iter()
             .map(|r| (r.prefix.as_str(), r.profile.as_str()))
+            .collect(),
+        unknown_objects: routes
+            .iter()
+            .filter_map(|r| Some((r.prefix.as_str(), r.unknown_objects?)))
             .collect(),
         tenants: tenants
             .iter()

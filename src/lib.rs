@@ -22,6 +22,7 @@ pub mod export;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod objects;
 pub mod policy;
 pub mod proxy;
 pub mod review;

@@ -150,11 +150,8 @@ impl Gateway {
 
         let proxy_state = ProxyState {
             keys: keys.clone(),
-            routes: config
-                .routes
-                .iter()
-                .cloned()
-                .map(RouteRuntime::new)
+            routes: (0..config.routes.len())
+                .map(|i| RouteRuntime::new(&config, i))
                 .collect(),
             keyring: Arc::new(KeyRing::new(&config)),
             consent: Arc::clone(&consent),
@@ -167,6 +164,7 @@ impl Gateway {
             policy_version_str: Arc::from(config.policy_version.as_str()),
             rates: Arc::default(),
             limits: proxy::inspect::Limits::new(&config),
+            store: Arc::clone(&store),
             slots: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_concurrent_requests,
             )),

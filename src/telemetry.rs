@@ -118,6 +118,12 @@ const COUNTERS: &[(&str, &[Labels])] = &[
     ("custodian_content_keys_destroyed_total", &[&[]]),
     ("custodian_key_upkeep_errors_total", &[&[]]),
     ("custodian_body_budget_waits_total", &[&[]]),
+    (
+        "custodian_object_refusals_total",
+        &[&[("reason", "other_tenant")], &[("reason", "unknown")]],
+    ),
+    ("custodian_objects_registered_total", &[&[]]),
+    ("custodian_object_registry_errors_total", &[&[]]),
     ("custodian_body_budget_refusals_total", &[&[]]),
     (
         "custodian_requests_unscanned_total",

@@ -114,6 +114,29 @@ pub fn scan(body: Body<'_>, limits: Limits) -> Result<ScanText, ScanError> {
     Ok(out)
 }
 
+/// A whole body decoded (every `Content-Encoding` layer undone), for a
+/// reader that needs it all; `None` when an encoding is unknown.
+pub fn decoded<'a>(
+    encodings: &'a [&'a str],
+    bytes: &'a [u8],
+    limits: Limits,
+) -> Result<Option<Cow<'a, [u8]>>, ScanError> {
+    let Some(layers) = encoding_layers(encodings) else {
+        return Ok(None);
+    };
+    let body = Body {
+        content_type: None,
+        encodings,
+        bytes,
+        complete: true,
+    };
+    let limits = Limits {
+        max_scan_bytes: limits.max_body_bytes,
+        ..limits
+    };
+    decode_prefix(&layers, body, limits).map(|(decoded, _)| Some(decoded))
+}
+
 /// Whether scanning this body is worth a blocking thread: decoding, a
 /// multipart split, or more than a few tens of kilobytes.
 pub fn is_heavy(body: Body<'_>) -> bool {

@@ -12,6 +12,9 @@ use crate::domain::{RecordId, TrainingTag};
 pub const TRAINING: HeaderName = HeaderName::from_static("x-custodian-training");
 pub const TRAINING_BASIS: HeaderName = HeaderName::from_static("x-custodian-training-basis");
 pub const RETENTION: HeaderName = HeaderName::from_static("x-custodian-retention");
+/// Set to `off` when the gateway made the upstream keep nothing of the
+/// request (`"store": false`, for zero-data-retention tenants).
+pub const UPSTREAM_STORE: HeaderName = HeaderName::from_static("x-custodian-upstream-store");
 pub const POLICY_VERSION: HeaderName = HeaderName::from_static("x-custodian-policy-version");
 pub const RECORD_ID: HeaderName = HeaderName::from_static("x-custodian-record-id");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -90,6 +93,8 @@ pub struct Receipts {
     pub policy_version: HeaderValue,
     pub record_id: RecordId,
     pub request_id: HeaderValue,
+    /// The gateway made the upstream keep nothing of this request.
+    pub upstream_store_off: bool,
 }
 
 impl Receipts {
@@ -106,7 +111,13 @@ impl Receipts {
             policy_version,
             record_id,
             request_id,
+            upstream_store_off: false,
         }
+    }
+
+    /// The upstream was asked to keep nothing (`"store": false`).
+    pub fn upstream_store_off(&mut self) {
+        self.upstream_store_off = true;
     }
 
     /// A check flagged the request: say what that keeps.
@@ -121,6 +132,9 @@ impl Receipts {
             HeaderValue::from_static(self.training.basis.as_str()),
         );
         headers.insert(RETENTION, self.retention.clone());
+        if self.upstream_store_off {
+            headers.insert(UPSTREAM_STORE, HeaderValue::from_static("off"));
+        }
         headers.insert(POLICY_VERSION, self.policy_version.clone());
         if let Ok(v) = HeaderValue::from_str(&self.record_id.to_string()) {
             headers.insert(RECORD_ID, v);

@@ -79,11 +79,26 @@ impl Limits {
 
 /// How far the body of a request is held before it is forwarded, or
 /// `None` to stream it straight through.
-pub fn hold_limit(config: &Config, known_length: Option<u64>) -> Option<usize> {
+pub fn hold_limit(
+    config: &Config,
+    known_length: Option<u64>,
+    headers: &http::HeaderMap,
+    names_objects: bool,
+) -> Option<usize> {
     let limit = config.server.max_request_body_bytes;
     let rules = &config.rules;
     let mut hold = 0usize;
-    if rules.reads_text() {
+    // The text rules read the body, and so does the object registry where
+    // a body can name objects (a multipart upload names none).
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        });
+    if rules.reads_text() || (names_objects && !multipart) {
         hold = config.server.max_scan_bytes;
     }
     if known_length.is_none() {

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod headers;
 mod idle;
 pub mod inspect;
+pub mod ownership;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,7 @@ use http_body_util::BodyExt;
 use self::capture::{Capture, RequestTee, ResponseTee};
 use self::exchange::{Exchange, ExchangeStart, RequestCapture};
 use self::headers::Receipts;
+use self::ownership::Ownership;
 use self::upstream::{UpstreamBody, UpstreamClient};
 use crate::auth::{Caller, KeyKind, KeyRing};
 use crate::clock::{truncate_to_micros, Clock};
@@ -43,11 +45,15 @@ pub struct RouteRuntime {
     pub name: Arc<str>,
     /// The upstream credential injected for managed keys, if configured.
     pub credential: Option<HeaderValue>,
+    /// Tenants' own credentials on this route, by tenant index.
+    tenant_credentials: Vec<Option<HeaderValue>>,
 }
 
 impl RouteRuntime {
-    pub fn new(route: Route) -> Self {
-        let credential = route.upstream_key.as_ref().and_then(|key| {
+    /// The route at `index` of the configuration, with its credentials.
+    pub fn new(config: &Config, index: usize) -> Self {
+        let route = config.routes[index].clone();
+        let header = |key: &crate::config::Secret| {
             let value = match route.flavor {
                 Flavor::Openai => format!("Bearer {}", key.expose()),
                 Flavor::Anthropic => key.expose().to_owned(),
@@ -55,12 +61,29 @@ impl RouteRuntime {
             let mut v = HeaderValue::from_str(&value).ok()?;
             v.set_sensitive(true);
             Some(v)
-        });
+        };
+        let credential = route.upstream_key.as_ref().and_then(header);
+        let tenant_credentials = config
+            .tenants
+            .iter()
+            .map(|t| {
+                t.upstream_keys
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .and_then(header)
+            })
+            .collect();
         Self {
             name: Arc::from(route.name.as_str()),
             route,
             credential,
+            tenant_credentials,
         }
+    }
+
+    /// A tenant's own upstream credential on this route.
+    pub fn tenant_credential(&self, tenant_index: usize) -> Option<&HeaderValue> {
+        self.tenant_credentials.get(tenant_index)?.as_ref()
     }
 }
 
@@ -87,6 +110,8 @@ pub struct ProxyState {
     pub rates: Arc<crate::abuse::RateCounter>,
     /// The memory and CPU that reading request bodies may take.
     pub limits: inspect::Limits,
+    /// The store, for the object registry.
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// The proxy listener's only handler: every path goes through here.
@@ -316,15 +341,24 @@ async fn forward(
     if let Err(e) = prepare_upstream_headers(route, caller, &mut parts.headers, &request_id) {
         return Err((e, exchange));
     }
+    let tenant = &state.config.tenants[caller.tenant_index];
+    let path = parts.uri.path().to_owned();
+    let mut ownership = Ownership::new(route, caller, &tenant.id, &parts.method, &path);
+    if let Err(e) = ownership
+        .check(state.store.as_ref(), ownership.path_refs())
+        .await
+    {
+        return Err((e, exchange));
+    }
 
     let flags = BodyFlags::default();
     let checked = checked_body(
         state,
         caller,
-        &parts,
+        &mut parts,
         body,
         &policy,
-        (&mut exchange, receipts, &mut file_op),
+        (&mut exchange, receipts, &mut file_op, &mut ownership),
         &flags,
     )
     .await;
@@ -337,6 +371,9 @@ async fn forward(
     };
 
     let method_was_head = parts.method == http::Method::HEAD;
+    // A list cut to the caller's objects reads on through the upstream's
+    // pages with the same headers.
+    let list_headers = ownership.lists().map(|_| parts.headers.clone());
     let file_source = matches!(file_op, FileOp::Delete(_)).then(|| {
         headers::client_address(
             &parts.extensions,
@@ -379,19 +416,50 @@ async fn forward(
     // complete as soon as the headers are in.
     let bodiless =
         method_was_head || matches!(status.as_u16(), 204 | 304) || expected_len == Some(0);
+    let now = state.clock.now();
+    if let Some(id) = ownership.deleted(status.as_u16()) {
+        let keep_for =
+            time::Duration::try_from(policy.retention.metadata).unwrap_or(time::Duration::MAX);
+        ownership
+            .mark_deleted(state.store.as_ref(), id, now, keep_for)
+            .await;
+    }
+    let registers = ownership.registers(status.as_u16());
     let body = if bodiless {
         if let Some(journaled) = exchange.finish(Outcome::Completed, headers_at) {
             let _ = journaled.await;
         }
         Body::empty()
-    } else if matches!(file_op, FileOp::None) {
+    } else if let (Some(headers), true) = (list_headers, status == http::StatusCode::OK) {
+        let (first, _) = read_head(state.upstream.body(response), LIST_PAGE_LIMIT).await;
+        let page = ownership::owned_page(state, &ownership, first, &url, headers).await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return Err((e, exchange)),
+        };
+        response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+        let len = Some(page.len() as u64);
+        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(page)]);
+        Body::from_stream(ResponseTee::new(stream, exchange, len))
+    } else if matches!(file_op, FileOp::None) && !registers {
         Body::from_stream(ResponseTee::new(
             state.upstream.body(response),
             exchange,
             expected_len,
         ))
     } else {
-        let (head, rest) = read_head(state.upstream.body(response), FILES_RESPONSE_LIMIT).await;
+        // A stream's first event carries the id it creates; a JSON
+        // answer is read whole (it is a small object).
+        let limit = match streamed {
+            true => FIRST_EVENT_LIMIT,
+            false => FILES_RESPONSE_LIMIT,
+        };
+        let (head, rest) = read_head_until(state.upstream.body(response), limit, streamed).await;
+        if registers {
+            ownership
+                .register(state.store.as_ref(), record_id, &head, streamed, now)
+                .await;
+        }
         let tenant = &state.config.tenants[caller.tenant_index].id;
         let source = file_source.unwrap_or_default();
         finish_file_op(
@@ -428,7 +496,12 @@ struct BodyFlags {
 const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 
 /// What the request changes as its body is checked.
-type Checking<'a> = (&'a mut Exchange, &'a mut Receipts, &'a mut FileOp);
+type Checking<'a> = (
+    &'a mut Exchange,
+    &'a mut Receipts,
+    &'a mut FileOp,
+    &'a mut Ownership,
+);
 
 /// The request body as it goes upstream, once the inline rules have seen
 /// what they need of it (a `block` refuses before anything is sent), with
@@ -436,17 +509,19 @@ type Checking<'a> = (&'a mut Exchange, &'a mut Receipts, &'a mut FileOp);
 async fn checked_body(
     state: &ProxyState,
     caller: &Caller,
-    parts: &Parts,
+    parts: &mut Parts,
     body: Body,
     policy: &EffectivePolicy,
-    (exchange, receipts, file_op): Checking<'_>,
+    (exchange, receipts, file_op, ownership): Checking<'_>,
     flags: &BodyFlags,
 ) -> Result<UpstreamBody, ApiError> {
     let config = &state.config;
     let declared_length = content_length(&parts.headers);
     let known_length = declared_length.or_else(|| http_body::Body::size_hint(&body).exact());
     let rate = requests_this_minute(state, caller);
-    let Some(hold) = inspect::hold_limit(config, known_length) else {
+    let names_objects = ownership.reads_body;
+    let Some(hold) = inspect::hold_limit(config, known_length, &parts.headers, names_objects)
+    else {
         let verdicts = config.rules.check(&crate::abuse::CheckInput {
             text: None,
             body_bytes: known_length,
@@ -472,20 +547,32 @@ async fn checked_body(
         rate,
         policy,
     );
-    let checked = verdicts
+    let mut checked = verdicts
         .await
         .and_then(|v| apply_verdicts(v, exchange, receipts, policy));
+    let mut rewritten = None;
+    if checked.is_ok() {
+        let zdr = policy.zero_data_retention;
+        let whole = (&held.bytes, held.complete());
+        checked = ownership::owned_body(state, &mut parts.headers, whole, ownership, zdr)
+            .await
+            .map(|body| rewritten = body);
+    }
     if let Err(e) = checked {
         if let Some(rest) = held.rest {
             inspect::drain(rest, DRAIN_LIMIT, config.server.client_body_timeout).await;
         }
         return Err(e);
     }
+    if rewritten.is_some() {
+        receipts.upstream_store_off();
+    }
     let inspect::Held {
         bytes,
         rest,
         budget,
     } = held;
+    let bytes = rewritten.unwrap_or(bytes);
     let Some(rest) = rest else {
         if let FileOp::Upload(copy) = file_op {
             if let Some(side) = copy.take_sender() {
@@ -583,8 +670,38 @@ fn apply_verdicts(
 
 /// Files API answers are small JSON; more than this is relayed untouched.
 const FILES_RESPONSE_LIMIT: usize = 1 << 20;
+/// The first event of a stream that creates an object (its id) is within this.
+const FIRST_EVENT_LIMIT: usize = 64 * 1024;
+/// A list page read whole to be cut to the caller's objects.
+const LIST_PAGE_LIMIT: usize = 4 << 20;
 
 type RestOfBody = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+/// The start of a response body: all of it when it fits in `limit`, or, for
+/// an event stream (`first_event`), up to the end of its first event.
+async fn read_head_until(
+    mut body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+    limit: usize,
+    first_event: bool,
+) -> (bytes::Bytes, RestOfBody) {
+    if !first_event {
+        return read_head(body, limit).await;
+    }
+    let mut head = bytes::BytesMut::new();
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                head.extend_from_slice(&chunk);
+                let ended = head.windows(2).any(|w| w == b"\n\n");
+                if ended || head.len() > limit {
+                    return (head.freeze(), body.boxed());
+                }
+            }
+            None => return (head.freeze(), futures_util::stream::empty().boxed()),
+            Some(Err(e)) => return (head.freeze(), futures_util::stream::iter([Err(e)]).boxed()),
+        }
+    }
+}
 
 /// The start of a response body (all of it when it fits in `limit`) and the
 /// rest as a stream.
@@ -750,7 +867,8 @@ fn prepare_upstream_headers(
         // The caller's gateway key never leaves the gateway, in either header.
         headers.remove(header::AUTHORIZATION);
         headers.remove("x-api-key");
-        let Some(credential) = route.credential.clone() else {
+        let own = route.tenant_credential(caller.tenant_index);
+        let Some(credential) = own.or(route.credential.as_ref()).cloned() else {
             return Err(ApiError::MissingUpstreamCredential);
         };
         match route.route.flavor {

@@ -432,6 +432,20 @@ pub struct FileCopy {
     pub sealed: Option<bool>,
 }
 
+/// An upstream object in the registry: who created it, through which
+/// route and exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamObject {
+    pub route: String,
+    pub object_id: String,
+    pub kind: String,
+    pub tenant: TenantId,
+    /// The exchange that created (or first reported) it.
+    pub record_id: RecordId,
+    pub created_at: OffsetDateTime,
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
 /// A hold to place.
 #[derive(Debug, Clone)]
 pub struct NewHold {
@@ -656,6 +670,24 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         at: OffsetDateTime,
         audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Register objects created upstream; one already registered (on the
+    /// same route) keeps its first owner.
+    async fn insert_objects(&self, objects: &[UpstreamObject]) -> Result<(), StoreError>;
+
+    /// The registry rows of `ids` on `route` (deleted ones included).
+    async fn objects(&self, route: &str, ids: &[String])
+        -> Result<Vec<UpstreamObject>, StoreError>;
+
+    /// The owner deleted an object: the row expires `keep_for` later
+    /// (metadata retention). `false` when it is not registered.
+    async fn mark_object_deleted(
+        &self,
+        route: &str,
+        object_id: &str,
+        at: OffsetDateTime,
+        keep_for: time::Duration,
     ) -> Result<bool, StoreError>;
 
     /// Index a kept file copy (replacing one with the same id).

@@ -15,7 +15,7 @@ use super::{
     tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
     NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag,
     ReviewItem, Store, StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport,
-    TableStats, TagCount, Usage,
+    TableStats, TagCount, UpstreamObject, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -1145,6 +1145,83 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn insert_objects(&self, objects: &[UpstreamObject]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for o in objects {
+            sqlx::query(
+                "INSERT INTO upstream_objects (route, object_id, kind, tenant_id, record_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (route, object_id) DO NOTHING",
+            )
+            .bind(&o.route)
+            .bind(&o.object_id)
+            .bind(&o.kind)
+            .bind(&o.tenant.0)
+            .bind(o.record_id.0)
+            .bind(o.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn objects(
+        &self,
+        route: &str,
+        ids: &[String],
+    ) -> Result<Vec<UpstreamObject>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT route, object_id, kind, tenant_id, record_id, created_at, deleted_at \
+             FROM upstream_objects WHERE route = ",
+        );
+        q.push_bind(route).push(" AND object_id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let created_at = r.try_get("created_at")?;
+                let deleted_at: Option<_> = r.try_get("deleted_at")?;
+                Ok(UpstreamObject {
+                    route: r.try_get("route")?,
+                    object_id: r.try_get("object_id")?,
+                    kind: r.try_get("kind")?,
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    record_id: RecordId(r.try_get("record_id")?),
+                    created_at,
+                    deleted_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_object_deleted(
+        &self,
+        route: &str,
+        object_id: &str,
+        at: OffsetDateTime,
+        keep_for: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE upstream_objects SET deleted_at = $3, expires_at = $4 \
+             WHERE route = $1 AND object_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(route)
+        .bind(object_id)
+        .bind(at)
+        .bind(at + keep_for)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(marked == 1)
+    }
+
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO file_copies (tenant_id, file_id, object_key, filename, purpose, bytes, \
@@ -1464,6 +1541,18 @@ async fn sweep_locked(
     )
     .await?;
     report.add("training_exports", n);
+    let owners = "FROM upstream_objects x WHERE x.expires_at <= $1";
+    let n = remove_rows(
+        conn,
+        "upstream_objects",
+        "route, object_id",
+        owners,
+        now,
+        dry_run,
+        batch,
+    )
+    .await?;
+    report.add("upstream_objects", n);
     Ok(report)
 }
 

@@ -88,6 +88,13 @@ pub const TABLES: &[TableRetention] = &[
     table("principals", RetentionClass::Audit, Expiry::Kept),
     table("suspensions", RetentionClass::Audit, Expiry::Kept),
     table("file_copies", RetentionClass::Files, Expiry::UntilDeleted),
+    // Who owns which upstream object: kept while the object lives, then for
+    // the metadata retention.
+    table(
+        "upstream_objects",
+        RetentionClass::Metadata,
+        Expiry::ExpiresAt,
+    ),
 ];
 
 /// Tables the migration tool owns.

@@ -17,7 +17,7 @@ use super::{
     tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
     NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag,
     ReviewItem, Store, StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport,
-    TableStats, TagCount, Usage,
+    TableStats, TagCount, UpstreamObject, Usage,
 };
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
@@ -958,6 +958,83 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn insert_objects(&self, objects: &[UpstreamObject]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for o in objects {
+            sqlx::query(
+                "INSERT INTO upstream_objects (route, object_id, kind, tenant_id, record_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (route, object_id) DO NOTHING",
+            )
+            .bind(&o.route)
+            .bind(&o.object_id)
+            .bind(&o.kind)
+            .bind(&o.tenant.0)
+            .bind(o.record_id.0)
+            .bind(to_micros(o.created_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn objects(
+        &self,
+        route: &str,
+        ids: &[String],
+    ) -> Result<Vec<UpstreamObject>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT route, object_id, kind, tenant_id, record_id, created_at, deleted_at \
+             FROM upstream_objects WHERE route = ",
+        );
+        q.push_bind(route).push(" AND object_id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let created_at = r.try_get("created_at")?;
+                let deleted_at: Option<_> = r.try_get("deleted_at")?;
+                Ok(UpstreamObject {
+                    route: r.try_get("route")?,
+                    object_id: r.try_get("object_id")?,
+                    kind: r.try_get("kind")?,
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    record_id: RecordId(r.try_get("record_id")?),
+                    created_at: from_micros(created_at)?,
+                    deleted_at: deleted_at.map(from_micros).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_object_deleted(
+        &self,
+        route: &str,
+        object_id: &str,
+        at: OffsetDateTime,
+        keep_for: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE upstream_objects SET deleted_at = ?3, expires_at = ?4 \
+             WHERE route = ?1 AND object_id = ?2 AND deleted_at IS NULL",
+        )
+        .bind(route)
+        .bind(object_id)
+        .bind(to_micros(at))
+        .bind(to_micros(at + keep_for))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(marked == 1)
+    }
+
     async fn insert_file_copy(&self, c: &FileCopy) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO file_copies (tenant_id, file_id, object_key, filename, purpose, bytes, \
@@ -1098,7 +1175,7 @@ fn held(id: &str) -> String {
 /// Per swept table, in order: the `FROM … WHERE` selecting rows to remove
 /// (`?1` is now). Content and metadata skip rows a legal hold covers; an
 /// export mark goes once its record's metadata is gone.
-fn sweep_selections() -> [(&'static str, String); 4] {
+fn sweep_selections() -> [(&'static str, String); 5] {
     [
         (
             "record_content",
@@ -1126,6 +1203,10 @@ fn sweep_selections() -> [(&'static str, String); 4] {
             "FROM training_exports t WHERE t.expires_at <= ?1 \
              AND NOT EXISTS (SELECT 1 FROM record_meta m WHERE m.id = t.record_id)"
                 .to_owned(),
+        ),
+        (
+            "upstream_objects",
+            "FROM upstream_objects t WHERE t.expires_at <= ?1".to_owned(),
         ),
     ]
 }

@@ -171,9 +171,12 @@ async fn a_confirmed_delete_removes_the_copy_and_is_audited(backend: Backend) {
     let id = file["id"].as_str().unwrap().to_owned();
     assert_eq!(stored_objects(&app).len(), 1);
 
-    // Another tenant deleting that id removes nothing of acme's.
+    // Another tenant deleting that id removes nothing of acme's: it is
+    // answered as for a file that does not exist, and never forwarded.
+    let seen = app.upstream.mock.seen().len();
     let response = delete(&app, PASSTHROUGH_KEY, &id).await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 404);
+    assert_eq!(app.upstream.mock.seen().len(), seen);
     assert!(app.store.file_copy(&acme, &id).await.unwrap().is_some());
 
     let response = delete(&app, MANAGED_KEY, &id).await;

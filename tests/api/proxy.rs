@@ -201,10 +201,12 @@ async fn get_delete_query_strings_and_multipart_pass_through(backend: Backend) {
         .unwrap();
     assert_eq!(echo["uri"], "/v1/echo?limit=2&after=file%20x&order=desc");
 
+    // A DELETE with the tenant's own upstream key (the provider knows the
+    // file; the gateway need not).
     let deleted = app
         .client
         .delete(app.url("/v1/files/file-abc"))
-        .bearer_auth(MANAGED_KEY)
+        .bearer_auth(PASSTHROUGH_KEY)
         .send()
         .await
         .unwrap();

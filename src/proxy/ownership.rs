@@ -1,0 +1,444 @@
+//! Tenants own their upstream objects (`crate::objects`), enforced on the
+//! data path: a request naming another tenant's object (in its path or its
+//! body) is answered 404, exactly as an object that does not exist, and is
+//! never forwarded; an object the registry does not know is refused where
+//! tenants share the upstream credential (configurable per route); what an
+//! answer creates is registered to the caller before the answer is
+//! released; an owner's delete is recorded; lists are cut to the caller's
+//! objects (`list`). Zero-data-retention tenants get `"store": false`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::auth::{Caller, KeyKind};
+use crate::config::UnknownObjects;
+use crate::domain::{RecordId, TenantId};
+use crate::error::ApiError;
+use crate::objects::{self, Kind, ObjectRef, Target};
+use crate::store::{Store, UpstreamObject};
+
+use super::RouteRuntime;
+
+/// How long a registry lookup or write may take on the request path.
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// What the registry has to do with one exchange.
+pub struct Ownership {
+    pub target: Target,
+    /// A request body here can name objects (read before forwarding).
+    pub reads_body: bool,
+    /// Tenants share the upstream credential here: the upstream cannot
+    /// tell them apart, so the gateway must (lists are cut to the caller's
+    /// objects, unknown ids refused unless the route says otherwise).
+    pub shared: bool,
+    unknown: UnknownObjects,
+    route: Arc<str>,
+    tenant: TenantId,
+    method: Method,
+    /// The request's body asked the upstream to keep what it creates
+    /// (`store` on chat completions and responses).
+    stores: bool,
+}
+
+impl Ownership {
+    pub fn new(
+        route: &RouteRuntime,
+        caller: &Caller,
+        tenant: &TenantId,
+        method: &Method,
+        path: &str,
+    ) -> Self {
+        let rest = path.get(route.route.prefix.len()..).unwrap_or("");
+        let shared = caller.kind == KeyKind::Managed
+            && route.tenant_credential(caller.tenant_index).is_none();
+        let unknown = route.route.unknown_objects.unwrap_or(match shared {
+            true => UnknownObjects::Refuse,
+            false => UnknownObjects::Forward,
+        });
+        let target = objects::target(route.route.flavor, rest);
+        let reads_body = objects::body_may_name_objects(route.route.flavor, rest);
+        // A stored response is the endpoint's default; a stored chat
+        // completion has to be asked for.
+        let stores = matches!(target, Target::Collection(Kind::Response));
+        Self {
+            target,
+            reads_body,
+            shared,
+            unknown,
+            route: Arc::clone(&route.name),
+            tenant: tenant.clone(),
+            method: method.clone(),
+            stores,
+        }
+    }
+
+    /// The objects the path names (checked before the body is read).
+    pub fn path_refs(&self) -> &[ObjectRef] {
+        match &self.target {
+            Target::Objects(refs) => refs,
+            _ => &[],
+        }
+    }
+
+    /// Refuse (404) a request naming an object another tenant owns, or
+    /// one the registry does not know where unknown ids are refused.
+    pub async fn check(&self, store: &dyn Store, refs: &[ObjectRef]) -> Result<(), ApiError> {
+        let mut ids: Vec<String> = refs.iter().map(|r| r.id.clone()).collect();
+        ids.retain(|id| objects::valid_id(id));
+        if ids.len() < refs.len() {
+            // No upstream object has such an id; nor will it be forwarded.
+            return Err(ApiError::NotFound);
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ids.sort();
+        ids.dedup();
+        let known = tokio::time::timeout(STORE_WAIT, store.objects(&self.route, &ids))
+            .await
+            .map_err(|_| ApiError::StoreUnavailable)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "the object registry could not be read");
+                ApiError::StoreUnavailable
+            })?;
+        for id in &ids {
+            match known.iter().find(|o| &o.object_id == id) {
+                Some(o) if o.tenant != self.tenant => {
+                    metrics::counter!("custodian_object_refusals_total", "reason" => "other_tenant")
+                        .increment(1);
+                    return Err(ApiError::NotFound);
+                }
+                Some(_) => {}
+                None if self.unknown == UnknownObjects::Refuse => {
+                    metrics::counter!("custodian_object_refusals_total", "reason" => "unknown")
+                        .increment(1);
+                    return Err(ApiError::NotFound);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What a JSON request body means for the registry: the objects it
+    /// names are checked, and whether the upstream is asked to store what
+    /// it creates is noted. A body that is not JSON names nothing.
+    pub async fn check_body(&mut self, store: &dyn Store, body: &[u8]) -> Result<(), ApiError> {
+        let Some(refs) = objects::body_refs(body) else {
+            return Ok(());
+        };
+        if matches!(
+            self.target,
+            Target::Collection(Kind::ChatCompletion | Kind::Response)
+        ) {
+            if let Ok(value) = serde_json::from_slice::<Value>(body) {
+                self.stores = match objects::stateful_asks(&value).store {
+                    Some(store) => store,
+                    None => matches!(self.target, Target::Collection(Kind::Response)),
+                };
+            }
+        }
+        self.check(store, &refs).await
+    }
+
+    /// Whether the answer (2xx) may create or report objects to register:
+    /// a create, or a read of a batch, upload or fine-tuning job (which
+    /// reports the files it made).
+    pub fn registers(&self, status: u16) -> bool {
+        if !(200..300).contains(&status) {
+            return false;
+        }
+        match &self.target {
+            Target::Collection(Kind::ChatCompletion | Kind::Response) => {
+                self.method == Method::POST && self.stores
+            }
+            Target::Collection(_) => self.method == Method::POST,
+            Target::Objects(refs) => matches!(
+                refs.first().map(|r| r.kind),
+                Some(Kind::Batch | Kind::Upload | Kind::FineTuningJob)
+            ),
+            Target::Stateless => false,
+        }
+    }
+
+    /// Register what `answer` (a JSON document, or the first events of a
+    /// stream) created, to the caller, before the answer is released. A
+    /// registry that cannot be written is logged and counted: the object
+    /// is then unknown, refused rather than shared.
+    pub async fn register(
+        &self,
+        store: &dyn Store,
+        record: RecordId,
+        answer: &[u8],
+        streamed: bool,
+        now: OffsetDateTime,
+    ) {
+        let mut refs = Vec::new();
+        let documents: Vec<&[u8]> = match streamed {
+            true => super::extract::sse_data(answer).collect(),
+            false => vec![answer],
+        };
+        for document in documents {
+            if let Ok(value) = serde_json::from_slice::<Value>(document) {
+                refs.extend(objects::created(&self.target, &value));
+            }
+        }
+        refs.sort();
+        refs.dedup();
+        if refs.is_empty() {
+            return;
+        }
+        let rows: Vec<UpstreamObject> = refs
+            .into_iter()
+            .map(|r| UpstreamObject {
+                route: self.route.to_string(),
+                object_id: r.id,
+                kind: r.kind.as_str().to_owned(),
+                tenant: self.tenant.clone(),
+                record_id: record,
+                created_at: now,
+                deleted_at: None,
+            })
+            .collect();
+        let written = tokio::time::timeout(STORE_WAIT, store.insert_objects(&rows)).await;
+        match written {
+            Ok(Ok(())) => {
+                metrics::counter!("custodian_objects_registered_total")
+                    .increment(rows.len() as u64);
+            }
+            Ok(Err(e)) => registration_failed(&e.to_string(), rows.len()),
+            Err(_) => registration_failed("timed out", rows.len()),
+        }
+    }
+
+    /// The object a 2xx answer to this request deleted.
+    pub fn deleted(&self, status: u16) -> Option<&str> {
+        let deletes = self.method == Method::DELETE && (200..300).contains(&status);
+        let refs = self.path_refs();
+        // `DELETE /vector_stores/{vs}/files/{file}` detaches a file, it
+        // does not delete the store.
+        (deletes && refs.len() == 1).then(|| refs[0].id.as_str())
+    }
+
+    /// The owner's delete: the row expires `keep_for` later.
+    pub async fn mark_deleted(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        now: OffsetDateTime,
+        keep_for: time::Duration,
+    ) {
+        let marked = tokio::time::timeout(
+            STORE_WAIT,
+            store.mark_object_deleted(&self.route, id, now, keep_for),
+        )
+        .await;
+        if !matches!(marked, Ok(Ok(_))) {
+            metrics::counter!("custodian_object_registry_errors_total").increment(1);
+            tracing::error!(route = %self.route, "an object's deletion could not be recorded");
+        }
+    }
+
+    /// A list this caller must get cut to its own objects.
+    pub fn lists(&self) -> Option<Kind> {
+        match self.target {
+            Target::Collection(kind)
+                if self.shared && self.method == Method::GET && kind.is_listed() =>
+            {
+                Some(kind)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whose objects a list page holds: the ids among `ids` this caller
+    /// owns (and has not deleted).
+    pub async fn owned_among(
+        &self,
+        store: &dyn Store,
+        ids: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>, ApiError> {
+        let rows = tokio::time::timeout(STORE_WAIT, store.objects(&self.route, &ids))
+            .await
+            .map_err(|_| ApiError::StoreUnavailable)?
+            .map_err(|_| ApiError::StoreUnavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter(|o| o.tenant == self.tenant && o.deleted_at.is_none())
+            .map(|o| o.object_id)
+            .collect())
+    }
+
+    /// For a zero-data-retention tenant: the upstream keeps nothing either.
+    /// A chat completion or response is sent with `"store": false`; one
+    /// that needs stored state is refused (400) with the reason. Returns
+    /// the body to send when it had to change.
+    pub fn zero_retention_body(&self, body: &[u8]) -> Result<Option<Bytes>, ApiError> {
+        if self.method != Method::POST
+            || !matches!(
+                self.target,
+                Target::Collection(Kind::ChatCompletion | Kind::Response)
+            )
+        {
+            return Ok(None);
+        }
+        let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
+            return Ok(None);
+        };
+        let asks = objects::stateful_asks(&Value::Object(map.clone()));
+        let needs = [
+            (asks.background, "background mode"),
+            (asks.previous_response, "previous_response_id"),
+            (asks.conversation, "a conversation"),
+        ];
+        if let Some((_, what)) = needs.iter().find(|(asked, _)| *asked) {
+            return Err(ApiError::InvalidRequest(format!(
+                "This tenant has zero data retention: the upstream keeps no state for it, so {what} cannot be used."
+            )));
+        }
+        if asks.store == Some(false) {
+            return Ok(None);
+        }
+        map.insert("store".into(), Value::Bool(false));
+        let bytes = serde_json::to_vec(&Value::Object(map)).map_err(|_| ApiError::BadBody)?;
+        Ok(Some(Bytes::from(bytes)))
+    }
+}
+
+fn registration_failed(error: &str, objects: usize) {
+    metrics::counter!("custodian_object_registry_errors_total").increment(1);
+    tracing::error!(
+        error,
+        objects,
+        "objects created upstream could not be registered; they stay unknown"
+    );
+}
+
+/// The held request body as the registry sees it: the objects it names
+/// must be the caller's, and a zero-data-retention tenant's chat completion
+/// or response goes with `"store": false` (sent decoded, then). Returns the
+/// body to send when it changed. A body too large (or encoded in a way the
+/// gateway cannot read) to be checked is refused where tenants share the
+/// upstream credential.
+pub async fn owned_body(
+    state: &super::ProxyState,
+    headers: &mut http::HeaderMap,
+    (held, complete): (&Bytes, bool),
+    ownership: &mut Ownership,
+    zero_data_retention: bool,
+) -> Result<Option<Bytes>, ApiError> {
+    let multipart = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        });
+    if multipart || held.is_empty() || !ownership.reads_body {
+        return Ok(None);
+    }
+    let unreadable = || {
+        match ownership.shared {
+        true => Err(ApiError::InvalidRequest(
+            "The gateway must read this request body to check the objects it names, and cannot (it is larger than server.max_scan_bytes, or in an encoding it does not know).".into(),
+        )),
+        false => Ok(None),
+    }
+    };
+    if !complete {
+        return unreadable();
+    }
+    let encodings: Vec<&str> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let limits = crate::abuse::scan::Limits {
+        max_scan_bytes: state.config.server.max_scan_bytes,
+        max_body_bytes: state.config.server.max_request_body_bytes,
+    };
+    let decoded = match crate::abuse::scan::decoded(&encodings, held, limits) {
+        Ok(Some(decoded)) => decoded,
+        Ok(None) => return unreadable(),
+        Err(crate::abuse::scan::ScanError::TooLarge) => {
+            return Err(ApiError::PayloadTooLarge {
+                limit: limits.max_body_bytes,
+            })
+        }
+        Err(e) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "The request body could not be decoded: {e}."
+            )))
+        }
+    };
+    ownership.check_body(state.store.as_ref(), &decoded).await?;
+    if !zero_data_retention {
+        return Ok(None);
+    }
+    let rewritten = ownership.zero_retention_body(&decoded)?;
+    if rewritten.is_some() {
+        // The body goes as rewritten, in clear, with its own length.
+        headers.remove(http::header::CONTENT_ENCODING);
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    Ok(rewritten)
+}
+
+/// The caller's page of a list: the upstream's pages from the first (read
+/// already) on, cut to the caller's objects (`objects::list`).
+pub async fn owned_page(
+    state: &super::ProxyState,
+    ownership: &Ownership,
+    first: Bytes,
+    url: &str,
+    headers: http::HeaderMap,
+) -> Result<Bytes, ApiError> {
+    use crate::objects::list::{next_query, requested_limit, Gathered, Page, MAX_UPSTREAM_PAGES};
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let limit = requested_limit(query);
+    let mut gathered = Gathered::default();
+    let mut body = first;
+    for read in 1..=MAX_UPSTREAM_PAGES {
+        let Some(page) = Page::parse(&body) else {
+            // Not a list after all: nothing of anyone's to show.
+            return Err(ApiError::UpstreamUnreachable);
+        };
+        let ids = page.ids().into_iter().map(str::to_owned).collect();
+        let last = page.last_id().map(str::to_owned);
+        let owned = ownership.owned_among(state.store.as_ref(), ids).await?;
+        if gathered.take(page, limit, |id| owned.contains(id)) || read == MAX_UPSTREAM_PAGES {
+            break;
+        }
+        let Some(last) = last else { break };
+        let next = format!("{base}?{}", next_query(query, &last));
+        let response = state
+            .upstream
+            .send(
+                Method::GET,
+                &next,
+                headers.clone(),
+                super::upstream::UpstreamBody::Empty,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        if !response.status().is_success() {
+            return Err(ApiError::UpstreamUnreachable);
+        }
+        let (page, rest) =
+            super::read_head(state.upstream.body(response), super::LIST_PAGE_LIMIT).await;
+        drop(rest);
+        body = page;
+    }
+    let page =
+        serde_json::to_vec(&gathered.into_json()).map_err(|_| ApiError::UpstreamUnreachable)?;
+    Ok(Bytes::from(page))
+}
