@@ -377,11 +377,16 @@ pub async fn owned_body(
             )))
         }
     };
+    // A ZDR request that needs stored state is refused for that, first.
+    let rewritten = match zero_data_retention {
+        true => ownership.zero_retention_body(&decoded)?,
+        false => None,
+    };
     ownership.check_body(state.store.as_ref(), &decoded).await?;
-    if !zero_data_retention {
-        return Ok(None);
+    if zero_data_retention {
+        // `store` as sent does not count: the upstream keeps nothing.
+        ownership.stores = false;
     }
-    let rewritten = ownership.zero_retention_body(&decoded)?;
     if rewritten.is_some() {
         // The body goes as rewritten, in clear, with its own length.
         headers.remove(http::header::CONTENT_ENCODING);

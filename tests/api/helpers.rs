@@ -133,6 +133,8 @@ pub const MANAGED_KEY: &str = "cst_test_managed_key_acme";
 pub const PASSTHROUGH_KEY: &str = "sk-passthrough-beta";
 pub const ZDR_KEY: &str = "cst_test_managed_key_zdr";
 pub const UPSTREAM_SECRET: &str = "sk-upstream-real-credential";
+/// A tenant's own upstream credential (`TEST_TENANT_UPSTREAM_KEY`).
+pub const TENANT_UPSTREAM_SECRET: &str = "sk-upstream-own-credential-of-a-tenant";
 pub const FINGERPRINT_SECRET: &str = "fp-secret-for-tests";
 /// The key-encryption key tests that turn encryption on use.
 pub const TEST_KEK: &str = "5c3f0e8a1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
@@ -279,6 +281,10 @@ dir = "{spool_dir}"
                 FINGERPRINT_SECRET.to_owned(),
             ),
             ("TEST_KEK".to_owned(), TEST_KEK.to_owned()),
+            (
+                "TEST_TENANT_UPSTREAM_KEY".to_owned(),
+                TENANT_UPSTREAM_SECRET.to_owned(),
+            ),
         ];
         Config::from_toml(Path::new("test.toml"), &text, env)
             .unwrap_or_else(|e| panic!("{e}\n{text}"))

@@ -201,11 +201,18 @@ async fn get_delete_query_strings_and_multipart_pass_through(backend: Backend) {
         .unwrap();
     assert_eq!(echo["uri"], "/v1/echo?limit=2&after=file%20x&order=desc");
 
-    // A DELETE with the tenant's own upstream key (the provider knows the
-    // file; the gateway need not).
+    // A DELETE with the tenant's own upstream key, of a file made outside
+    // the gateway (the provider knows it; the gateway need not).
+    let made = app
+        .upstream
+        .mock
+        .objects
+        .lock()
+        .unwrap()
+        .create("files", Default::default());
     let deleted = app
         .client
-        .delete(app.url("/v1/files/file-abc"))
+        .delete(app.url(&format!("/v1/files/{}", made["id"].as_str().unwrap())))
         .bearer_auth(PASSTHROUGH_KEY)
         .send()
         .await

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -40,6 +40,9 @@ pub struct Mock {
     pub moderation_calls: Arc<AtomicUsize>,
     /// Bytes a `firehose` stream has produced so far.
     pub produced: Arc<AtomicUsize>,
+    /// The one account's stateful objects (every tenant of a shared
+    /// credential lands in it).
+    pub objects: crate::upstream_objects::Shared,
 }
 
 impl Mock {
@@ -73,10 +76,10 @@ pub async fn spawn() -> Upstream {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .route("/v1/echo", get(echo).post(echo).put(echo))
-        .route("/v1/files", post(upload))
+        .route("/v1/files", post(upload).get(crate::upstream_objects::api))
         .route("/v1/moderations", post(moderations))
-        .route("/v1/files/{id}", delete(delete_file))
         .route("/v1/messages", post(messages))
+        .fallback(crate::upstream_objects::api)
         .with_state(mock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -86,7 +89,7 @@ pub async fn spawn() -> Upstream {
     Upstream { addr, mock }
 }
 
-async fn remember(mock: &Mock, request: Request) -> Seen {
+pub(crate) async fn remember(mock: &Mock, request: Request) -> Seen {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -147,6 +150,20 @@ async fn chat(State(mock): State<Mock>, request: Request) -> Response {
     });
     if mode(&seen) == "cut" {
         return cut_short(answer.to_string().into_bytes());
+    }
+    if request["store"].as_bool() == Some(true) {
+        // A stored completion is an object of the account, with its id.
+        let Value::Object(mut fields) = answer else {
+            unreachable!()
+        };
+        fields.remove("id");
+        fields.remove("object");
+        let stored = mock
+            .objects
+            .lock()
+            .unwrap()
+            .create("chat/completions", fields);
+        return Json(stored).into_response();
     }
     Json(answer).into_response()
 }
@@ -293,14 +310,20 @@ async fn upload(State(mock): State<Mock>, request: Request) -> Response {
     }
     let purpose = if seen.body.windows(9).any(|w| w == b"fine-tune") {
         "fine-tune"
+    } else if seen.body.windows(5).any(|w| w == b"batch") {
+        "batch"
     } else {
         "other"
     };
-    Json(
-        json!({"id": format!("file-{}", uuid::Uuid::now_v7().simple()), "object": "file",
-               "bytes": seen.body.len(), "purpose": purpose}),
-    )
-    .into_response()
+    let file = serde_json::Map::from_iter([
+        ("bytes".to_owned(), json!(seen.body.len())),
+        ("purpose".to_owned(), json!(purpose)),
+        (
+            "content".to_owned(),
+            json!(String::from_utf8_lossy(&seen.body)),
+        ),
+    ]);
+    Json(mock.objects.lock().unwrap().create("files", file)).into_response()
 }
 
 /// OpenAI's moderation shape: "kill" scores high on violence.
@@ -329,15 +352,6 @@ async fn moderations(State(mock): State<Mock>, body: Bytes) -> Response {
         "category_scores": {"violence": violence, "harassment": 0.02}}]}),
     )
     .into_response()
-}
-
-async fn delete_file(
-    State(mock): State<Mock>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    remember(&mock, request).await;
-    Json(json!({"id": id, "object": "file", "deleted": true})).into_response()
 }
 
 async fn messages(State(mock): State<Mock>, request: Request) -> Response {

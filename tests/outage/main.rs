@@ -18,6 +18,9 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../api/upstream.rs"]
 mod upstream;
+#[allow(dead_code)]
+#[path = "../api/upstream_objects.rs"]
+mod upstream_objects;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,442 @@
+//! Tenants own their upstream objects. Two managed tenants share the
+//! route's one upstream credential (one account upstream); neither may
+//! read, download, list, use or delete the other's files, batches,
+//! responses, conversations, vector stores, fine-tuning jobs or stored
+//! completions, and such a request never reaches the upstream. The owner's
+//! operations work; a pass-through tenant's unknown ids are forwarded; a
+//! ZDR tenant's requests make the upstream keep nothing.
+
+use std::sync::Arc;
+
+use custodian::clock::SystemClock;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const OTHER_KEY: &str = "cst_test_managed_key_other";
+const SOLO_KEY: &str = "cst_test_managed_key_solo";
+
+fn builder() -> ConfigBuilder {
+    let mut builder = ConfigBuilder::default();
+    builder.tenants.push_str(&format!(
+        "\n[[tenants]]\nid = \"other\"\nmanaged_keys = [\"{}\"]\n\n[[tenants]]\nid = \"solo\"\nmanaged_keys = [\"{}\"]\nupstream_keys = {{ openai = {{ env = \"TEST_TENANT_UPSTREAM_KEY\" }} }}\n",
+        custodian::auth::managed_key_hash(OTHER_KEY),
+        custodian::auth::managed_key_hash(SOLO_KEY),
+    ));
+    builder
+}
+
+async fn app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, builder(), Arc::new(SystemClock)).await
+}
+
+async fn call(
+    app: &TestApp,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn upload(app: &TestApp, key: &str, purpose: &str) -> String {
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", purpose.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"{\"custom_id\": \"1\"}\n".to_vec())
+                .file_name("in.jsonl"),
+        );
+    let response = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let file: Value = response.json().await.unwrap();
+    file["id"].as_str().unwrap().to_owned()
+}
+
+/// Everything acme owns, made through the gateway.
+struct Owned {
+    file: String,
+    batch: String,
+    batch_output: String,
+    response: String,
+    conversation: String,
+    vector_store: String,
+    job: String,
+    completion: String,
+}
+
+async fn acme_makes_one_of_each(app: &TestApp) -> Owned {
+    let file = upload(app, MANAGED_KEY, "batch").await;
+    let made = |path: &'static str, body: Value| async move {
+        let (status, object) = call(app, MANAGED_KEY, Method::POST, path, Some(body)).await;
+        assert_eq!(status, 200, "{path}: {object}");
+        object
+    };
+    let batch = made("/v1/batches", json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"})).await;
+    let response = made("/v1/responses", json!({"model": "m", "input": "hello"})).await;
+    let conversation = made("/v1/conversations", json!({})).await;
+    let vector_store = made(
+        "/v1/vector_stores",
+        json!({"name": "docs", "file_ids": [file]}),
+    )
+    .await;
+    let job = made(
+        "/v1/fine_tuning/jobs",
+        json!({"model": "m", "training_file": file}),
+    )
+    .await;
+    let completion = made(
+        "/v1/chat/completions",
+        json!({"model": "m", "store": true, "messages": [{"role": "user", "content": "keep me"}]}),
+    )
+    .await;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    Owned {
+        batch_output: batch["output_file_id"].as_str().unwrap().to_owned(),
+        file,
+        batch: id(&batch),
+        response: id(&response),
+        conversation: id(&conversation),
+        vector_store: id(&vector_store),
+        job: id(&job),
+        completion: id(&completion),
+    }
+}
+
+/// Every way of reaching acme's objects, path or body.
+fn reaches(o: &Owned) -> Vec<(Method, String, Option<Value>)> {
+    let get = |p: String| (Method::GET, p, None);
+    vec![
+        get(format!("/v1/files/{}", o.file)),
+        get(format!("/v1/files/{}/content", o.file)),
+        get(format!("/v1/files/{}/content", o.batch_output)),
+        (Method::DELETE, format!("/v1/files/{}", o.file), None),
+        get(format!("/v1/batches/{}", o.batch)),
+        (
+            Method::POST,
+            format!("/v1/batches/{}/cancel", o.batch),
+            None,
+        ),
+        get(format!("/v1/responses/{}", o.response)),
+        get(format!("/v1/responses/{}/input_items", o.response)),
+        (
+            Method::DELETE,
+            format!("/v1/responses/{}", o.response),
+            None,
+        ),
+        get(format!("/v1/conversations/{}", o.conversation)),
+        get(format!("/v1/vector_stores/{}", o.vector_store)),
+        get(format!("/v1/fine_tuning/jobs/{}", o.job)),
+        get(format!("/v1/chat/completions/{}", o.completion)),
+        (
+            Method::POST,
+            "/v1/responses".into(),
+            Some(json!({"model": "m", "input": "go on", "previous_response_id": o.response})),
+        ),
+        (
+            Method::POST,
+            "/v1/responses".into(),
+            Some(json!({"model": "m", "input": "hi", "conversation": {"id": o.conversation}})),
+        ),
+        (
+            Method::POST,
+            "/v1/responses".into(),
+            Some(
+                json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": o.file}]}]}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/responses".into(),
+            Some(
+                json!({"model": "m", "input": "find", "tools": [{"type": "file_search", "vector_store_ids": [o.vector_store]}]}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/batches".into(),
+            Some(json!({"input_file_id": o.file, "endpoint": "/v1/chat/completions"})),
+        ),
+        (
+            Method::POST,
+            "/v1/fine_tuning/jobs".into(),
+            Some(json!({"model": "m", "training_file": o.file})),
+        ),
+        (
+            Method::POST,
+            "/v1/vector_stores".into(),
+            Some(json!({"name": "mine", "file_ids": [o.file]})),
+        ),
+        // An escaped key is the same key upstream.
+        (Method::POST, "/v1/chat/completions".into(), None),
+    ]
+}
+
+async fn no_tenant_reaches_anothers_objects(backend: Backend) {
+    let app = app(backend).await;
+    let owned = acme_makes_one_of_each(&app).await;
+    for (method, path, body) in reaches(&owned) {
+        let seen = app.upstream.mock.seen().len();
+        let (status, error) = match body {
+            Some(body) => call(&app, OTHER_KEY, method.clone(), &path, Some(body)).await,
+            None if path == "/v1/chat/completions" => {
+                let text = format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"file","file":{{"file_\u0069d":"{}"}}}}]}}]}}"#,
+                    owned.file
+                );
+                let response = app
+                    .client
+                    .post(app.url(&path))
+                    .bearer_auth(OTHER_KEY)
+                    .header("content-type", "application/json")
+                    .body(text)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.json().await.unwrap())
+            }
+            None => call(&app, OTHER_KEY, method.clone(), &path, None).await,
+        };
+        assert_eq!(status, 404, "{method} {path}: {error}");
+        assert_eq!(error["error"]["code"], "not_found", "{method} {path}");
+        assert_eq!(
+            app.upstream.mock.seen().len(),
+            seen,
+            "{method} {path} reached the upstream"
+        );
+    }
+    // Acme itself reaches every one of them.
+    for path in [
+        format!("/v1/files/{}", owned.file),
+        format!("/v1/files/{}/content", owned.batch_output),
+        format!("/v1/batches/{}", owned.batch),
+        format!("/v1/responses/{}", owned.response),
+        format!("/v1/conversations/{}", owned.conversation),
+        format!("/v1/vector_stores/{}", owned.vector_store),
+        format!("/v1/fine_tuning/jobs/{}", owned.job),
+        format!("/v1/chat/completions/{}", owned.completion),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let (status, answer) = call(
+        &app,
+        MANAGED_KEY,
+        Method::POST,
+        "/v1/responses",
+        Some(json!({"model": "m", "input": "go on", "previous_response_id": owned.response})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // The owner's delete goes through and is recorded.
+    let (status, deleted) = call(
+        &app,
+        MANAGED_KEY,
+        Method::DELETE,
+        &format!("/v1/files/{}", owned.file),
+        None,
+    )
+    .await;
+    assert_eq!((status, deleted["deleted"].clone()), (200, json!(true)));
+    let rows = app
+        .store
+        .objects("openai", std::slice::from_ref(&owned.file))
+        .await
+        .unwrap();
+    assert!(
+        rows[0].deleted_at.is_some(),
+        "the delete is in the registry"
+    );
+    assert_eq!(rows[0].tenant.0, "acme");
+    // Still acme's: another tenant is refused it as before.
+    let (status, _) = call(
+        &app,
+        OTHER_KEY,
+        Method::GET,
+        &format!("/v1/files/{}", owned.file),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+async fn lists_answer_only_the_callers_objects_page_by_page(backend: Backend) {
+    let app = app(backend).await;
+    // Interleaved on the one upstream account.
+    let mut acme = Vec::new();
+    for _ in 0..5 {
+        acme.push(upload(&app, MANAGED_KEY, "batch").await);
+        upload(&app, OTHER_KEY, "batch").await;
+        upload(&app, OTHER_KEY, "batch").await;
+    }
+    // Newest first, two at a time, through the cursor.
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &after {
+            Some(a) => format!("/v1/files?limit=2&after={a}"),
+            None => "/v1/files?limit=2".to_owned(),
+        };
+        let (status, page) = call(&app, MANAGED_KEY, Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        let ids: Vec<String> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.len() <= 2);
+        if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+            assert_eq!(&page["first_id"], first);
+            assert_eq!(&page["last_id"], last);
+        }
+        got.extend(ids);
+        if page["has_more"] != true {
+            break;
+        }
+        after = page["last_id"].as_str().map(str::to_owned);
+    }
+    acme.reverse();
+    assert_eq!(got, acme, "every one of acme's files, once, in order");
+    // The other tenant's list holds none of acme's.
+    let (_, page) = call(&app, OTHER_KEY, Method::GET, "/v1/files?limit=100", None).await;
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 10);
+    assert!(acme.iter().all(|a| !ids.contains(&a.as_str())));
+    // Batches and stored completions likewise.
+    call(
+        &app,
+        MANAGED_KEY,
+        Method::POST,
+        "/v1/batches",
+        Some(json!({"input_file_id": acme[0], "endpoint": "/v1/chat/completions"})),
+    )
+    .await;
+    let (_, batches) = call(&app, OTHER_KEY, Method::GET, "/v1/batches", None).await;
+    assert_eq!(batches["data"], json!([]));
+    assert_eq!(batches["has_more"], false);
+}
+
+async fn ids_made_outside_the_gateway_follow_the_credential(backend: Backend) {
+    let app = app(backend).await;
+    let outside = app
+        .upstream
+        .mock
+        .objects
+        .lock()
+        .unwrap()
+        .create("files", Default::default());
+    let path = format!("/v1/files/{}", outside["id"].as_str().unwrap());
+    // A shared credential: unknown to the registry, refused.
+    let seen = app.upstream.mock.seen().len();
+    let (status, _) = call(&app, MANAGED_KEY, Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(app.upstream.mock.seen().len(), seen);
+    // The caller's own upstream key (pass-through): the provider isolates.
+    let (status, file) = call(&app, PASSTHROUGH_KEY, Method::GET, &path, None).await;
+    assert_eq!((status, file["id"].clone()), (200, outside["id"].clone()));
+    // A tenant with its own upstream credential: forwarded with it, and
+    // what it makes is still its own.
+    let (status, _) = call(&app, SOLO_KEY, Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    let auth = app.upstream.mock.last().headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(auth, format!("Bearer {TENANT_UPSTREAM_SECRET}"));
+    let solos = upload(&app, SOLO_KEY, "batch").await;
+    let (status, _) = call(
+        &app,
+        MANAGED_KEY,
+        Method::GET,
+        &format!("/v1/files/{solos}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "the registry applies to own credentials too");
+}
+
+async fn zero_retention_tenants_leave_nothing_stored_upstream(backend: Backend) {
+    let app = app(backend).await;
+    let response = app
+        .client
+        .post(app.url("/v1/responses"))
+        .bearer_auth(ZDR_KEY)
+        .json(&json!({"model": "m", "input": "forget me"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-custodian-upstream-store"], "off");
+    let sent: Value = serde_json::from_slice(&app.upstream.mock.last().body).unwrap();
+    assert_eq!(
+        sent["store"], false,
+        "the upstream was told to keep nothing"
+    );
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["output"][0]["content"][0]["text"], "echo: forget me");
+    // Nothing kept: no object for anyone to reach, none registered.
+    let id = answer["id"].as_str().unwrap().to_owned();
+    assert!(app.store.objects("openai", &[id]).await.unwrap().is_empty());
+    let (_, stored) = call(
+        &app,
+        ZDR_KEY,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(json!({"model": "m", "store": true, "messages": [{"role": "user", "content": "x"}]})),
+    )
+    .await;
+    assert!(stored["id"].is_string());
+    let sent: Value = serde_json::from_slice(&app.upstream.mock.last().body).unwrap();
+    assert_eq!(sent["store"], false);
+    for (body, reason) in [
+        (
+            json!({"model": "m", "input": "x", "background": true}),
+            "background",
+        ),
+        (
+            json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "m", "input": "x", "conversation": "conv_1"}),
+            "conversation",
+        ),
+    ] {
+        let seen = app.upstream.mock.seen().len();
+        let (status, error) = call(&app, ZDR_KEY, Method::POST, "/v1/responses", Some(body)).await;
+        assert_eq!(status, 400, "{reason}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(reason),
+            "{error}"
+        );
+        assert_eq!(app.upstream.mock.seen().len(), seen);
+    }
+}
+
+both_stores!(
+    no_tenant_reaches_anothers_objects,
+    lists_answer_only_the_callers_objects_page_by_page,
+    ids_made_outside_the_gateway_follow_the_credential,
+    zero_retention_tenants_leave_nothing_stored_upstream,
+);
