@@ -35,6 +35,9 @@ pub enum SkipReason {
     InvalidResponse,
     NoAssistantMessage,
     UnsupportedContent,
+    /// Part of the conversation is kept upstream (a previous response, a
+    /// conversation), not in the capture.
+    StoredContext,
 }
 
 impl SkipReason {
@@ -47,6 +50,7 @@ impl SkipReason {
             Self::InvalidResponse => "invalid_response",
             Self::NoAssistantMessage => "no_assistant_message",
             Self::UnsupportedContent => "unsupported_content",
+            Self::StoredContext => "stored_context",
         }
     }
 }
@@ -55,11 +59,14 @@ impl SkipReason {
 enum Api {
     ChatCompletions,
     AnthropicMessages,
+    Responses,
 }
 
 fn api_of(path: &str) -> Option<Api> {
     if path.ends_with("/chat/completions") {
         Some(Api::ChatCompletions)
+    } else if path.ends_with("/responses") {
+        Some(Api::Responses)
     } else if path.ends_with("/messages") && !path.contains("/threads/") {
         Some(Api::AnthropicMessages)
     } else {
@@ -81,8 +88,13 @@ pub fn finetune_line(c: &Captured<'_>) -> Result<String, SkipReason> {
     let (mut messages, tools) = match api {
         Api::ChatCompletions => (openai_messages(&request)?, request.get("tools").cloned()),
         Api::AnthropicMessages => (anthropic_messages(&request)?, None),
+        Api::Responses => (super::responses::messages(&request)?, None),
     };
     let answer = match (api, c.streamed) {
+        (Api::Responses, streamed) => {
+            let text = super::responses::answer(c.response, streamed)?;
+            assistant(Some(&text), None)?
+        }
         (Api::ChatCompletions, false) => openai_answer(c.response)?,
         (Api::ChatCompletions, true) => openai_streamed_answer(c.response)?,
         (Api::AnthropicMessages, false) => anthropic_answer(c.response)?,
@@ -101,6 +113,8 @@ pub fn finetune_line(c: &Captured<'_>) -> Result<String, SkipReason> {
 /// for reviewers; `None` when the exchange is not a chat or message call.
 pub fn answer_text(path: &str, streamed: bool, response: &[u8]) -> Option<String> {
     let answer = match (api_of(path)?, streamed) {
+        (Api::Responses, streamed) => super::responses::answer(response, streamed)
+            .and_then(|text| assistant(Some(&text), None)),
         (Api::ChatCompletions, false) => openai_answer(response),
         (Api::ChatCompletions, true) => openai_streamed_answer(response),
         (Api::AnthropicMessages, false) => anthropic_answer(response),

@@ -17,6 +17,7 @@
 //! beside the output and the run is audited.
 
 pub mod finetune;
+mod responses;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -29,6 +29,8 @@ struct ResponseFields<'a> {
     usage: Option<RawUsage>,
     /// Anthropic's `message_start` event nests both under `message`.
     message: Option<Box<ResponseFields<'a>>>,
+    /// The Responses API's stream events nest both under `response`.
+    response: Option<Box<ResponseFields<'a>>>,
 }
 
 /// What the record keeps from the bodies.
@@ -91,6 +93,9 @@ fn merge(out: &mut Extracted, fields: ResponseFields<'_>) {
     }
     if let Some(message) = fields.message {
         merge(out, *message);
+    }
+    if let Some(response) = fields.response {
+        merge(out, *response);
     }
 }
 

@@ -289,3 +289,68 @@ both_stores!(
     only_usable_records_are_exported_as_finetune_lines,
     an_interrupted_export_resumes_without_duplicates,
 );
+
+/// A Responses API exchange, plain and streamed, is recorded with its model
+/// and usage and exported as a chat fine-tune line; one that leans on state
+/// kept upstream is skipped with its reason.
+async fn responses_exchanges_are_recorded_and_exported(backend: Backend) {
+    let (clock, shared) = manual_clock(T0);
+    let app = spawn_app_with(backend, ConfigBuilder::default(), shared).await;
+    set_choice(&app, true).await;
+    clock.set(T0 + Duration::minutes(1));
+    let respond = |body: Value| {
+        app.client
+            .post(app.url("/v1/responses"))
+            .bearer_auth(MANAGED_KEY)
+            .json(&body)
+            .send()
+    };
+    let plain = respond(json!({"model": "gpt-r", "instructions": "be brief", "input": "alpha"}))
+        .await
+        .unwrap();
+    let id = record_id(&plain);
+    let first: Value = plain.json().await.unwrap();
+    let streamed = respond(json!({"model": "gpt-r", "stream": true,
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "beta"}]}]}))
+    .await
+    .unwrap();
+    let streamed_id = record_id(&streamed);
+    assert!(streamed
+        .text()
+        .await
+        .unwrap()
+        .contains("response.completed"));
+    let stateful =
+        respond(json!({"model": "gpt-r", "input": "gamma", "previous_response_id": first["id"]}))
+            .await
+            .unwrap();
+    assert_eq!(stateful.status(), 200);
+    app.wait_for_records(3).await;
+    for id in [&id, &streamed_id] {
+        let record = app.record(id).await;
+        assert_eq!(record.meta.model.as_deref(), Some("gpt-r"));
+        assert_eq!(record.meta.usage.total_tokens, Some(10));
+        assert_eq!(record.meta.usage.prompt_tokens, Some(6));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = export(
+        &app,
+        T0 + Duration::hours(2),
+        &options(dir.path(), "r.jsonl"),
+    )
+    .await;
+    assert_eq!(manifest.lines, 2);
+    assert_eq!(manifest.skipped, counts(&[("stored_context", 1)]));
+    let got = lines(&dir.path().join("r.jsonl"));
+    assert_eq!(
+        got[0]["messages"],
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "alpha"},
+               {"role": "assistant", "content": "echo: alpha"}])
+    );
+    assert_eq!(
+        got[1]["messages"],
+        json!([{"role": "user", "content": "beta"}, {"role": "assistant", "content": "echo: beta"}])
+    );
+}
+
+both_stores!(responses_exchanges_are_recorded_and_exported);
