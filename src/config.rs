@@ -421,6 +421,22 @@ pub struct Profile {
     pub classifier: ClassifierMode,
     /// What happens to a body the rules cannot read in full.
     pub unscannable: crate::abuse::Unscannable,
+    /// Upstream objects that hold payloads (files other than fine-tune
+    /// files, stored responses and completions, conversations): kept until
+    /// their owner deletes them, or deleted upstream when the content
+    /// retention ends.
+    pub upstream_objects: UpstreamObjects,
+}
+
+/// What becomes of upstream objects that hold payloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamObjects {
+    /// Kept until the owner deletes them (as the provider does).
+    #[default]
+    Keep,
+    /// Deleted upstream by the gateway once the content retention ends.
+    Expire,
 }
 
 #[derive(Debug, Clone)]
@@ -449,6 +465,7 @@ pub struct EffectivePolicy {
     pub safety_retention: bool,
     pub classifier: ClassifierMode,
     pub unscannable: crate::abuse::Unscannable,
+    pub upstream_objects: UpstreamObjects,
     pub training_cutover: Option<OffsetDateTime>,
     /// The retention receipts, by what is kept (computed once at load).
     retention_receipts: [HeaderValue; 3],
@@ -920,6 +937,8 @@ struct RawProfile {
     classifier: ClassifierMode,
     #[serde(default)]
     unscannable: crate::abuse::Unscannable,
+    #[serde(default)]
+    upstream_objects: UpstreamObjects,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1452,6 +1471,7 @@ impl Validator<'_> {
                     safety_retention: p.safety_retention,
                     classifier: p.classifier,
                     unscannable: p.unscannable,
+                    upstream_objects: p.upstream_objects,
                 },
             );
         }
@@ -1631,6 +1651,7 @@ impl Validator<'_> {
                     safety_retention: profile.safety_retention,
                     classifier: profile.classifier,
                     unscannable: profile.unscannable,
+                    upstream_objects: profile.upstream_objects,
                     training_cutover: profile.training_cutover,
                     retention_receipts,
                 }));

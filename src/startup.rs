@@ -185,6 +185,27 @@ impl Gateway {
             files,
             config: Arc::clone(&config),
         };
+        // Upstream objects whose profile lets them expire are deleted
+        // upstream by every replica's pass (idempotent: a second delete
+        // finds nothing).
+        let expiring = config
+            .tenants
+            .iter()
+            .flat_map(|t| &t.policies)
+            .any(|p| p.upstream_objects == crate::config::UpstreamObjects::Expire);
+        if expiring && config.sweeper.enabled {
+            let state = proxy_state.clone();
+            background.push(crate::clock::spawn_every(
+                config.sweeper.interval,
+                shutdown.clone(),
+                move || {
+                    let state = state.clone();
+                    async move {
+                        proxy::ownership::purge_expired(&state, state.clock.now()).await;
+                    }
+                },
+            ));
+        }
         let review_clock = Arc::clone(&proxy_state.clock);
         let data_sharing_state = DataSharingState {
             config: Arc::clone(&config),

@@ -123,6 +123,8 @@ const COUNTERS: &[(&str, &[Labels])] = &[
         &[&[("reason", "other_tenant")], &[("reason", "unknown")]],
     ),
     ("custodian_objects_registered_total", &[&[]]),
+    ("custodian_objects_purged_total", &[&[]]),
+    ("custodian_object_purge_errors_total", &[&[]]),
     ("custodian_object_registry_errors_total", &[&[]]),
     ("custodian_body_budget_refusals_total", &[&[]]),
     (

@@ -48,6 +48,32 @@ impl Kind {
         KINDS.iter().copied().find(|k| k.as_str() == s)
     }
 
+    /// Its collection's path after `v1/`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Self::File => "files",
+            Self::Upload => "uploads",
+            Self::Batch => "batches",
+            Self::Response => "responses",
+            Self::Conversation => "conversations",
+            Self::VectorStore => "vector_stores",
+            Self::FineTuningJob => "fine_tuning/jobs",
+            Self::ChatCompletion => "chat/completions",
+            Self::MessageBatch => "messages/batches",
+        }
+    }
+
+    /// Objects of this kind hold payloads (prompts, answers, uploaded
+    /// data); a profile may let them expire with the content retention.
+    /// Fine-tune files are kept until deleted whatever the profile says.
+    pub fn holds_payloads(self, purpose: Option<&str>) -> bool {
+        match self {
+            Self::File => purpose != Some(crate::files::FINE_TUNE),
+            Self::Response | Self::ChatCompletion | Self::Conversation => true,
+            _ => false,
+        }
+    }
+
     /// Lists of this kind answer only the caller's objects.
     pub fn is_listed(self) -> bool {
         matches!(

@@ -343,7 +343,8 @@ async fn forward(
     }
     let tenant = &state.config.tenants[caller.tenant_index];
     let path = parts.uri.path().to_owned();
-    let mut ownership = Ownership::new(route, caller, &tenant.id, &parts.method, &path);
+    let request = (&parts.method, path.as_str());
+    let mut ownership = Ownership::new(route, caller, &tenant.id, request, &policy);
     if let Err(e) = ownership
         .check(state.store.as_ref(), ownership.path_refs())
         .await

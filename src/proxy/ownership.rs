@@ -43,6 +43,12 @@ pub struct Ownership {
     /// The request's body asked the upstream to keep what it creates
     /// (`store` on chat completions and responses).
     stores: bool,
+    /// `v1/` when the client's paths carry it (collections are found
+    /// under it), else nothing.
+    base: &'static str,
+    /// Objects holding payloads are deleted upstream this long after they
+    /// are made (the profile's content retention), when it says so.
+    purge_after: Option<time::Duration>,
 }
 
 impl Ownership {
@@ -50,10 +56,20 @@ impl Ownership {
         route: &RouteRuntime,
         caller: &Caller,
         tenant: &TenantId,
-        method: &Method,
-        path: &str,
+        (method, path): (&Method, &str),
+        policy: &crate::config::EffectivePolicy,
     ) -> Self {
         let rest = path.get(route.route.prefix.len()..).unwrap_or("");
+        let base = match rest.trim_start_matches('/').starts_with("v1/") {
+            true => "v1/",
+            false => "",
+        };
+        // Only what the gateway can delete (made with a credential it holds).
+        let expires = policy.upstream_objects == crate::config::UpstreamObjects::Expire
+            && caller.kind == KeyKind::Managed;
+        let purge_after = expires
+            .then(|| time::Duration::try_from(policy.retention.content).ok())
+            .flatten();
         let shared = caller.kind == KeyKind::Managed
             && route.tenant_credential(caller.tenant_index).is_none();
         let unknown = route.route.unknown_objects.unwrap_or(match shared {
@@ -74,6 +90,8 @@ impl Ownership {
             tenant: tenant.clone(),
             method: method.clone(),
             stores,
+            base,
+            purge_after,
         }
     }
 
@@ -178,33 +196,44 @@ impl Ownership {
         streamed: bool,
         now: OffsetDateTime,
     ) {
-        let mut refs = Vec::new();
+        let mut rows: Vec<UpstreamObject> = Vec::new();
         let documents: Vec<&[u8]> = match streamed {
             true => super::extract::sse_data(answer).collect(),
             false => vec![answer],
         };
         for document in documents {
-            if let Ok(value) = serde_json::from_slice::<Value>(document) {
-                refs.extend(objects::created(&self.target, &value));
+            let Ok(value) = serde_json::from_slice::<Value>(document) else {
+                continue;
+            };
+            for r in objects::created(&self.target, &value) {
+                if rows.iter().any(|row| row.object_id == r.id) {
+                    continue;
+                }
+                // A file's purpose is in the create's answer (a batch's
+                // output files are batch output).
+                let purpose = (value.get("id").and_then(Value::as_str) == Some(r.id.as_str()))
+                    .then(|| value.get("purpose").and_then(Value::as_str))
+                    .flatten();
+                let purge_at = self
+                    .purge_after
+                    .filter(|_| r.kind.holds_payloads(purpose))
+                    .map(|after| now + after);
+                rows.push(UpstreamObject {
+                    route: self.route.to_string(),
+                    object_id: r.id,
+                    kind: r.kind.as_str().to_owned(),
+                    tenant: self.tenant.clone(),
+                    record_id: record,
+                    collection: format!("{}{}", self.base, r.kind.collection()),
+                    created_at: now,
+                    purge_at,
+                    deleted_at: None,
+                });
             }
         }
-        refs.sort();
-        refs.dedup();
-        if refs.is_empty() {
+        if rows.is_empty() {
             return;
         }
-        let rows: Vec<UpstreamObject> = refs
-            .into_iter()
-            .map(|r| UpstreamObject {
-                route: self.route.to_string(),
-                object_id: r.id,
-                kind: r.kind.as_str().to_owned(),
-                tenant: self.tenant.clone(),
-                record_id: record,
-                created_at: now,
-                deleted_at: None,
-            })
-            .collect();
         let written = tokio::time::timeout(STORE_WAIT, store.insert_objects(&rows)).await;
         match written {
             Ok(Ok(())) => {
@@ -446,4 +475,117 @@ pub async fn owned_page(
     let page =
         serde_json::to_vec(&gathered.into_json()).map_err(|_| ApiError::UpstreamUnreachable)?;
     Ok(Bytes::from(page))
+}
+
+/// Objects per purge pass.
+const PURGE_BATCH: i64 = 100;
+
+/// Delete upstream the objects whose profile lets them expire with the
+/// content retention, once it has passed: with the credential they were
+/// made with (the tenant's own, or the route's), each deletion audited. An
+/// object the upstream no longer has counts as deleted; one it refuses to
+/// delete is retried on the next pass. Returns how many were deleted.
+pub async fn purge_expired(state: &super::ProxyState, now: OffsetDateTime) -> usize {
+    let due = match state.store.objects_to_purge(now, PURGE_BATCH).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "expired upstream objects unknown: none purged");
+            return 0;
+        }
+    };
+    let mut purged = 0;
+    for object in due {
+        match purge_one(state, &object, now).await {
+            Ok(()) => purged += 1,
+            Err(why) => {
+                metrics::counter!("custodian_object_purge_errors_total").increment(1);
+                tracing::warn!(route = %object.route, kind = %object.kind, why, "an expired upstream object was not deleted; will retry");
+            }
+        }
+    }
+    if purged > 0 {
+        metrics::counter!("custodian_objects_purged_total").increment(purged as u64);
+        tracing::info!(objects = purged, "expired upstream objects deleted");
+    }
+    purged
+}
+
+async fn purge_one(
+    state: &super::ProxyState,
+    object: &UpstreamObject,
+    now: OffsetDateTime,
+) -> Result<(), &'static str> {
+    let (index, route) = state
+        .routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| *r.name == *object.route)
+        .ok_or("its route is no longer configured")?;
+    let tenant_index = state
+        .config
+        .tenants
+        .iter()
+        .position(|t| t.id == object.tenant);
+    let credential = tenant_index
+        .and_then(|i| route.tenant_credential(i))
+        .or(route.credential.as_ref())
+        .ok_or("no upstream credential to delete it with")?;
+    let mut headers = http::HeaderMap::new();
+    match route.route.flavor {
+        crate::config::Flavor::Openai => {
+            headers.insert(http::header::AUTHORIZATION, credential.clone())
+        }
+        crate::config::Flavor::Anthropic => {
+            headers.insert(
+                "anthropic-version",
+                http::HeaderValue::from_static("2023-06-01"),
+            );
+            headers.insert("x-api-key", credential.clone())
+        }
+    };
+    let url = format!(
+        "{}{}/{}",
+        route.route.upstream, object.collection, object.object_id
+    );
+    let response = state
+        .upstream
+        .send(
+            Method::DELETE,
+            &url,
+            headers,
+            super::upstream::UpstreamBody::Empty,
+        )
+        .await
+        .map_err(|_| "the upstream could not be reached")?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) && status != 404 {
+        return Err("the upstream refused the delete");
+    }
+    let keep_for = tenant_index
+        .and_then(|i| state.config.tenants[i].policies.get(index))
+        .and_then(|p| time::Duration::try_from(p.retention.metadata).ok())
+        .unwrap_or(time::Duration::days(365));
+    state
+        .store
+        .mark_object_deleted(&object.route, &object.object_id, now, keep_for)
+        .await
+        .map_err(|_| "the registry could not be updated")?;
+    let audit = crate::audit::AuditEvent {
+        at: now,
+        actor: "gateway:retention".into(),
+        action: "upstream_object.purged".into(),
+        tenant: Some(object.tenant.clone()),
+        subject: None,
+        source: "sweeper".into(),
+        details: serde_json::json!({
+            "route": object.route, "kind": object.kind, "object_id": object.object_id,
+            "record": object.record_id.to_string(), "upstream_status": status,
+        }),
+    };
+    state
+        .store
+        .append_audit(&audit)
+        .await
+        .map(drop)
+        .map_err(|_| "the audit entry could not be written")
 }

@@ -442,7 +442,13 @@ pub struct UpstreamObject {
     pub tenant: TenantId,
     /// The exchange that created (or first reported) it.
     pub record_id: RecordId,
+    /// The collection's path as the creating request gave it, after the
+    /// route's prefix: the object is at `{collection}/{object_id}`.
+    pub collection: String,
     pub created_at: OffsetDateTime,
+    /// When the gateway deletes it upstream (its profile's content
+    /// retention), if ever.
+    pub purge_at: Option<OffsetDateTime>,
     pub deleted_at: Option<OffsetDateTime>,
 }
 
@@ -679,6 +685,13 @@ pub trait Store: Send + Sync + 'static {
     /// The registry rows of `ids` on `route` (deleted ones included).
     async fn objects(&self, route: &str, ids: &[String])
         -> Result<Vec<UpstreamObject>, StoreError>;
+
+    /// Live objects whose `purge_at` has passed, oldest first.
+    async fn objects_to_purge(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<UpstreamObject>, StoreError>;
 
     /// The owner deleted an object: the row expires `keep_for` later
     /// (metadata retention). `false` when it is not registered.

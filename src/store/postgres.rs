@@ -1149,15 +1149,18 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         for o in objects {
             sqlx::query(
-                "INSERT INTO upstream_objects (route, object_id, kind, tenant_id, record_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (route, object_id) DO NOTHING",
+                "INSERT INTO upstream_objects (route, object_id, kind, tenant_id, record_id, \
+                 collection, created_at, purge_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (route, object_id) DO NOTHING",
             )
             .bind(&o.route)
             .bind(&o.object_id)
             .bind(&o.kind)
             .bind(&o.tenant.0)
             .bind(o.record_id.0)
+            .bind(&o.collection)
             .bind(o.created_at)
+            .bind(o.purge_at)
             .execute(&mut *tx)
             .await?;
         }
@@ -1173,10 +1176,9 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT route, object_id, kind, tenant_id, record_id, created_at, deleted_at \
-             FROM upstream_objects WHERE route = ",
-        );
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {OBJECT_COLUMNS} FROM upstream_objects WHERE route = "
+        ));
         q.push_bind(route).push(" AND object_id IN (");
         let mut list = q.separated(", ");
         for id in ids {
@@ -1184,21 +1186,23 @@ impl Store for PgStore {
         }
         q.push(")");
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let created_at = r.try_get("created_at")?;
-                let deleted_at: Option<_> = r.try_get("deleted_at")?;
-                Ok(UpstreamObject {
-                    route: r.try_get("route")?,
-                    object_id: r.try_get("object_id")?,
-                    kind: r.try_get("kind")?,
-                    tenant: TenantId(r.try_get("tenant_id")?),
-                    record_id: RecordId(r.try_get("record_id")?),
-                    created_at,
-                    deleted_at,
-                })
-            })
-            .collect()
+        rows.iter().map(object_from_row).collect()
+    }
+
+    async fn objects_to_purge(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<UpstreamObject>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM upstream_objects \
+             WHERE purge_at <= $1 AND deleted_at IS NULL ORDER BY purge_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_from_row).collect()
     }
 
     async fn mark_object_deleted(
@@ -1902,6 +1906,24 @@ async fn insert_suspension_in(
     audit.subject = Some(format!("suspension:{id}"));
     append_audit_in(tx, &audit).await?;
     Ok(id)
+}
+
+const OBJECT_COLUMNS: &str =
+    "route, object_id, kind, tenant_id, record_id, collection, created_at, \
+    purge_at, deleted_at";
+
+fn object_from_row(r: &PgRow) -> Result<UpstreamObject, StoreError> {
+    Ok(UpstreamObject {
+        route: r.try_get("route")?,
+        object_id: r.try_get("object_id")?,
+        kind: r.try_get("kind")?,
+        tenant: TenantId(r.try_get("tenant_id")?),
+        record_id: RecordId(r.try_get("record_id")?),
+        collection: r.try_get("collection")?,
+        created_at: r.try_get("created_at")?,
+        purge_at: r.try_get("purge_at")?,
+        deleted_at: r.try_get("deleted_at")?,
+    })
 }
 
 #[cfg(test)]

@@ -434,7 +434,75 @@ async fn zero_retention_tenants_leave_nothing_stored_upstream(backend: Backend) 
     }
 }
 
+/// A profile that lets objects holding payloads expire: once the content
+/// retention has passed, the gateway deletes them upstream (audited) and
+/// keeps fine-tune files, as it keeps other profiles' objects.
+async fn expiring_objects_are_deleted_upstream_when_their_content_expires(backend: Backend) {
+    let t0 = time::macros::datetime!(2026-06-01 12:00 UTC);
+    let (clock, shared) = manual_clock(t0);
+    let mut builder = builder();
+    builder.profiles = "\n[profiles.api]\ntraining_cutover = \"2023-03-01T00:00:00Z\"\ncontent_retention = \"1d\"\nmetadata_retention = \"30d\"\nupstream_objects = \"expire\"\n".into();
+    builder.extra = "[sweeper]\ninterval = \"100ms\"\n".into();
+    let app = spawn_app_with(backend, builder, shared).await;
+    let batch_file = upload(&app, MANAGED_KEY, "batch").await;
+    let fine_tune = upload(&app, MANAGED_KEY, "fine-tune").await;
+    let (_, response) = call(
+        &app,
+        MANAGED_KEY,
+        Method::POST,
+        "/v1/responses",
+        Some(json!({"model": "m", "input": "x"})),
+    )
+    .await;
+    let response = response["id"].as_str().unwrap().to_owned();
+    let upstream_has = |collection: &str, id: &str| {
+        let objects = app.upstream.mock.objects.lock().unwrap();
+        objects.list(collection, "limit=1000")["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == id)
+    };
+    // Not yet: the content retention has not passed.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(upstream_has("files", &batch_file) && upstream_has("responses", &response));
+    clock.set(t0 + time::Duration::days(1) + time::Duration::seconds(1));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upstream_has("files", &batch_file) || upstream_has("responses", &response) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expired objects still upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        upstream_has("files", &fine_tune),
+        "fine-tune files stay until deleted"
+    );
+    let rows = app
+        .store
+        .objects("openai", &[batch_file.clone(), fine_tune.clone()])
+        .await
+        .unwrap();
+    let deleted: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| (r.object_id.clone(), r.deleted_at.is_some()))
+        .collect();
+    assert!(
+        deleted.contains(&(batch_file.clone(), true)) && deleted.contains(&(fine_tune, false)),
+        "{deleted:?}"
+    );
+    let audits = app.store.audit_entries(0, 1000).await.unwrap();
+    let purged: Vec<_> = audits
+        .iter()
+        .filter(|e| e.action == "upstream_object.purged")
+        .collect();
+    assert_eq!(purged.len(), 2, "each deletion audited");
+    assert!(purged.iter().any(|e| e.details.contains(&batch_file)));
+}
+
 both_stores!(
+    expiring_objects_are_deleted_upstream_when_their_content_expires,
     no_tenant_reaches_anothers_objects,
     lists_answer_only_the_callers_objects_page_by_page,
     ids_made_outside_the_gateway_follow_the_credential,

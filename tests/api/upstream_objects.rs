@@ -78,7 +78,7 @@ impl Objects {
     }
 
     /// A page, newest first, after the id `after`.
-    fn list(&self, collection: &str, query: &str) -> Value {
+    pub fn list(&self, collection: &str, query: &str) -> Value {
         let param = |name: &str| {
             query
                 .split('&')
