@@ -31,17 +31,28 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The query for the next upstream page: the client's, with `after` set
-/// to the last id seen and `limit` at its maximum (fewer round trips).
-pub fn next_query(query: Option<&str>, after: &str) -> String {
+/// The cursor parameter of a flavor's lists: OpenAI pages with `after`,
+/// Anthropic with `after_id`.
+pub fn cursor_param(flavor: crate::config::Flavor) -> &'static str {
+    match flavor {
+        crate::config::Flavor::Openai => "after",
+        crate::config::Flavor::Anthropic => "after_id",
+    }
+}
+
+/// The query for the next upstream page: the client's, with the cursor
+/// (`cursor`) set to the last id seen and `limit` at its maximum (fewer
+/// round trips).
+pub fn next_query(query: Option<&str>, cursor: &str, after: &str) -> String {
+    let set = format!("{cursor}=");
     let mut pairs: Vec<String> = query
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter(|p| !p.starts_with("after=") && !p.starts_with("limit="))
+        .filter(|p| !p.starts_with(&set) && !p.starts_with("limit="))
         .map(str::to_owned)
         .collect();
-    pairs.push(format!("after={after}"));
+    pairs.push(format!("{cursor}={after}"));
     pairs.push(format!("limit={MAX_LIMIT}"));
     pairs.join("&")
 }
@@ -214,8 +225,16 @@ mod tests {
         assert_eq!(requested_limit(Some("limit=100000")), MAX_LIMIT);
         assert_eq!(requested_limit(None), 20);
         assert_eq!(
-            next_query(Some("order=asc&after=x&limit=5&purpose=batch"), "file-9"),
+            next_query(
+                Some("order=asc&after=x&limit=5&purpose=batch"),
+                "after",
+                "file-9"
+            ),
             "order=asc&purpose=batch&after=file-9&limit=100"
+        );
+        assert_eq!(
+            next_query(Some("after_id=a&limit=5"), "after_id", "msgbatch_9"),
+            "after_id=msgbatch_9&limit=100"
         );
     }
 }

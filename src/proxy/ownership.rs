@@ -49,6 +49,7 @@ pub struct Ownership {
     /// Objects holding payloads are deleted upstream this long after they
     /// are made (the profile's content retention), when it says so.
     purge_after: Option<time::Duration>,
+    flavor: crate::config::Flavor,
 }
 
 impl Ownership {
@@ -92,6 +93,7 @@ impl Ownership {
             stores,
             base,
             purge_after,
+            flavor: route.route.flavor,
         }
     }
 
@@ -433,7 +435,10 @@ pub async fn owned_page(
     url: &str,
     headers: http::HeaderMap,
 ) -> Result<Bytes, ApiError> {
-    use crate::objects::list::{next_query, requested_limit, Gathered, Page, MAX_UPSTREAM_PAGES};
+    use crate::objects::list::{
+        cursor_param, next_query, requested_limit, Gathered, Page, MAX_UPSTREAM_PAGES,
+    };
+    let cursor = cursor_param(ownership.flavor);
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
@@ -453,7 +458,7 @@ pub async fn owned_page(
             break;
         }
         let Some(last) = last else { break };
-        let next = format!("{base}?{}", next_query(query, &last));
+        let next = format!("{base}?{}", next_query(query, cursor, &last));
         let response = state
             .upstream
             .send(

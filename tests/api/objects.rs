@@ -501,7 +501,94 @@ async fn expiring_objects_are_deleted_upstream_when_their_content_expires(backen
     assert!(purged.iter().any(|e| e.details.contains(&batch_file)));
 }
 
+/// The same on an Anthropic route: message batches (and their results)
+/// are their maker's; lists page with `after_id`.
+async fn anthropic_message_batches_belong_to_their_maker(backend: Backend) {
+    let app = app(backend).await;
+    let send = |key: &'static str, method: Method, path: String, body: Option<Value>| {
+        let mut request = app
+            .client
+            .request(method, app.url(&path))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let requests = json!({"requests": [{"custom_id": "1", "params": {"model": "claude", "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}]}}]});
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let (status, batch) = send(
+            MANAGED_KEY,
+            Method::POST,
+            "/anthropic/v1/messages/batches".into(),
+            Some(requests.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "{batch}");
+        mine.push(batch["id"].as_str().unwrap().to_owned());
+        send(
+            OTHER_KEY,
+            Method::POST,
+            "/anthropic/v1/messages/batches".into(),
+            Some(requests.clone()),
+        )
+        .await;
+    }
+    for path in [
+        format!("/anthropic/v1/messages/batches/{}", mine[0]),
+        format!("/anthropic/v1/messages/batches/{}/results", mine[0]),
+    ] {
+        let seen = app.upstream.mock.seen().len();
+        let (status, error) = send(OTHER_KEY, Method::GET, path.clone(), None).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(error["type"], "error", "Anthropic's error shape");
+        assert_eq!(app.upstream.mock.seen().len(), seen);
+    }
+    let (status, page) = send(
+        MANAGED_KEY,
+        Method::GET,
+        "/anthropic/v1/messages/batches?limit=2".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let first: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, [mine[2].as_str(), mine[1].as_str()]);
+    assert_eq!(page["has_more"], true);
+    let after = page["last_id"].as_str().unwrap();
+    let (_, rest) = send(
+        MANAGED_KEY,
+        Method::GET,
+        format!("/anthropic/v1/messages/batches?limit=2&after_id={after}"),
+        None,
+    )
+    .await;
+    let rest: Vec<&str> = rest["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, [mine[0].as_str()]);
+}
+
 both_stores!(
+    anthropic_message_batches_belong_to_their_maker,
     expiring_objects_are_deleted_upstream_when_their_content_expires,
     no_tenant_reaches_anothers_objects,
     lists_answer_only_the_callers_objects_page_by_page,

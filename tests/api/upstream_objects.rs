@@ -93,7 +93,8 @@ impl Objects {
             .by_collection
             .get(collection)
             .map_or(Vec::new(), |v| v.iter().rev().collect());
-        if let Some(after) = param("after") {
+        // OpenAI pages with `after`, Anthropic with `after_id`.
+        if let Some(after) = param("after").or_else(|| param("after_id")) {
             let start = items
                 .iter()
                 .position(|o| o["id"] == after.as_str())
