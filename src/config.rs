@@ -395,9 +395,14 @@ pub struct Route {
     /// does not know; `None`: refused where tenants share the upstream
     /// credential, forwarded where the caller's own credential is used.
     pub unknown_objects: Option<UnknownObjects>,
+    /// What happens to a request for an endpoint the gateway does not
+    /// model (it could expose the account's state): `None`, refused where
+    /// tenants share the upstream credential, forwarded otherwise.
+    pub unknown_endpoints: Option<UnknownObjects>,
 }
 
-/// Requests naming an object created outside the gateway.
+/// Requests naming an object created outside the gateway (or an endpoint
+/// it does not model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownObjects {
@@ -908,6 +913,7 @@ struct RawRoute {
     flavor: Flavor,
     upstream_key: Option<Spanned<RawSecretRef>>,
     unknown_objects: Option<UnknownObjects>,
+    unknown_endpoints: Option<UnknownObjects>,
 }
 
 fn default_flavor() -> Flavor {
@@ -1551,6 +1557,7 @@ impl Validator<'_> {
                 flavor: r.flavor,
                 upstream_key,
                 unknown_objects: r.unknown_objects,
+                unknown_endpoints: r.unknown_endpoints,
             });
         }
         Ok(out)
@@ -1752,6 +1759,8 @@ fn policy_version(
         routes: Vec<(&'a str, &'a str)>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         unknown_objects: Vec<(&'a str, UnknownObjects)>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unknown_endpoints: Vec<(&'a str, UnknownObjects)>,
         tenants: Vec<CanonicalTenant<'a>>,
     }
     #[derive(Serialize)]
@@ -1771,6 +1780,10 @@ fn policy_version(
         unknown_objects: routes
             .iter()
             .filter_map(|r| Some((r.prefix.as_str(), r.unknown_objects?)))
+            .collect(),
+        unknown_endpoints: routes
+            .iter()
+            .filter_map(|r| Some((r.prefix.as_str(), r.unknown_endpoints?)))
             .collect(),
         tenants: tenants
             .iter()

@@ -27,6 +27,12 @@ pub enum Kind {
     FineTuningJob,
     ChatCompletion,
     MessageBatch,
+    Container,
+    /// A fine-tuned model (`ft:…`), made by its tenant's fine-tuning job.
+    Model,
+    /// An item of a stored response or conversation (`item_reference`):
+    /// never registered, so known to nobody.
+    Item,
 }
 
 impl Kind {
@@ -41,6 +47,9 @@ impl Kind {
             Self::FineTuningJob => "fine_tuning_job",
             Self::ChatCompletion => "chat_completion",
             Self::MessageBatch => "message_batch",
+            Self::Container => "container",
+            Self::Model => "model",
+            Self::Item => "item",
         }
     }
 
@@ -60,6 +69,9 @@ impl Kind {
             Self::FineTuningJob => "fine_tuning/jobs",
             Self::ChatCompletion => "chat/completions",
             Self::MessageBatch => "messages/batches",
+            Self::Container => "containers",
+            Self::Model => "models",
+            Self::Item => "items",
         }
     }
 
@@ -69,7 +81,7 @@ impl Kind {
     pub fn holds_payloads(self, purpose: Option<&str>) -> bool {
         match self {
             Self::File => purpose != Some(crate::files::FINE_TUNE),
-            Self::Response | Self::ChatCompletion | Self::Conversation => true,
+            Self::Response | Self::ChatCompletion | Self::Conversation | Self::Container => true,
             _ => false,
         }
     }
@@ -84,11 +96,13 @@ impl Kind {
                 | Self::FineTuningJob
                 | Self::ChatCompletion
                 | Self::MessageBatch
+                | Self::Container
+                | Self::Model
         )
     }
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 12] = [
     Kind::File,
     Kind::Upload,
     Kind::Batch,
@@ -98,6 +112,9 @@ const KINDS: [Kind; 9] = [
     Kind::FineTuningJob,
     Kind::ChatCompletion,
     Kind::MessageBatch,
+    Kind::Container,
+    Kind::Model,
+    Kind::Item,
 ];
 
 /// An object a request names.
@@ -138,30 +155,136 @@ const OPENAI: &[(&[&str], Kind)] = &[
     (&["vector_stores"], Kind::VectorStore),
     (&["fine_tuning", "jobs"], Kind::FineTuningJob),
     (&["chat", "completions"], Kind::ChatCompletion),
+    (&["containers"], Kind::Container),
+    (&["models"], Kind::Model),
 ];
 
 const ANTHROPIC: &[(&[&str], Kind)] = &[
     (&["messages", "batches"], Kind::MessageBatch),
     (&["files"], Kind::File),
+    (&["models"], Kind::Model),
 ];
+
+/// Stateless endpoints a caller on a shared credential may use (nothing of
+/// another tenant's can be reached through them, once the body's objects
+/// are checked). Anything else is refused there: an endpoint the gateway
+/// does not model could expose the account's state.
+const OPENAI_STATELESS: &[&str] = &[
+    "completions",
+    "embeddings",
+    "moderations",
+    "audio/transcriptions",
+    "audio/translations",
+    "audio/speech",
+    "images/generations",
+    "images/edits",
+    "images/variations",
+    "responses/input_tokens",
+];
+const ANTHROPIC_STATELESS: &[&str] = &["messages", "messages/count_tokens", "complete"];
+
+/// Endpoints whose body is an upload (multipart), not JSON.
+const UPLOADS: &[&str] = &[
+    "files",
+    "audio/transcriptions",
+    "audio/translations",
+    "images/edits",
+    "images/variations",
+];
+
+/// How the gateway knows an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A stateful collection or object (`Target` says which).
+    Stateful,
+    /// A stateless endpoint it knows.
+    Stateless,
+    /// One it does not model.
+    Unknown,
+}
+
+/// The path after the route's prefix as segments, without a leading `v1`
+/// and with the collection names compared in lowercase.
+fn segments(path: &str) -> Vec<&str> {
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .first()
+        .is_some_and(|s| s.eq_ignore_ascii_case("v1"))
+    {
+        segments.remove(0);
+    }
+    segments
+}
+
+fn same(segments: &[&str], names: &[&str]) -> bool {
+    segments.len() == names.len()
+        && segments
+            .iter()
+            .zip(names)
+            .all(|(s, n)| s.eq_ignore_ascii_case(n))
+}
+
+/// Which kind of endpoint `path` is.
+pub fn endpoint(flavor: Flavor, path: &str) -> Endpoint {
+    if !matches!(target(flavor, path), Target::Stateless) {
+        return Endpoint::Stateful;
+    }
+    let segments = segments(path);
+    // A base model (`models/gpt-4o`): everyone's.
+    if segments.len() == 2 && segments[0].eq_ignore_ascii_case("models") {
+        return Endpoint::Stateless;
+    }
+    let known = match flavor {
+        Flavor::Openai => OPENAI_STATELESS,
+        Flavor::Anthropic => ANTHROPIC_STATELESS,
+    };
+    let names: Vec<Vec<&str>> = known.iter().map(|k| k.split('/').collect()).collect();
+    match names.iter().any(|n| same(&segments, n)) {
+        true => Endpoint::Stateless,
+        false => Endpoint::Unknown,
+    }
+}
+
+/// Whether a POST to `path` carries an upload (multipart) rather than JSON.
+pub fn is_upload(flavor: Flavor, path: &str) -> bool {
+    let segments = segments(path);
+    let parts = segments.len() == 3
+        && segments[0].eq_ignore_ascii_case("uploads")
+        && segments[2].eq_ignore_ascii_case("parts");
+    flavor == Flavor::Openai
+        && (parts
+            || UPLOADS
+                .iter()
+                .any(|u| same(&segments, &u.split('/').collect::<Vec<_>>())))
+        || (flavor == Flavor::Anthropic && same(&segments, &["files"]))
+}
 
 /// What `path` (the part after the route's prefix, e.g. `files/file-1`
 /// or `v1/messages/batches`) addresses.
 pub fn target(flavor: Flavor, path: &str) -> Target {
-    let path = path.trim_start_matches('/');
-    let path = path.strip_prefix("v1/").unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = segments(path);
     let table = match flavor {
         Flavor::Openai => OPENAI,
         Flavor::Anthropic => ANTHROPIC,
     };
     for (collection, kind) in table {
-        let Some(rest) = segments.strip_prefix(*collection) else {
+        let named =
+            segments.len() >= collection.len() && same(&segments[..collection.len()], collection);
+        if !named {
             continue;
-        };
+        }
+        let rest = &segments[collection.len()..];
         let Some((id, sub)) = rest.split_first() else {
             return Target::Collection(*kind);
         };
+        // Actions on the collection, not objects of it.
+        if *kind == Kind::Response && sub.is_empty() && ["input_tokens", "compact"].contains(id) {
+            return Target::Stateless;
+        }
+        // Base models are everyone's; a fine-tuned one is its maker's.
+        if *kind == Kind::Model && !id.starts_with("ft:") {
+            return Target::Stateless;
+        }
         let mut refs = vec![ObjectRef::new(*kind, id)];
         // A file named inside a vector store is a file too.
         if *kind == Kind::VectorStore && sub.first() == Some(&"files") {
@@ -174,21 +297,25 @@ pub fn target(flavor: Flavor, path: &str) -> Target {
     Target::Stateless
 }
 
+/// Whether `path` addresses an object itself (`files/{id}`), not one of
+/// its parts (`conversations/{id}/items/{item}`): what a DELETE removes.
+pub fn is_object_itself(flavor: Flavor, path: &str) -> bool {
+    let segments = segments(path);
+    let table = match flavor {
+        Flavor::Openai => OPENAI,
+        Flavor::Anthropic => ANTHROPIC,
+    };
+    table.iter().any(|(collection, _)| {
+        segments.len() == collection.len() + 1 && same(&segments[..collection.len()], collection)
+    })
+}
+
 /// Whether a request body on `path` (after the route's prefix) can name
 /// objects: on the stateful endpoints and the generation endpoints that
 /// take files and stored state (chat completions, responses, messages).
 pub fn body_may_name_objects(flavor: Flavor, path: &str) -> bool {
-    match target(flavor, path) {
-        Target::Collection(_) | Target::Objects(_) => true,
-        Target::Stateless => {
-            let path = path.trim_start_matches('/');
-            let path = path
-                .strip_prefix("v1/")
-                .unwrap_or(path)
-                .trim_end_matches('/');
-            matches!((flavor, path), (Flavor::Anthropic, "messages"))
-        }
-    }
+    // Every known endpoint's body may name a file or a fine-tuned model.
+    endpoint(flavor, path) != Endpoint::Unknown
 }
 
 /// Body fields that name an object, and the kind they name. A field may
@@ -204,6 +331,10 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("file_ids", Kind::File),
     ("vector_store_id", Kind::VectorStore),
     ("vector_store_ids", Kind::VectorStore),
+    ("container", Kind::Container),
+    ("container_id", Kind::Container),
+    // Only a fine-tuned model (`ft:…`) is anyone's.
+    ("model", Kind::Model),
 ];
 
 /// The objects a JSON request body names. `None` when the body is not
@@ -237,6 +368,12 @@ static QUOTED_FIELDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
 fn collect_refs(value: &Value, out: &mut Vec<ObjectRef>) {
     match value {
         Value::Object(map) => {
+            // An input item that points at a stored one.
+            if map.get("type").and_then(Value::as_str) == Some("item_reference") {
+                if let Some(id) = map.get("id").and_then(Value::as_str) {
+                    out.push(ObjectRef::new(Kind::Item, id));
+                }
+            }
             for (key, v) in map {
                 if let Some((_, kind)) = BODY_FIELDS.iter().find(|(f, _)| f == key) {
                     named_in(*kind, v, out);
@@ -253,6 +390,7 @@ fn collect_refs(value: &Value, out: &mut Vec<ObjectRef>) {
 /// object with an `id` (`"conversation": {"id": "conv_1"}`).
 fn named_in(kind: Kind, value: &Value, out: &mut Vec<ObjectRef>) {
     match value {
+        Value::String(id) if kind == Kind::Model && !id.starts_with("ft:") => {}
         Value::String(id) if !id.is_empty() => out.push(ObjectRef::new(kind, id)),
         Value::Array(items) => items.iter().for_each(|v| named_in(kind, v, out)),
         Value::Object(map) => {
@@ -332,6 +470,16 @@ pub fn created(target: &Target, answer: &Value) -> Vec<ObjectRef> {
         .filter(|id| valid_id(id))
     {
         out.push(ObjectRef::new(Kind::File, id));
+    }
+    // A fine-tuning job's model (and checkpoints) are its maker's.
+    for field in ["fine_tuned_model", "fine_tuned_model_checkpoint"] {
+        if let Some(id) = object
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|id| valid_id(id))
+        {
+            out.push(ObjectRef::new(Kind::Model, id));
+        }
     }
     if let Some(files) = object.get("result_files").and_then(Value::as_array) {
         for id in files
@@ -423,7 +571,14 @@ mod tests {
                 "uploads/upload_1/parts",
                 refs(&[(Kind::Upload, "upload_1")]),
             ),
-            (Openai, "models", Target::Stateless),
+            // The models list is cut to base models and the caller's own.
+            (Openai, "models", Target::Collection(Kind::Model)),
+            (Openai, "models/gpt-4o", Target::Stateless),
+            (
+                Openai,
+                "models/ft:gpt-4o:org::abc",
+                refs(&[(Kind::Model, "ft:gpt-4o:org::abc")]),
+            ),
             (Openai, "embeddings", Target::Stateless),
             (
                 Anthropic,
@@ -447,7 +602,12 @@ mod tests {
         }
         assert!(body_may_name_objects(Anthropic, "v1/messages"));
         assert!(body_may_name_objects(Openai, "chat/completions"));
-        assert!(!body_may_name_objects(Openai, "embeddings"));
+        // Any known body may name a fine-tuned model.
+        assert!(body_may_name_objects(Openai, "embeddings"));
+        assert!(!body_may_name_objects(
+            Openai,
+            "organization/admin_api_keys"
+        ));
     }
 
     #[test]

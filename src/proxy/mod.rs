@@ -693,7 +693,9 @@ async fn read_head_until(
         match body.next().await {
             Some(Ok(chunk)) => {
                 head.extend_from_slice(&chunk);
-                let ended = head.windows(2).any(|w| w == b"\n\n");
+                // Events end with a blank line, in LF or CRLF.
+                let ended = head.windows(2).any(|w| w == b"\n\n")
+                    || head.windows(4).any(|w| w == b"\r\n\r\n");
                 if ended || head.len() > limit {
                     return (head.freeze(), body.boxed());
                 }

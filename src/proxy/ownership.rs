@@ -32,6 +32,16 @@ pub struct Ownership {
     pub target: Target,
     /// A request body here can name objects (read before forwarding).
     pub reads_body: bool,
+    /// The endpoint, as the gateway knows it.
+    endpoint: objects::Endpoint,
+    unknown_endpoints: UnknownObjects,
+    /// The path has percent-escapes (which the upstream may decode into a
+    /// path the gateway did not see).
+    escaped: bool,
+    /// The path addresses an object itself (what a DELETE removes).
+    itself: bool,
+    /// The body is an upload (multipart), not JSON.
+    upload: bool,
     /// Tenants share the upstream credential here: the upstream cannot
     /// tell them apart, so the gateway must (lists are cut to the caller's
     /// objects, unknown ids refused unless the route says otherwise).
@@ -77,12 +87,22 @@ impl Ownership {
             true => UnknownObjects::Refuse,
             false => UnknownObjects::Forward,
         });
-        let target = objects::target(route.route.flavor, rest);
-        let reads_body = objects::body_may_name_objects(route.route.flavor, rest);
+        let flavor = route.route.flavor;
+        let target = objects::target(flavor, rest);
+        let reads_body = objects::body_may_name_objects(flavor, rest);
+        let unknown_endpoints = route.route.unknown_endpoints.unwrap_or(match shared {
+            true => UnknownObjects::Refuse,
+            false => UnknownObjects::Forward,
+        });
         // A stored response is the endpoint's default; a stored chat
         // completion has to be asked for.
         let stores = matches!(target, Target::Collection(Kind::Response));
         Self {
+            endpoint: objects::endpoint(flavor, rest),
+            unknown_endpoints,
+            escaped: rest.contains('%'),
+            itself: objects::is_object_itself(flavor, rest),
+            upload: method == Method::POST && objects::is_upload(flavor, rest),
             target,
             reads_body,
             shared,
@@ -108,6 +128,17 @@ impl Ownership {
     /// Refuse (404) a request naming an object another tenant owns, or
     /// one the registry does not know where unknown ids are refused.
     pub async fn check(&self, store: &dyn Store, refs: &[ObjectRef]) -> Result<(), ApiError> {
+        if self.shared && self.escaped {
+            // `/v1/%66iles` is `/v1/files` once the upstream decodes it.
+            return Err(ApiError::BadPath);
+        }
+        if self.endpoint == objects::Endpoint::Unknown
+            && self.unknown_endpoints == UnknownObjects::Refuse
+        {
+            metrics::counter!("custodian_object_refusals_total", "reason" => "unknown_endpoint")
+                .increment(1);
+            return Err(ApiError::NotFound);
+        }
         let mut ids: Vec<String> = refs.iter().map(|r| r.id.clone()).collect();
         ids.retain(|id| objects::valid_id(id));
         if ids.len() < refs.len() {
@@ -148,9 +179,22 @@ impl Ownership {
     /// What a JSON request body means for the registry: the objects it
     /// names are checked, and whether the upstream is asked to store what
     /// it creates is noted. A body that is not JSON names nothing.
-    pub async fn check_body(&mut self, store: &dyn Store, body: &[u8]) -> Result<(), ApiError> {
+    pub async fn check_body(
+        &mut self,
+        store: &dyn Store,
+        body: &[u8],
+        zdr: bool,
+    ) -> Result<(), ApiError> {
         let Some(refs) = objects::body_refs(body) else {
-            return Ok(());
+            // What a lenient upstream parser may still read as JSON (a BOM,
+            // UTF-16, NaN, deep nesting) cannot be checked: refused where
+            // it matters.
+            return match self.shared || zdr {
+                true => Err(ApiError::InvalidRequest(
+                    "The request body is not JSON the gateway can read (it must check the objects it names).".into(),
+                )),
+                false => Ok(()),
+            };
         };
         if matches!(
             self.target,
@@ -250,10 +294,13 @@ impl Ownership {
     /// The object a 2xx answer to this request deleted.
     pub fn deleted(&self, status: u16) -> Option<&str> {
         let deletes = self.method == Method::DELETE && (200..300).contains(&status);
-        let refs = self.path_refs();
-        // `DELETE /vector_stores/{vs}/files/{file}` detaches a file, it
-        // does not delete the store.
-        (deletes && refs.len() == 1).then(|| refs[0].id.as_str())
+        // `DELETE /conversations/{c}/items/{i}` removes an item, and
+        // `/vector_stores/{vs}/files/{file}` detaches a file: neither
+        // deletes the object the path starts with.
+        let first = self.path_refs().first();
+        first
+            .filter(|_| deletes && self.itself)
+            .map(|r| r.id.as_str())
     }
 
     /// The owner's delete: the row expires `keep_for` later.
@@ -363,19 +410,19 @@ pub async fn owned_body(
     ownership: &mut Ownership,
     zero_data_retention: bool,
 ) -> Result<Option<Bytes>, ApiError> {
-    let multipart = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/")
-        });
-    if multipart || held.is_empty() || !ownership.reads_body {
+    // An upload is an upload only where the API takes one; elsewhere the
+    // body is read as the JSON it must be, whatever its type says.
+    if ownership.upload || held.is_empty() || !ownership.reads_body {
         return Ok(None);
     }
+    let strict = ownership.shared || zero_data_retention;
+    if strict && headers.get_all(http::header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::InvalidRequest(
+            "The request has more than one Content-Type.".into(),
+        ));
+    }
     let unreadable = || {
-        match ownership.shared {
+        match strict {
         true => Err(ApiError::InvalidRequest(
             "The gateway must read this request body to check the objects it names, and cannot (it is larger than server.max_scan_bytes, or in an encoding it does not know).".into(),
         )),
@@ -413,7 +460,9 @@ pub async fn owned_body(
         true => ownership.zero_retention_body(&decoded)?,
         false => None,
     };
-    ownership.check_body(state.store.as_ref(), &decoded).await?;
+    ownership
+        .check_body(state.store.as_ref(), &decoded, zero_data_retention)
+        .await?;
     if zero_data_retention {
         // `store` as sent does not count: the upstream keeps nothing.
         ownership.stores = false;
@@ -444,6 +493,18 @@ pub async fn owned_page(
         None => (url, None),
     };
     let limit = requested_limit(query);
+    let backwards = query.is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.starts_with("before=") || p.starts_with("before_id="))
+    });
+    if backwards {
+        return Err(ApiError::InvalidRequest(
+            "Lists on a shared upstream credential page forwards only (after), not with before."
+                .into(),
+        ));
+    }
+    // Base models are everyone's: only fine-tuned ones are cut.
+    let public = |id: &str| ownership.lists() == Some(Kind::Model) && !id.starts_with("ft:");
     let mut gathered = Gathered::default();
     let mut body = first;
     for read in 1..=MAX_UPSTREAM_PAGES {
@@ -454,7 +515,8 @@ pub async fn owned_page(
         let ids = page.ids().into_iter().map(str::to_owned).collect();
         let last = page.last_id().map(str::to_owned);
         let owned = ownership.owned_among(state.store.as_ref(), ids).await?;
-        if gathered.take(page, limit, |id| owned.contains(id)) || read == MAX_UPSTREAM_PAGES {
+        let keep = |id: &str| public(id) || owned.contains(id);
+        if gathered.take(page, limit, keep) || read == MAX_UPSTREAM_PAGES {
             break;
         }
         let Some(last) = last else { break };

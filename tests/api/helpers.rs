@@ -203,6 +203,8 @@ prefix = "/v1/"
 upstream = "{openai}"
 profile = "api"
 upstream_key = {{ env = "TEST_UPSTREAM_KEY" }}
+# The loopback upstream's /v1/echo is no OpenAI endpoint.
+unknown_endpoints = "forward"
 
 [[routes]]
 name = "anthropic"

@@ -587,7 +587,152 @@ async fn anthropic_message_batches_belong_to_their_maker(backend: Backend) {
     assert_eq!(rest, [mine[0].as_str()]);
 }
 
+/// What the gateway cannot check is refused on a shared credential: an
+/// endpoint it does not model, an escaped path, a body only a lenient
+/// parser reads, a reference to a stored item; a fine-tuned model is its
+/// maker's; deleting a part of an object does not delete the object.
+async fn what_cannot_be_checked_is_refused_on_a_shared_credential(backend: Backend) {
+    let mut builder = builder();
+    builder.routes = Some(
+        "[[routes]]\nname = \"openai\"\nprefix = \"/v1/\"\nupstream = \"UPSTREAM_BASEv1/\"\nprofile = \"api\"\nupstream_key = { env = \"TEST_UPSTREAM_KEY\" }\n".into(),
+    );
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let cases: Vec<(Method, &str, Option<Value>, u16)> = vec![
+        (Method::GET, "/v1/assistants", None, 404),
+        (
+            Method::POST,
+            "/v1/threads/runs",
+            Some(json!({"assistant_id": "asst_1"})),
+            404,
+        ),
+        (Method::GET, "/v1/containers/cntr_1/files", None, 404),
+        (Method::GET, "/v1/%66iles", None, 400),
+        (
+            Method::POST,
+            "/v1/responses",
+            Some(json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]})),
+            404,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let seen = app.upstream.mock.seen().len();
+        let (status, error) = call(&app, MANAGED_KEY, method.clone(), path, body).await;
+        assert_eq!(status, want, "{method} {path}: {error}");
+        assert_eq!(
+            app.upstream.mock.seen().len(),
+            seen,
+            "{method} {path} reached the upstream"
+        );
+    }
+    // The caller's own key: the provider keeps accounts apart.
+    let (status, _) = call(&app, PASSTHROUGH_KEY, Method::GET, "/v1/echo", None).await;
+    assert_eq!(status, 200);
+    // Bodies a lenient upstream parser may read, the gateway cannot.
+    for body in [
+        b"\xEF\xBB\xBF{\"model\":\"m\",\"input\":\"x\",\"previous_response_id\":\"resp_1\"}"
+            .to_vec(),
+        br#"{"model":"m","input":"x","temperature":NaN,"previous_response_id":"resp_1"}"#.to_vec(),
+        format!(
+            "{}\"previous_response_id\":\"resp_1\"{}",
+            "{\"a\":".repeat(200),
+            "}".repeat(200)
+        )
+        .into_bytes(),
+    ] {
+        let seen = app.upstream.mock.seen().len();
+        let response = app
+            .client
+            .post(app.url("/v1/responses"))
+            .bearer_auth(MANAGED_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(app.upstream.mock.seen().len(), seen);
+    }
+    // Collection names in any case are the same collection.
+    let file = upload(&app, MANAGED_KEY, "batch").await;
+    let (status, _) = call(
+        &app,
+        OTHER_KEY,
+        Method::GET,
+        &format!("/v1/FILES/{file}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // A fine-tuned model is its maker's, for chat as for reading it.
+    let (_, job) = call(
+        &app,
+        MANAGED_KEY,
+        Method::POST,
+        "/v1/fine_tuning/jobs",
+        Some(json!({"model": "gpt-x", "training_file": file})),
+    )
+    .await;
+    let model = job["fine_tuned_model"].as_str().unwrap().to_owned();
+    let chat = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _) = call(
+        &app,
+        OTHER_KEY,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(chat.clone()),
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's fine-tuned model");
+    let (status, _) = call(
+        &app,
+        MANAGED_KEY,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(chat),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &app,
+        OTHER_KEY,
+        Method::DELETE,
+        &format!("/v1/models/{model}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Deleting a conversation's item leaves the conversation (and its row).
+    let (_, conversation) = call(
+        &app,
+        MANAGED_KEY,
+        Method::POST,
+        "/v1/conversations",
+        Some(json!({})),
+    )
+    .await;
+    let conversation = conversation["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &app,
+        MANAGED_KEY,
+        Method::DELETE,
+        &format!("/v1/conversations/{conversation}/items/msg_1"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rows = app
+        .store
+        .objects("openai", std::slice::from_ref(&conversation))
+        .await
+        .unwrap();
+    assert!(
+        rows[0].deleted_at.is_none(),
+        "an item's delete is not the conversation's"
+    );
+}
+
 both_stores!(
+    what_cannot_be_checked_is_refused_on_a_shared_credential,
     anthropic_message_batches_belong_to_their_maker,
     expiring_objects_are_deleted_upstream_when_their_content_expires,
     no_tenant_reaches_anothers_objects,

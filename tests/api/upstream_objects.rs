@@ -139,6 +139,13 @@ pub async fn api(State(mock): State<Mock>, request: Request) -> Response {
     match (method, id.is_empty()) {
         (Method::POST, true) => create(&mut objects, collection, &body),
         (Method::GET, true) => Json(objects.list(collection, query)).into_response(),
+        // A part of an object (a conversation's item) goes; the object stays.
+        (Method::DELETE, false) if !sub.is_empty() => match objects.get(collection, id) {
+            Some(_) => {
+                Json(json!({"id": sub, "object": "item.deleted", "deleted": true})).into_response()
+            }
+            None => not_found(collection, id),
+        },
         (Method::DELETE, false) => {
             let kind = objects.get(collection, id).map(|o| o["object"].clone());
             match (kind, objects.remove(collection, id)) {
@@ -192,7 +199,17 @@ fn create(objects: &mut Objects, collection: &'static str, body: &Value) -> Resp
             fields.insert("output_file_id".into(), output["id"].clone());
             fields.insert("error_file_id".into(), Value::Null);
         }
-        "fine_tuning/jobs" => copy(&mut fields, &["training_file", "validation_file", "model"]),
+        "fine_tuning/jobs" => {
+            copy(&mut fields, &["training_file", "validation_file", "model"]);
+            // Done at once: the model it made is the account's.
+            fields.insert("status".into(), json!("succeeded"));
+            let model = format!(
+                "ft:{}:org::{}",
+                body["model"].as_str().unwrap_or("m"),
+                uuid::Uuid::now_v7().simple()
+            );
+            fields.insert("fine_tuned_model".into(), json!(model));
+        }
         "vector_stores" => copy(&mut fields, &["name", "file_ids"]),
         "conversations" => copy(&mut fields, &["metadata", "items"]),
         "responses" => return respond(objects, body),
