@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use custodian::abuse::{RuleAction, Severity, Verdict};
-use custodian::audit::AuditEvent;
-use custodian::clock::{Clock, SystemClock};
 use custodian::config::Config;
+use custodian::domain::audit::AuditEvent;
+use custodian::domain::clock::{Clock, SystemClock};
 use custodian::domain::{KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 use custodian::store::{self, Record, RecordMeta, ReviewFlag, Usage};
 use time::Duration;

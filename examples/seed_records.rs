@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use custodian::clock::{Clock, SystemClock};
 use custodian::config::Config;
+use custodian::domain::clock::{Clock, SystemClock};
 use custodian::domain::{KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 use custodian::store::{self, Record, RecordContent, RecordMeta, Usage};
 use time::Duration;

@@ -11,7 +11,7 @@
 #       Restore BACKUP into a scratch database (PostgreSQL: created through
 #       ADMIN_URL, default postgres://postgres@127.0.0.1:5432/postgres, and
 #       dropped afterwards; SQLite: a temporary copy) and run
-#       `custodian keys verify` on it with the live key store and KEK from
+#       `custodian encryption-keys verify` on it with the live key store and KEK from
 #       CONFIG. It prints how many bodies open, how many are expired, and
 #       fails if any body whose content-expiry day has ended still opens.
 #
@@ -82,12 +82,12 @@ check() {
         # Expanded now: the locals are gone when the trap runs.
         trap "psql -q '$admin' -c 'DROP DATABASE IF EXISTS $scratch WITH (FORCE)' >/dev/null" EXIT
         pg_restore --no-owner --no-acl -d "$scratch_url" "$backup"
-        CUSTODIAN__DATABASE__URL="$scratch_url" "$CUSTODIAN" --config "$config" keys verify ;;
+        CUSTODIAN__DATABASE__URL="$scratch_url" "$CUSTODIAN" --config "$config" encryption-keys verify ;;
     sqlite://*)
         scratch=$(mktemp -d)
         trap "rm -rf '$scratch'" EXIT
         cp "$backup" "$scratch/restored.db"
-        CUSTODIAN__DATABASE__URL="sqlite://$scratch/restored.db" "$CUSTODIAN" --config "$config" keys verify ;;
+        CUSTODIAN__DATABASE__URL="sqlite://$scratch/restored.db" "$CUSTODIAN" --config "$config" encryption-keys verify ;;
     *)
         echo "unsupported database URL" >&2; exit 1 ;;
     esac

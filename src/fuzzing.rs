@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::spool::segment;
+use crate::recording::spool::segment;
 
 /// The configuration file (operators make typos; the loader must explain,
 /// never panic).
@@ -54,7 +54,7 @@ pub fn spool_segment(data: &[u8]) {
         assert!(data.starts_with(&again));
         assert_eq!(bad.is_none(), data.len() == again.len());
     }
-    let _ = crate::spool::decode_records(Path::new("fuzz.spool"), data);
+    let _ = crate::recording::spool::decode_records(Path::new("fuzz.spool"), data);
 }
 
 /// The JSON fields the gateway reads from request and response bodies, the

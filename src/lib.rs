@@ -1,34 +1,30 @@
 //! Custodian: a data-use policy gateway for LLM APIs.
 //!
-//! The modules follow the data path: `config` → `auth` (who is calling) →
-//! `policy` (pure decisions) → `proxy` (forward and capture) → `store`
-//! (batched persistence). `startup` is the one place that wires them.
+//! The tree follows the system (docs/architecture.md):
+//! `domain` (the vocabulary) and `config`; `policy` (pure decisions: the
+//! training tag, what content is kept, who may read it); `proxy` (the data
+//! path: caller, rules, forward, relay, capture); `abuse` (rules, scanning,
+//! classifier, suspensions); `objects` (tenants' upstream objects and kept
+//! file copies); `recording` (where a record goes after the response);
+//! `store` (persistence); `crypto` (sealing and keys); `review` (the queue);
+//! `http` (admin listener, review API, error mapping); `jobs` (what runs
+//! periodically); `export`; `commands` (the CLI). `startup` wires them.
 
 pub mod abuse;
-pub mod admin;
-pub mod audit;
-pub mod auth;
-pub mod classifier;
-pub mod cli;
-pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod consent;
 pub mod crypto;
-pub mod data_sharing;
 pub mod domain;
-pub mod error;
 pub mod export;
-pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
+pub mod jobs;
 pub mod objects;
 pub mod policy;
 pub mod proxy;
+pub mod recording;
 pub mod review;
-pub mod spool;
 pub mod startup;
 pub mod store;
-pub mod suspensions;
-pub mod sweeper;
 pub mod telemetry;

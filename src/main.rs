@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = custodian::cli::Cli::parse();
+    let cli = custodian::commands::cli::Cli::parse();
     match custodian::commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

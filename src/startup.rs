@@ -17,19 +17,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::admin::{self, AdminState};
-use crate::auth::KeyRing;
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::consent::ConsentCache;
 use crate::crypto::{ContentKeys, Kek, KeyStore, Keyring};
-use crate::data_sharing::{self, DataSharingState};
-use crate::files::FileCopies;
+use crate::domain::clock::Clock;
+use crate::http::admin::{self, AdminState};
+use crate::jobs::sweeper;
+use crate::objects::copies::FileCopies;
+use crate::proxy::auth::KeyRing;
+use crate::proxy::consent::ConsentCache;
+use crate::proxy::self_service::{self, DataSharingState};
 use crate::proxy::upstream::UpstreamClient;
 use crate::proxy::{self, ProxyState, RouteRuntime};
-use crate::review;
-use crate::store::{self, writer, Store};
-use crate::sweeper;
+use crate::recording::writer;
+use crate::store::{self, Store};
 use crate::telemetry;
 
 /// How often partitions are checked ahead of need.
@@ -84,7 +84,7 @@ impl Gateway {
             // Not fatal: requests are tagged consent_unavailable until it loads.
             tracing::warn!(error = %e, "consent not loaded at start");
         }
-        let suspensions = Arc::new(crate::suspensions::Suspensions::default());
+        let suspensions = Arc::new(crate::abuse::suspensions::Suspensions::default());
         if let Err(e) = suspensions.refresh(store.as_ref()).await {
             tracing::warn!(error = %e, "suspensions not loaded at start");
         }
@@ -173,7 +173,7 @@ impl Gateway {
                 .classifier
                 .clone()
                 .map(|c| {
-                    crate::classifier::Classifier::spawn(
+                    crate::abuse::classifier::Classifier::spawn(
                         c,
                         Arc::clone(&store),
                         Arc::clone(&clock),
@@ -195,7 +195,7 @@ impl Gateway {
             .any(|p| p.upstream_objects == crate::config::UpstreamObjects::Expire);
         if expiring && config.sweeper.enabled {
             let state = proxy_state.clone();
-            background.push(crate::clock::spawn_every(
+            background.push(crate::domain::clock::spawn_every(
                 config.sweeper.interval,
                 shutdown.clone(),
                 move || {
@@ -216,8 +216,8 @@ impl Gateway {
         };
         let proxy_router = Router::new()
             .route(
-                data_sharing::PATH,
-                any(data_sharing::handle).with_state(data_sharing_state),
+                self_service::PATH,
+                any(self_service::handle).with_state(data_sharing_state),
             )
             .fallback(proxy::handle)
             .with_state(proxy_state);
@@ -225,13 +225,15 @@ impl Gateway {
             store: Arc::clone(&store),
             metrics,
         })
-        .merge(review::api::router(review::api::ReviewState {
-            store: Arc::clone(&store),
-            clock: review_clock,
-            suspensions,
-            on_confirm: config.review.on_confirm,
-            keys: keys.clone(),
-        }));
+        .merge(crate::http::review::router(
+            crate::http::review::ReviewState {
+                store: Arc::clone(&store),
+                clock: review_clock,
+                suspensions,
+                on_confirm: config.review.on_confirm,
+                keys: keys.clone(),
+            },
+        ));
 
         let proxy_listener = TcpListener::bind(config.server.listen)
             .await

@@ -14,7 +14,9 @@ use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
+pub mod classifier;
 pub mod scan;
+pub mod suspensions;
 
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

@@ -33,8 +33,8 @@ use uuid::Uuid;
 use crate::crypto::ContentView;
 
 use self::finetune::{finetune_line, Captured};
-use crate::audit::AuditEvent;
-use crate::clock::Clock;
+use crate::domain::audit::AuditEvent;
+use crate::domain::clock::Clock;
 use crate::domain::{Outcome, RecordId};
 use crate::store::{ExportCandidate, ExportQuery, Store, StoreError};
 

@@ -9,6 +9,7 @@
 //! answer creates, how a list page is cut to one tenant's objects. The
 //! store keeps the registry; the proxy enforces it before forwarding.
 
+pub mod copies;
 pub mod list;
 
 use serde_json::Value;
@@ -80,7 +81,7 @@ impl Kind {
     /// Fine-tune files are kept until deleted whatever the profile says.
     pub fn holds_payloads(self, purpose: Option<&str>) -> bool {
         match self {
-            Self::File => purpose != Some(crate::files::FINE_TUNE),
+            Self::File => purpose != Some(crate::objects::copies::FINE_TUNE),
             Self::Response | Self::ChatCompletion | Self::Conversation | Self::Container => true,
             _ => false,
         }

@@ -195,7 +195,7 @@ pub struct ResponseTee<S> {
     failure: Option<std::io::Error>,
     /// Journal mode: the record is being written to disk, and the end of the
     /// response (`held_end`: the last chunk, or nothing) waits for it.
-    journaled: Option<crate::spool::journal::Journaled>,
+    journaled: Option<crate::recording::spool::journal::Journaled>,
     held_end: Option<Bytes>,
 }
 

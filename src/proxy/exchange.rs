@@ -9,12 +9,12 @@ use time::OffsetDateTime;
 
 use super::capture::Capture;
 use super::extract;
+use crate::abuse::classifier::{Job, Reservation};
 use crate::abuse::Verdict;
-use crate::classifier::{Job, Reservation};
 use crate::config::EffectivePolicy;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
-use crate::spool::journal::Journaled;
-use crate::store::writer::RecordSink;
+use crate::recording::spool::journal::Journaled;
+use crate::recording::writer::RecordSink;
 use crate::store::{Record, RecordContent, RecordMeta, ReviewFlag};
 
 /// Status recorded for a client that left before any response (nginx's 499).

@@ -17,7 +17,7 @@ use super::ProxyState;
 use crate::abuse::scan::{self, ScanText, Unreadable};
 use crate::abuse::{CheckInput, Verdict};
 use crate::config::{Config, EffectivePolicy};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How long a request waits for room in the body budget before it is
 /// answered 503.

@@ -2,14 +2,17 @@
 //! with both bodies streamed, relay the response chunk by chunk while a
 //! capped copy is taken, and queue one record per exchange.
 
+pub mod auth;
 pub mod capture;
 pub mod client_body;
+pub mod consent;
 pub mod exchange;
 pub mod extract;
 pub mod headers;
 mod idle;
 pub mod inspect;
 pub mod ownership;
+pub mod self_service;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,15 +32,15 @@ use self::exchange::{Exchange, ExchangeStart, RequestCapture};
 use self::headers::Receipts;
 use self::ownership::Ownership;
 use self::upstream::{UpstreamBody, UpstreamClient};
-use crate::auth::{Caller, KeyKind, KeyRing};
-use crate::clock::{truncate_to_micros, Clock};
 use crate::config::{ClassifierMode, Config, EffectivePolicy, Flavor, Route};
-use crate::consent::ConsentCache;
+use crate::domain::clock::{truncate_to_micros, Clock};
 use crate::domain::{Outcome, RecordId};
-use crate::error::ApiError;
-use crate::files::{FileCopies, FileTarget, PendingCopy};
+use crate::http::error::ApiError;
+use crate::objects::copies::{FileCopies, FileTarget, PendingCopy};
 use crate::policy::{decide_training_use, TrainingInputs};
-use crate::store::writer::RecordSink;
+use crate::proxy::auth::{Caller, KeyKind, KeyRing};
+use crate::proxy::consent::ConsentCache;
+use crate::recording::writer::RecordSink;
 
 /// A configured route with what the data path needs precomputed.
 pub struct RouteRuntime {
@@ -100,8 +103,8 @@ pub struct ProxyState {
     pub policy_version: HeaderValue,
     pub policy_version_str: Arc<str>,
     pub files: FileCopies,
-    pub suspensions: Arc<crate::suspensions::Suspensions>,
-    pub classifier: Option<crate::classifier::Classifier>,
+    pub suspensions: Arc<crate::abuse::suspensions::Suspensions>,
+    pub classifier: Option<crate::abuse::classifier::Classifier>,
     /// Seals captured content, when encryption is on.
     pub keys: Option<Arc<crate::crypto::ContentKeys>>,
     /// Places for requests in flight (`server.max_concurrent_requests`).
@@ -134,10 +137,10 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     };
     let caller = match state.keyring.identify(flavor, &parts.headers) {
         Ok(c) => c,
-        Err(crate::auth::AuthError::MissingKey) => {
+        Err(crate::proxy::auth::AuthError::MissingKey) => {
             return reject(ApiError::MissingKey, flavor, &request_id, &route.name)
         }
-        Err(crate::auth::AuthError::UnknownKey) => {
+        Err(crate::proxy::auth::AuthError::UnknownKey) => {
             return reject(ApiError::UnknownKey, flavor, &request_id, &route.name)
         }
     };
@@ -293,7 +296,10 @@ fn file_op(
     if flavor != Flavor::Openai || zero_data_retention {
         return FileOp::None;
     }
-    match (&parts.method, crate::files::file_target(parts.uri.path())) {
+    match (
+        &parts.method,
+        crate::objects::copies::file_target(parts.uri.path()),
+    ) {
         (&http::Method::POST, Some(FileTarget::Collection)) => {
             let content_type = parts
                 .headers
@@ -749,7 +755,7 @@ async fn finish_file_op(
                 .await;
         }
         FileOp::Delete(file_id) => {
-            let audit = crate::audit::AuditEvent {
+            let audit = crate::domain::audit::AuditEvent {
                 at: state.clock.now(),
                 actor: format!("key:{}", caller.key_id),
                 action: "file.deleted".into(),

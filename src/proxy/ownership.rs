@@ -15,11 +15,11 @@ use http::Method;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, KeyKind};
 use crate::config::UnknownObjects;
 use crate::domain::{RecordId, TenantId};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::objects::{self, Kind, ObjectRef, Target};
+use crate::proxy::auth::{Caller, KeyKind};
 use crate::store::{Store, UpstreamObject};
 
 use super::RouteRuntime;
@@ -637,7 +637,7 @@ async fn purge_one(
         .mark_object_deleted(&object.route, &object.object_id, now, keep_for)
         .await
         .map_err(|_| "the registry could not be updated")?;
-    let audit = crate::audit::AuditEvent {
+    let audit = crate::domain::audit::AuditEvent {
         at: now,
         actor: "gateway:retention".into(),
         action: "upstream_object.purged".into(),

@@ -13,7 +13,7 @@ use http::{HeaderMap, Method};
 use super::idle::IdleTimer;
 
 use crate::config::UpstreamConfig;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(Clone)]
 pub struct UpstreamClient {

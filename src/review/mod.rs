@@ -2,5 +2,4 @@
 //! contractors see (redact), and the admin API over it (api).
 
 pub mod access;
-pub mod api;
 pub mod redact;

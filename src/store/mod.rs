@@ -2,10 +2,16 @@
 //! implementation that pass one conformance suite (`tests/api/store.rs`).
 //! This module is the only one that knows sqlx; callers get [`StoreError`].
 
+mod access;
+mod audit;
+mod consent;
+mod objects;
 mod postgres;
+mod records;
 pub mod registry;
+mod retention;
+mod review;
 mod sqlite;
-pub mod writer;
 
 use std::sync::Arc;
 
@@ -16,12 +22,19 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::abuse::{RuleAction, Severity, Verdict};
-use crate::audit::{AuditEntry, AuditEvent};
 use crate::config::DatabaseConfig;
+use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 use crate::review::access::{Principal, Role};
 
+pub use access::AccessStore;
+pub use audit::AuditStore;
+pub use consent::ConsentStore;
+pub use objects::ObjectStore;
 pub use postgres::PgStore;
+pub use records::RecordStore;
+pub use retention::RetentionStore;
+pub use review::ReviewStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -464,7 +477,18 @@ pub struct NewHold {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    RecordStore
+    + ConsentStore
+    + AuditStore
+    + RetentionStore
+    + ReviewStore
+    + AccessStore
+    + ObjectStore
+    + Send
+    + Sync
+    + 'static
+{
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
 
@@ -479,264 +503,6 @@ pub trait Store: Send + Sync + 'static {
     }
 
     async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Make sure records expiring up to `until` have somewhere to go
-    /// (PostgreSQL partitions; nothing to do on SQLite).
-    async fn prepare_partitions(
-        &self,
-        now: OffsetDateTime,
-        content_until: OffsetDateTime,
-        metadata_until: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    /// Insert a batch in one transaction. Idempotent: a record id already
-    /// stored is skipped, so a replayed batch never duplicates.
-    async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError>;
-
-    async fn get_record(&self, id: RecordId) -> Result<Option<Record>, StoreError>;
-
-    /// A tenant's records, newest first.
-    async fn list_records(
-        &self,
-        tenant: &TenantId,
-        limit: i64,
-    ) -> Result<Vec<RecordMeta>, StoreError>;
-
-    async fn count_records(&self) -> Result<i64, StoreError>;
-
-    /// Up to `limit` content rows in record-id order after `after`: every
-    /// stored body, for checking it against the key store.
-    async fn content_page(
-        &self,
-        after: Option<RecordId>,
-        limit: i64,
-    ) -> Result<Vec<StoredContent>, StoreError>;
-
-    /// Append a consent event and its audit entry in one transaction; the
-    /// entry's subject becomes `consent_event:<number>`. Returns the number.
-    async fn record_consent(
-        &self,
-        event: &ConsentEvent,
-        audit: &AuditEvent,
-    ) -> Result<i64, StoreError>;
-
-    /// Consent events with a sequence number above `after`, in order.
-    async fn consent_events_after(&self, after: i64)
-        -> Result<Vec<StoredConsentEvent>, StoreError>;
-
-    /// One tenant's consent history, in the order it was recorded.
-    async fn consent_history(&self, tenant: &TenantId) -> Result<Vec<ConsentEvent>, StoreError>;
-
-    /// Append one entry to the audit chain. Returns its sequence number.
-    async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError>;
-
-    /// Audit entries with a sequence number above `after`, in order.
-    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// Records tagged usable for training, streamed in `(received_at, id)`
-    /// order (constant memory however many there are). Never a ZDR record.
-    fn export_candidates(
-        &self,
-        query: ExportQuery,
-    ) -> BoxStream<'_, Result<ExportCandidate, StoreError>>;
-
-    /// Live records received in `[since, until)`, counted by training tag.
-    async fn training_tag_counts(
-        &self,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<Vec<TagCount>, StoreError>;
-
-    /// Remove every row past its `expires_at` that no active legal hold
-    /// covers, in short batches. PostgreSQL drops whole partitions once their
-    /// upper bound has passed. One sweeper at a time across replicas.
-    async fn sweep(
-        &self,
-        now: OffsetDateTime,
-        dry_run: bool,
-        batch_size: usize,
-    ) -> Result<SweepReport, StoreError>;
-
-    /// Per swept table: rows past expiry and the oldest live row.
-    async fn retention_stats(&self, now: OffsetDateTime) -> Result<Vec<TableStats>, StoreError>;
-
-    /// The tables in the database (partitions excluded).
-    async fn table_names(&self) -> Result<Vec<String>, StoreError>;
-
-    /// Place a hold and audit it in one transaction. Returns its id.
-    async fn add_hold(&self, hold: &NewHold, audit: &AuditEvent) -> Result<i64, StoreError>;
-
-    /// Release an active hold and audit it; `false` when no such active hold.
-    async fn release_hold(
-        &self,
-        id: i64,
-        released_by: &str,
-        at: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-
-    async fn list_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
-
-    /// The content-expiry days (since the Unix epoch) of content rows that
-    /// expired before `before` and that an active legal hold keeps: their
-    /// days' keys must stay while the hold does.
-    async fn held_content_days(
-        &self,
-        now: OffsetDateTime,
-        before: OffsetDateTime,
-    ) -> Result<Vec<i32>, StoreError>;
-
-    /// The review item of a record, if it was flagged (no audit: metadata).
-    async fn review_item(&self, record: RecordId) -> Result<Option<ReviewItem>, StoreError>;
-
-    /// Add verdicts found after the fact (the classifier) to a record's
-    /// item, opening one if it has none.
-    async fn add_review_flag(
-        &self,
-        record: RecordId,
-        tenant: &TenantId,
-        flag: &ReviewFlag,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    /// Review items matching `filter` (metadata only, no payloads).
-    async fn list_review_items(&self, filter: &ReviewFilter)
-        -> Result<Vec<ReviewItem>, StoreError>;
-
-    /// Read an item with its record and content, writing `audit` in the same
-    /// transaction: no audit entry, no data. `None` when there is no item.
-    async fn read_review_item(
-        &self,
-        record: RecordId,
-        audit: &AuditEvent,
-    ) -> Result<Option<(ReviewItem, Record)>, StoreError>;
-
-    /// Claim the most severe, oldest open item for `assignee`; two callers
-    /// never get the same item. Audited in the same transaction.
-    async fn claim_next_item(
-        &self,
-        assignee: &str,
-        now: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<Option<ReviewItem>, StoreError>;
-
-    /// Apply `change` and audit it in one transaction; `false` when there is
-    /// no such item (or it is already resolved).
-    async fn update_review_item(
-        &self,
-        record: RecordId,
-        change: &ItemChange,
-        now: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-
-    /// Live items counted by status and severity.
-    async fn review_counts(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<(String, String, i64)>, StoreError>;
-
-    /// Audit entries matching `filter`.
-    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// Suspend a key (or, with `key` `None`, a tenant) and audit it.
-    async fn add_suspension(
-        &self,
-        tenant: &TenantId,
-        key: Option<&str>,
-        reason: &str,
-        by: &str,
-        at: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<i64, StoreError>;
-
-    /// Lift a suspension and audit it; `false` when none is in force.
-    async fn lift_suspension(
-        &self,
-        id: i64,
-        by: &str,
-        at: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-
-    async fn list_suspensions(&self) -> Result<Vec<Suspension>, StoreError>;
-
-    /// Create a principal and audit it. Returns its id.
-    async fn add_principal(&self, p: &NewPrincipal, audit: &AuditEvent) -> Result<i64, StoreError>;
-
-    /// The principal whose token has this hash (active or not).
-    async fn principal_by_token(&self, token_hash: &str) -> Result<Option<Principal>, StoreError>;
-
-    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
-
-    /// Revoke a principal by name and audit it; `false` when none is active.
-    async fn revoke_principal(
-        &self,
-        name: &str,
-        at: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-
-    /// Register objects created upstream; one already registered (on the
-    /// same route) keeps its first owner.
-    async fn insert_objects(&self, objects: &[UpstreamObject]) -> Result<(), StoreError>;
-
-    /// The registry rows of `ids` on `route` (deleted ones included).
-    async fn objects(&self, route: &str, ids: &[String])
-        -> Result<Vec<UpstreamObject>, StoreError>;
-
-    /// Live objects whose `purge_at` has passed, oldest first.
-    async fn objects_to_purge(
-        &self,
-        now: OffsetDateTime,
-        limit: i64,
-    ) -> Result<Vec<UpstreamObject>, StoreError>;
-
-    /// The owner deleted an object: the row expires `keep_for` later
-    /// (metadata retention). `false` when it is not registered.
-    async fn mark_object_deleted(
-        &self,
-        route: &str,
-        object_id: &str,
-        at: OffsetDateTime,
-        keep_for: time::Duration,
-    ) -> Result<bool, StoreError>;
-
-    /// Index a kept file copy (replacing one with the same id).
-    async fn insert_file_copy(&self, copy: &FileCopy) -> Result<(), StoreError>;
-
-    async fn file_copy(
-        &self,
-        tenant: &TenantId,
-        file_id: &str,
-    ) -> Result<Option<FileCopy>, StoreError>;
-
-    /// The upload records of every kept copy (whose file keys are in use).
-    async fn file_copy_records(&self) -> Result<Vec<RecordId>, StoreError>;
-
-    /// Forget a copy and audit it in one transaction; `false` when none.
-    async fn delete_file_copy(
-        &self,
-        tenant: &TenantId,
-        file_id: &str,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-
-    /// Record that an export finished: from now on its marks hide records
-    /// from later exports.
-    async fn finish_export(&self, export_id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
-
-    /// The audit chain's head as the store last wrote it: `(seq, hash)`.
-    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
-
-    /// Mark records as taken by `export_id` (replacing an earlier mark).
-    async fn mark_exported(
-        &self,
-        export_id: Uuid,
-        at: OffsetDateTime,
-        records: &[(RecordId, OffsetDateTime)],
-    ) -> Result<(), StoreError>;
 }
 
 /// `notes` (a JSON array) with one more note.

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use custodian::abuse::{RuleAction, Severity};
-use custodian::clock::ManualClock;
 use custodian::config::Config;
+use custodian::domain::clock::ManualClock;
 use custodian::domain::RecordId;
 use serde_json::{json, Value};
 use time::macros::datetime;

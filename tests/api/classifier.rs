@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use custodian::clock::SystemClock;
+use custodian::domain::clock::SystemClock;
 use custodian::domain::RecordId;
 use serde_json::{json, Value};
 

@@ -192,14 +192,24 @@ async fn consent_record_and_show_on_both_stores() {
 
 #[test]
 fn keys_issue_prints_a_key_and_its_hash_and_fingerprint_reads_stdin() {
-    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .args(["keys", "issue"])
+    // `keys issue` is the old spelling of `api-keys issue`, kept as an alias.
+    for spelling in [["api-keys", "issue"], ["keys", "issue"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .args(spelling)
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        let key = text.lines().find_map(|l| l.strip_prefix("key:  ")).unwrap();
+        let hash = text.lines().find_map(|l| l.strip_prefix("hash: ")).unwrap();
+        assert_eq!(custodian::proxy::auth::managed_key_hash(key), hash);
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("--help")
         .output()
         .unwrap();
-    let text = stdout(&out);
-    let key = text.lines().find_map(|l| l.strip_prefix("key:  ")).unwrap();
-    let hash = text.lines().find_map(|l| l.strip_prefix("hash: ")).unwrap();
-    assert_eq!(custodian::auth::managed_key_hash(key), hash);
+    let help = stdout(&help);
+    assert!(help.contains("api-keys") && help.contains("encryption-keys"));
+    assert!(!help.lines().any(|l| l.trim_start().starts_with("keys ")));
 
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("fp.key");
@@ -215,7 +225,7 @@ fn keys_issue_prints_a_key_and_its_hash_and_fingerprint_reads_stdin() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
         .arg("--config")
         .arg(&path)
-        .args(["keys", "fingerprint"])
+        .args(["api-keys", "fingerprint"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -228,7 +238,7 @@ fn keys_issue_prints_a_key_and_its_hash_and_fingerprint_reads_stdin() {
         .write_all(b"sk-real-key\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let expected = custodian::auth::fingerprint(
+    let expected = custodian::proxy::auth::fingerprint(
         &custodian::config::Secret::new("file-secret"),
         "sk-real-key",
     );
@@ -245,7 +255,7 @@ async fn serve_keeps_no_byte_of_zdr_content_in_any_file_or_log() {
     let zdr_key = "cst_binary_test_zdr_key";
     let tenant = format!(
         "zero_data_retention = true\nmanaged_keys = [\"{}\"]\n",
-        custodian::auth::managed_key_hash(zdr_key)
+        custodian::proxy::auth::managed_key_hash(zdr_key)
     );
     let path = serve_config(dir.path(), &db, &tenant, &upstream.url(), "");
     let log_path = dir.path().join("gateway.log");
@@ -490,7 +500,7 @@ async fn principals_and_the_review_cli() {
     let app = crate::helpers::spawn_app_with(
         Backend::Sqlite,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -676,7 +686,7 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
         stdout(&status)
     );
 
-    let out = run(&["keys", "rotate-kek"], &[]);
+    let out = run(&["encryption-keys", "rotate-kek"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("re-wrapped 1 data keys"),
@@ -700,7 +710,10 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
     assert!(err.to_string().contains("neither encryption.kek"), "{err}");
 
     // Offline: re-wrap with a KEK from the environment.
-    let missing = run(&["keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"], &[]);
+    let missing = run(
+        &["encryption-keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"],
+        &[],
+    );
     assert!(!missing.status.success());
     assert!(
         stderr(&missing).contains("NEXT_KEK is not set"),
@@ -708,7 +721,7 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
         stderr(&missing)
     );
     let out = run(
-        &["keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"],
+        &["encryption-keys", "rotate-kek", "--new-kek-env", "NEXT_KEK"],
         &[("NEXT_KEK", THIRD_KEK)],
     );
     assert!(out.status.success(), "{}", stderr(&out));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use custodian::clock::SystemClock;
+use custodian::domain::clock::SystemClock;
 use custodian::domain::{ConsentEvent, TenantId, TrainingBasis};
 use custodian::startup::Gateway;
 use serde_json::json;

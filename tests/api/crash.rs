@@ -65,7 +65,7 @@ async fn journal_mode_keeps_every_answered_record_through_kill_9() {
     let db = format!("sqlite://{}", dir.path().join("custodian.db").display());
     let tenant = format!(
         "managed_keys = [\"{}\"]\n",
-        custodian::auth::managed_key_hash(KEY)
+        custodian::proxy::auth::managed_key_hash(KEY)
     );
     let config = serve_config(
         dir.path(),
@@ -134,7 +134,7 @@ async fn an_upload_killed_midway_leaves_nothing_after_a_sweep() {
     std::fs::write(dir.path().join("kek"), crate::helpers::TEST_KEK).unwrap();
     let tenant = format!(
         "managed_keys = [\"{}\"]\n",
-        custodian::auth::managed_key_hash(KEY)
+        custodian::proxy::auth::managed_key_hash(KEY)
     );
     let extra = format!(
         "[sweeper]\ninterval = \"1s\"\n\n[encryption]\nenabled = true\nkey_dir = \"{}\"\n\

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use custodian::audit::ChainVerifier;
-use custodian::clock::SystemClock;
+use custodian::domain::audit::ChainVerifier;
+use custodian::domain::clock::SystemClock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;

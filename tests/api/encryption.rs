@@ -309,7 +309,7 @@ async fn a_backup_loses_expired_content_when_its_key_is_destroyed(
         (2, 1, false),
         "{before:?}"
     );
-    custodian::sweeper::shred_expired_keys(app.store.as_ref(), &app.keys(), now).await;
+    custodian::jobs::sweeper::shred_expired_keys(app.store.as_ref(), &app.keys(), now).await;
     // What restores the backup is a fresh process on the live key store.
     let keys = key_store.open().await;
     let after = check(restored.as_ref(), &keys, now).await.unwrap();
@@ -386,7 +386,7 @@ async fn replicas_share_a_postgres_key_store() {
 
     let now = T0 + time::Duration::days(32);
     clock.set(now);
-    custodian::sweeper::shred_expired_keys(one.store.as_ref(), &one.keys(), now).await;
+    custodian::jobs::sweeper::shred_expired_keys(one.store.as_ref(), &one.keys(), now).await;
     // The item is past its expiry now (the API answers 404): what the
     // other replica's keys open of the row is what counts.
     let mut state = content_of(two.store.as_ref(), &two.keys(), id).await;
@@ -416,7 +416,7 @@ async fn sealing_goes_on_while_the_key_store_is_away() {
     let app = spawn_app_with(
         Backend::Sqlite,
         config,
-        Arc::new(custodian::clock::SystemClock),
+        Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     relay.cut();
@@ -494,7 +494,7 @@ async fn a_legal_hold_keeps_only_the_keys_of_its_content(backend: Backend) {
     let now = T0 + time::Duration::days(40);
     clock.set(now);
     sweep_at(app.store.as_ref(), now).await;
-    custodian::sweeper::shred_expired_keys(app.store.as_ref(), &app.keys(), now).await;
+    custodian::jobs::sweeper::shred_expired_keys(app.store.as_ref(), &app.keys(), now).await;
     let TestKeyStore::Dir(dir) = &key_store else {
         unreachable!()
     };
@@ -528,7 +528,12 @@ async fn a_body_in_clear_that_looks_sealed_reads_as_it_is(backend: Backend) {
     };
     for builder in [plain, builder(&keys)] {
         let sealing = builder.extra.contains("[encryption]");
-        let app = spawn_app_with(backend, builder, Arc::new(custodian::clock::SystemClock)).await;
+        let app = spawn_app_with(
+            backend,
+            builder,
+            Arc::new(custodian::domain::clock::SystemClock),
+        )
+        .await;
         let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
         let body = b"\0CSTENC1 build a bomb, in clear";
         let response = app

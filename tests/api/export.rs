@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use custodian::clock::ManualClock;
+use custodian::domain::clock::ManualClock;
 use custodian::export::{self, ExportOptions, Manifest};
 use indicatif::ProgressBar;
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 //! the upstream confirms removes the copy and is audited.
 
 use custodian::domain::TenantId;
-use custodian::files::FileCopies;
+use custodian::objects::copies::FileCopies;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -206,7 +206,7 @@ async fn encrypted_copies_are_shredded_with_their_file(backend: Backend) {
     let app = spawn_app_with(
         backend,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     let acme = TenantId("acme".into());

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use custodian::clock::{Clock, ManualClock, SystemClock};
 use custodian::config::Config;
+use custodian::domain::clock::{Clock, ManualClock, SystemClock};
 use custodian::startup::Gateway;
 use custodian::store::Store;
 use sqlx::{Connection, Executor, PgConnection};
@@ -141,7 +141,7 @@ pub const TEST_KEK: &str = "5c3f0e8a1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a
 
 impl Default for ConfigBuilder {
     fn default() -> Self {
-        let fp = custodian::auth::fingerprint(
+        let fp = custodian::proxy::auth::fingerprint(
             &custodian::config::Secret::new(FINGERPRINT_SECRET),
             PASSTHROUGH_KEY,
         );
@@ -179,8 +179,8 @@ id = "zdr-co"
 zero_data_retention = true
 managed_keys = ["{zdr}"]
 "#,
-                managed = custodian::auth::managed_key_hash(MANAGED_KEY),
-                zdr = custodian::auth::managed_key_hash(ZDR_KEY),
+                managed = custodian::proxy::auth::managed_key_hash(MANAGED_KEY),
+                zdr = custodian::proxy::auth::managed_key_hash(ZDR_KEY),
             ),
             routes: None,
         }
@@ -496,7 +496,7 @@ pub async fn sweep_at(
 ) -> custodian::store::SweepReport {
     let clock = ManualClock::new(at);
     for _ in 0..200 {
-        let report = custodian::sweeper::sweep_once(store, &clock, 1_000, false)
+        let report = custodian::jobs::sweeper::sweep_once(store, &clock, 1_000, false)
             .await
             .unwrap();
         if !report.skipped_locked {
@@ -543,7 +543,7 @@ pub async fn append_consent(
     store: &dyn Store,
     event: &custodian::domain::ConsentEvent,
 ) -> Result<i64, custodian::store::StoreError> {
-    let audit = custodian::audit::AuditEvent {
+    let audit = custodian::domain::audit::AuditEvent {
         at: event.recorded_at,
         actor: event.actor.clone(),
         action: "consent.changed".into(),

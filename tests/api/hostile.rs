@@ -121,7 +121,7 @@ async fn strict_app(backend: Backend) -> TestApp {
     spawn_app_with(
         backend,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await
 }

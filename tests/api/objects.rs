@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use custodian::clock::SystemClock;
+use custodian::domain::clock::SystemClock;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -21,8 +21,8 @@ fn builder() -> ConfigBuilder {
     let mut builder = ConfigBuilder::default();
     builder.tenants.push_str(&format!(
         "\n[[tenants]]\nid = \"other\"\nmanaged_keys = [\"{}\"]\n\n[[tenants]]\nid = \"solo\"\nmanaged_keys = [\"{}\"]\nupstream_keys = {{ openai = {{ env = \"TEST_TENANT_UPSTREAM_KEY\" }} }}\n",
-        custodian::auth::managed_key_hash(OTHER_KEY),
-        custodian::auth::managed_key_hash(SOLO_KEY),
+        custodian::proxy::auth::managed_key_hash(OTHER_KEY),
+        custodian::proxy::auth::managed_key_hash(SOLO_KEY),
     ));
     builder
 }

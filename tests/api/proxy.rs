@@ -389,7 +389,7 @@ upstream_key = {{ env = "TEST_UPSTREAM_KEY" }}
     let app = spawn_app_with(
         backend,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     let response = app
@@ -589,7 +589,7 @@ async fn a_full_record_queue_slows_clients_instead_of_dropping_records(backend: 
     let mut app = spawn_app_with(
         backend,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     let calls = (0..30).map(|i| app.chat(MANAGED_KEY, chat_body(&format!("q{i}"))));
@@ -629,7 +629,7 @@ async fn excess_concurrent_requests_are_shed_with_retry_after(backend: Backend) 
     let app = spawn_app_with(
         backend,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     let streaming =

@@ -48,7 +48,7 @@ struct Replica {
 async fn start_replicas(db_url: &str, upstream: &str) -> Vec<Replica> {
     let tenant = format!(
         "managed_keys = [\"{}\"]\n",
-        custodian::auth::managed_key_hash(KEY)
+        custodian::proxy::auth::managed_key_hash(KEY)
     );
     let mut replicas = Vec::new();
     for _ in 0..REPLICAS {

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use custodian::audit::AuditEvent;
-use custodian::clock::{Clock, ManualClock, SystemClock};
+use custodian::domain::audit::AuditEvent;
+use custodian::domain::clock::{Clock, ManualClock, SystemClock};
 use custodian::domain::{RecordId, TenantId};
+use custodian::jobs::sweeper::sweep_once;
 use custodian::store::{registry, NewHold};
-use custodian::sweeper::sweep_once;
 use serde_json::json;
 use sqlx::Connection;
 use time::macros::datetime;

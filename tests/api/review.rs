@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use custodian::audit::{AuditEvent, ChainVerifier};
-use custodian::clock::SystemClock;
+use custodian::domain::audit::{AuditEvent, ChainVerifier};
+use custodian::domain::clock::SystemClock;
 use custodian::review::access::{issue_token, token_hash, Role};
 use custodian::store::NewPrincipal;
 use reqwest::StatusCode;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use custodian::audit::AuditEvent;
+use custodian::domain::audit::AuditEvent;
 use custodian::domain::{RecordId, TenantId};
 use custodian::review::access::Role;
 use custodian::store::NewHold;
@@ -62,7 +62,12 @@ async fn contractors_see_no_personal_data_behind_escapes_or_in_notes(backend: Ba
         extra: RULES.into(),
         ..ConfigBuilder::default()
     };
-    let app = spawn_app_with(backend, builder, Arc::new(custodian::clock::SystemClock)).await;
+    let app = spawn_app_with(
+        backend,
+        builder,
+        Arc::new(custodian::domain::clock::SystemClock),
+    )
+    .await;
     let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
     let contractor = principal_in(
         app.store.as_ref(),
@@ -248,7 +253,12 @@ async fn confirming_abuse_and_its_suspension_are_one_transaction(backend: Backen
         extra: format!("{RULES}\n[review]\non_confirm = \"suspend_key\"\n"),
         ..ConfigBuilder::default()
     };
-    let app = spawn_app_with(backend, builder, Arc::new(custodian::clock::SystemClock)).await;
+    let app = spawn_app_with(
+        backend,
+        builder,
+        Arc::new(custodian::domain::clock::SystemClock),
+    )
+    .await;
     let reviewer = principal_in(app.store.as_ref(), "rex", Role::Reviewer, None).await;
     let id = flagged_raw(
         &app,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custodian::abuse::RuleAction;
-use custodian::clock::SystemClock;
+use custodian::domain::clock::SystemClock;
 use custodian::domain::{Outcome, RecordId};
 use serde_json::{json, Value};
 
@@ -38,8 +38,8 @@ fn builder(server: &str) -> ConfigBuilder {
     );
     builder.tenants.push_str(&format!(
         "\n[[tenants]]\nid = \"strict\"\nprofile = \"strict\"\nmanaged_keys = [\"{}\"]\n\n[[tenants]]\nid = \"lenient\"\nprofile = \"lenient\"\nmanaged_keys = [\"{}\"]\n",
-        custodian::auth::managed_key_hash(STRICT_KEY),
-        custodian::auth::managed_key_hash(LENIENT_KEY),
+        custodian::proxy::auth::managed_key_hash(STRICT_KEY),
+        custodian::proxy::auth::managed_key_hash(LENIENT_KEY),
     ));
     builder
 }

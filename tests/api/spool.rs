@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use custodian::clock::SystemClock;
+use custodian::domain::clock::SystemClock;
 use custodian::domain::RecordId;
-use custodian::spool::Spool;
+use custodian::recording::spool::Spool;
 use custodian::store::Store;
 use serde_json::{json, Value};
 use sqlx::Connection;

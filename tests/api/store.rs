@@ -210,8 +210,8 @@ async fn consent_rows_cannot_be_rewritten(backend: Backend) {
     );
 }
 
-fn audit_event(n: usize) -> custodian::audit::AuditEvent {
-    custodian::audit::AuditEvent {
+fn audit_event(n: usize) -> custodian::domain::audit::AuditEvent {
+    custodian::domain::audit::AuditEvent {
         at: datetime!(2025-01-01 00:00 UTC) + Duration::seconds(n as i64),
         actor: format!("operator:o{n}"),
         action: "test.appended".into(),
@@ -238,7 +238,7 @@ async fn concurrent_audit_appends_form_one_chain(backend: Backend) {
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=24).collect::<Vec<i64>>());
     let entries = store.audit_entries(0, 1_000).await.unwrap();
-    let mut verifier = custodian::audit::ChainVerifier::new();
+    let mut verifier = custodian::domain::audit::ChainVerifier::new();
     for e in &entries {
         verifier.check(e).unwrap();
     }
@@ -273,11 +273,11 @@ async fn concurrent_audit_appends_form_one_chain(backend: Backend) {
         }
     }
     let entries = store.audit_entries(0, 1_000).await.unwrap();
-    let mut verifier = custodian::audit::ChainVerifier::new();
+    let mut verifier = custodian::domain::audit::ChainVerifier::new();
     let broken = entries.iter().find_map(|e| verifier.check(e).err());
     assert_eq!(
         broken,
-        Some(custodian::audit::ChainBreak::Content { seq: 3 })
+        Some(custodian::domain::audit::ChainBreak::Content { seq: 3 })
     );
 }
 
@@ -320,12 +320,12 @@ async fn writer_isolates_a_record_the_store_refuses() {
         store_timeout: std::time::Duration::from_secs(5),
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let durability = std::sync::Arc::new(custodian::store::writer::Durability::new(
+    let durability = std::sync::Arc::new(custodian::recording::writer::Durability::new(
         None,
         custodian::config::WhenUnrecordable::FailOpen,
     ));
     let (sink, handle) =
-        custodian::store::writer::spawn(store.clone(), &config, durability, stop.clone());
+        custodian::recording::writer::spawn(store.clone(), &config, durability, stop.clone());
     for r in [good_a.clone(), bad, good_b.clone()] {
         sink.submit(r);
     }

@@ -98,7 +98,7 @@ async fn a_cut_answer_fails_the_client_in_journal_mode(backend: Backend) {
     let app = spawn_app_with(
         backend,
         builder,
-        std::sync::Arc::new(custodian::clock::SystemClock),
+        std::sync::Arc::new(custodian::domain::clock::SystemClock),
     )
     .await;
     for (body, mode) in [(streamed("reset"), "reset"), (sized("cut"), "cut")] {

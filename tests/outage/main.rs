@@ -26,7 +26,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custodian::clock::SystemClock;
+use custodian::domain::clock::SystemClock;
 use custodian::domain::RecordId;
 use tokio::task::JoinSet;
 

@@ -1,0 +1,3 @@
+//! What runs periodically.
+
+pub mod sweeper;
