@@ -50,7 +50,7 @@ fn seal_and_open(c: &mut Criterion) {
             })
         });
         let id = RecordId::new();
-        let content = custodian::store::RecordContent {
+        let content = custodian::domain::records::RecordContent {
             request_body: keys
                 .seal(expires, id, &tenant, "request", &body)
                 .expect("sealed"),

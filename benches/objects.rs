@@ -14,9 +14,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use custodian::abuse::scan;
+use custodian::domain::objects::UpstreamObject;
 use custodian::domain::{RecordId, TenantId};
 use custodian::objects;
-use custodian::store::{Store, UpstreamObject};
+use custodian::store::Store;
 use sqlx::{Connection, Executor};
 use time::OffsetDateTime;
 

@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use custodian::abuse::{RuleAction, Severity, Verdict};
 use custodian::config::Config;
 use custodian::domain::audit::AuditEvent;
 use custodian::domain::clock::{Clock, SystemClock};
+use custodian::domain::records::{Record, RecordMeta, Usage};
+use custodian::domain::review::ReviewFlag;
+use custodian::domain::verdict::{RuleAction, Severity, Verdict};
 use custodian::domain::{KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
-use custodian::store::{self, Record, RecordMeta, ReviewFlag, Usage};
+use custodian::store;
 use time::Duration;
 
 #[tokio::main]

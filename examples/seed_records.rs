@@ -17,8 +17,9 @@ use std::time::Instant;
 use anyhow::Context;
 use custodian::config::Config;
 use custodian::domain::clock::{Clock, SystemClock};
+use custodian::domain::records::{Record, RecordContent, RecordMeta, Usage};
 use custodian::domain::{KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
-use custodian::store::{self, Record, RecordContent, RecordMeta, Usage};
+use custodian::store;
 use time::Duration;
 
 const BATCH: usize = 1_000;

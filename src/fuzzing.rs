@@ -18,10 +18,10 @@ pub fn config(data: &[u8]) {
 /// SSE bodies as the upstream streams them: usage extraction, the reviewer's
 /// reassembled text and the training line rebuilt from the deltas.
 pub fn sse(data: &[u8]) {
-    for event in crate::proxy::extract::sse_data(data) {
+    for event in crate::wire::sse_data(data) {
         assert!(!event.is_empty() && event != b"[DONE]");
     }
-    let _ = crate::proxy::extract::response_fields(data, true);
+    let _ = crate::wire::response_fields(data, true);
     let request = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
     for path in ["/v1/chat/completions", "/anthropic/v1/messages"] {
         let _ = crate::export::finetune::answer_text(path, true, data);
@@ -62,8 +62,8 @@ pub fn spool_segment(data: &[u8]) {
 /// limit) and the redaction applied before a reviewer reads it.
 pub fn json_fields(data: &[u8]) {
     use crate::abuse::scan;
-    let _ = crate::proxy::extract::request_model(data);
-    let _ = crate::proxy::extract::response_fields(data, false);
+    let _ = crate::wire::request_model(data);
+    let _ = crate::wire::response_fields(data, false);
     let text = scan::text_of(data);
     // The tokenizer sees every string a JSON parser sees, escapes undone.
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {

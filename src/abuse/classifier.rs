@@ -20,11 +20,12 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::abuse::{RuleAction, Verdict};
 use crate::config::ClassifierConfig;
 use crate::domain::clock::Clock;
+use crate::domain::review::ReviewFlag;
+use crate::domain::verdict::{RuleAction, Verdict};
 use crate::domain::{RecordId, TenantId};
-use crate::store::{ReviewFlag, Store};
+use crate::store::Store;
 
 /// Consecutive failures after which the classifier counts as down.
 const UNHEALTHY_AFTER: u32 = 3;

@@ -16,34 +16,11 @@ use std::io::Read;
 
 use futures_util::FutureExt;
 
+use crate::domain::verdict::Unreadable;
+
 /// Content-Encoding layers undone at most: each layer may inflate up to the
 /// body limit, so this bounds the work one body can ask for.
 const MAX_LAYERS: usize = 3;
-
-/// Why the rules could not read a body in full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unreadable {
-    /// The body goes on past `server.max_scan_bytes`.
-    ScanLimit,
-    /// A `Content-Encoding` the gateway cannot undo (or too many layers).
-    UnknownEncoding,
-    /// Bytes that are not text (a binary file, an image, audio).
-    Binary,
-    /// A multipart body whose parts cannot be told apart.
-    MalformedMultipart,
-}
-
-impl Unreadable {
-    /// A stable, low-cardinality name: the review item's reason and a label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ScanLimit => "scan_limit",
-            Self::UnknownEncoding => "unknown_encoding",
-            Self::Binary => "binary",
-            Self::MalformedMultipart => "malformed_multipart",
-        }
-    }
-}
 
 /// What the rules get to read.
 #[derive(Debug, Default, PartialEq, Eq)]

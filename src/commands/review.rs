@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn principals(path: &Path, command: PrincipalsCommand) -> anyhow::Result<()> {
-    use crate::review::access::{self, Role};
+    use crate::domain::access::{self, Role};
     let config = load(path)?;
     let store = open_store(&config).await?;
     let now = SystemClock.now();

@@ -125,7 +125,7 @@ pub struct Config {
     pub sweeper: SweeperConfig,
     pub files: FilesConfig,
     /// Inline abuse rules, compiled.
-    pub rules: Arc<crate::abuse::RuleSet>,
+    pub rules: Arc<crate::policy::rules::RuleSet>,
     pub review: ReviewConfig,
     /// The asynchronous moderation classifier, when configured.
     pub classifier: Option<ClassifierConfig>,
@@ -325,7 +325,7 @@ pub struct ClassifierConfig {
     /// A category scoring at or above its threshold (or this default) flags.
     pub threshold: f64,
     pub thresholds: BTreeMap<String, f64>,
-    pub severity: crate::abuse::Severity,
+    pub severity: crate::domain::verdict::Severity,
 }
 
 /// What resolving a review item as confirmed abuse does.
@@ -422,7 +422,7 @@ pub struct Profile {
     pub safety_retention: bool,
     pub classifier: ClassifierMode,
     /// What happens to a body the rules cannot read in full.
-    pub unscannable: crate::abuse::Unscannable,
+    pub unscannable: crate::policy::rules::Unscannable,
     /// Upstream objects that hold payloads (files other than fine-tune
     /// files, stored responses and completions, conversations): kept until
     /// their owner deletes them, or deleted upstream when the content
@@ -466,7 +466,7 @@ pub struct EffectivePolicy {
     /// Keep the content of a flagged ZDR request for the review period.
     pub safety_retention: bool,
     pub classifier: ClassifierMode,
-    pub unscannable: crate::abuse::Unscannable,
+    pub unscannable: crate::policy::rules::Unscannable,
     pub upstream_objects: UpstreamObjects,
     pub training_cutover: Option<OffsetDateTime>,
     /// The retention receipts, by what is kept (computed once at load).

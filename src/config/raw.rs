@@ -200,9 +200,9 @@ pub(super) struct RawConsent {
 pub(super) struct RawRule {
     pub(super) name: Spanned<String>,
     #[serde(default)]
-    pub(super) severity: crate::abuse::Severity,
+    pub(super) severity: crate::domain::verdict::Severity,
     #[serde(default)]
-    pub(super) action: crate::abuse::RuleAction,
+    pub(super) action: crate::domain::verdict::RuleAction,
     #[serde(default)]
     pub(super) keywords: Vec<String>,
     #[serde(default)]
@@ -327,7 +327,7 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub(super) classifier: ClassifierMode,
     #[serde(default)]
-    pub(super) unscannable: crate::abuse::Unscannable,
+    pub(super) unscannable: crate::policy::rules::Unscannable,
     #[serde(default)]
     pub(super) upstream_objects: UpstreamObjects,
 }
@@ -354,7 +354,7 @@ pub(super) struct RawClassifier {
     #[serde(default)]
     pub(super) thresholds: BTreeMap<String, f64>,
     #[serde(default = "default_classifier_severity")]
-    pub(super) severity: crate::abuse::Severity,
+    pub(super) severity: crate::domain::verdict::Severity,
 }
 
 pub(super) fn default_classifier_timeout() -> Duration {
@@ -372,8 +372,8 @@ pub(super) fn default_classifier_tenant_share() -> f64 {
 pub(super) fn default_classifier_threshold() -> f64 {
     0.5
 }
-pub(super) fn default_classifier_severity() -> crate::abuse::Severity {
-    crate::abuse::Severity::High
+pub(super) fn default_classifier_severity() -> crate::domain::verdict::Severity {
+    crate::domain::verdict::Severity::High
 }
 
 pub(super) fn default_content_retention() -> Duration {

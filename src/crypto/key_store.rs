@@ -112,7 +112,7 @@ impl KeyStore {
         let Self::Postgres { pool, deadline } = self else {
             return None;
         };
-        tokio::time::timeout(*deadline, cluster_id(pool))
+        tokio::time::timeout(*deadline, crate::store::postgres_cluster_id(pool))
             .await
             .ok()
             .flatten()
@@ -305,14 +305,6 @@ async fn within<T>(
     tokio::time::timeout(deadline, work)
         .await
         .map_err(|_| CryptoError::Timeout(deadline))?
-}
-
-/// `system_identifier` of the cluster behind `pool`, if the role may read it.
-pub async fn cluster_id(pool: &PgPool) -> Option<String> {
-    sqlx::query_scalar("SELECT system_identifier::text FROM pg_control_system()")
-        .fetch_one(pool)
-        .await
-        .ok()
 }
 
 async fn blocking<T: Send + 'static>(

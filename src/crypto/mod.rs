@@ -31,7 +31,7 @@ use crate::domain::{RecordId, TenantId};
 pub use key_store::{KeyStore, WrappedKey};
 
 /// Marks a sealed value; a NUL first byte never starts a text or JSON body.
-const MAGIC: &[u8; 8] = b"\0CSTENC1";
+const MAGIC: &[u8; 8] = crate::domain::records::SEALED_BODY_MAGIC;
 const DAY_LEN: usize = 4;
 const HEADER: usize = MAGIC.len() + DAY_LEN + NONCE_LEN;
 const KEY_LEN: usize = 32;
@@ -666,7 +666,7 @@ fn day_name(day: i32) -> String {
 /// Seal a record's captured bodies in place, before the record goes
 /// anywhere (spool or store). A body that cannot be sealed is dropped with
 /// the rest of the content, never kept in clear.
-pub fn seal_record(keys: &ContentKeys, record: &mut crate::store::Record) {
+pub fn seal_record(keys: &ContentKeys, record: &mut crate::domain::records::Record) {
     let Some(content) = record.content.as_mut() else {
         return;
     };
@@ -694,12 +694,6 @@ pub fn seal_record(keys: &ContentKeys, record: &mut crate::store::Record) {
     }
 }
 
-/// Whether a body stored before sealing was flagged apart from the bytes
-/// was sealed: only its format header can tell (spool frames of that time).
-pub fn sealed_before_the_flag(body: &[u8]) -> bool {
-    body.starts_with(MAGIC)
-}
-
 /// Whether a file copy kept before sealing was recorded beside it is
 /// sealed: only its format header can tell.
 pub fn file_sealed_before_the_flag(blob: &[u8]) -> bool {
@@ -722,7 +716,7 @@ pub fn open_content(
     keys: Option<&ContentKeys>,
     id: RecordId,
     tenant: &TenantId,
-    content: &crate::store::RecordContent,
+    content: &crate::domain::records::RecordContent,
 ) -> ContentView {
     let open = |field, bytes: &[u8]| match (content.sealed, keys) {
         (false, _) => Opened::Plain(bytes.to_vec()),

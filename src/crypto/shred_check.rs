@@ -6,7 +6,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{key_day, ContentKeys, Opened};
-use crate::store::{Store, StoreError, StoredContent};
+use crate::domain::records::StoredContent;
+use crate::store::{Store, StoreError};
 
 const PAGE: i64 = 1_000;
 

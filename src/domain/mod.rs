@@ -1,7 +1,12 @@
 //! Small types that cross module boundaries.
 
+pub mod access;
 pub mod audit;
 pub mod clock;
+pub mod objects;
+pub mod records;
+pub mod review;
+pub mod verdict;
 
 use std::fmt;
 

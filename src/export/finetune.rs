@@ -9,7 +9,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::proxy::extract::sse_data;
+use super::SkipReason;
+use crate::wire::sse_data;
 
 /// A stored exchange, as the export sees it.
 #[derive(Debug, Clone, Copy)]
@@ -23,36 +24,6 @@ pub struct Captured<'a> {
     pub response: &'a [u8],
     /// Either body was cut at the capture limit.
     pub truncated: bool,
-}
-
-/// Why an exchange makes no training line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SkipReason {
-    UnsupportedEndpoint,
-    TruncatedCapture,
-    UnsuccessfulExchange,
-    InvalidRequest,
-    InvalidResponse,
-    NoAssistantMessage,
-    UnsupportedContent,
-    /// Part of the conversation is kept upstream (a previous response, a
-    /// conversation), not in the capture.
-    StoredContext,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnsupportedEndpoint => "unsupported_endpoint",
-            Self::TruncatedCapture => "truncated_capture",
-            Self::UnsuccessfulExchange => "unsuccessful_exchange",
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidResponse => "invalid_response",
-            Self::NoAssistantMessage => "no_assistant_message",
-            Self::UnsupportedContent => "unsupported_content",
-            Self::StoredContext => "stored_context",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -423,3 +423,33 @@ fn format_instant(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }
+
+/// Why an exchange makes no training line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkipReason {
+    UnsupportedEndpoint,
+    TruncatedCapture,
+    UnsuccessfulExchange,
+    InvalidRequest,
+    InvalidResponse,
+    NoAssistantMessage,
+    UnsupportedContent,
+    /// Part of the conversation is kept upstream (a previous response, a
+    /// conversation), not in the capture.
+    StoredContext,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnsupportedEndpoint => "unsupported_endpoint",
+            Self::TruncatedCapture => "truncated_capture",
+            Self::UnsuccessfulExchange => "unsuccessful_exchange",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidResponse => "invalid_response",
+            Self::NoAssistantMessage => "no_assistant_message",
+            Self::UnsupportedContent => "unsupported_content",
+            Self::StoredContext => "stored_context",
+        }
+    }
+}

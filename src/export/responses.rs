@@ -8,8 +8,8 @@
 
 use serde_json::{json, Value};
 
-use super::finetune::SkipReason;
-use crate::proxy::extract::sse_data;
+use super::SkipReason;
+use crate::wire::sse_data;
 
 /// The conversation a request sends, as chat messages.
 pub(super) fn messages(request: &Value) -> Result<Vec<Value>, SkipReason> {

@@ -19,19 +19,20 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::abuse::Severity;
 use crate::config::Flavor;
 use crate::crypto::{open_content, ContentKeys, ContentView};
+use crate::domain::access::{Principal, Role};
 use crate::domain::audit::AuditEvent;
 use crate::domain::clock::Clock;
+use crate::domain::records::Record;
+use crate::domain::review::ReviewItem;
+use crate::domain::verdict::Severity;
 use crate::domain::RecordId;
 use crate::export::finetune::answer_text;
 use crate::http::error::ApiError;
-use crate::review::access::{self, Action, Principal, Role};
+use crate::policy::access::{self, Action};
 use crate::review::redact::{redact, redact_body};
-use crate::store::{
-    AuditFilter, ItemChange, NewSuspension, Record, ReviewFilter, ReviewItem, Store, StoreError,
-};
+use crate::store::{AuditFilter, ItemChange, NewSuspension, ReviewFilter, Store, StoreError};
 
 const MAX_PAGE: i64 = 500;
 const MAX_NOTE_CHARS: usize = 4_000;
@@ -81,7 +82,7 @@ async fn authorize(
     // Looked up by its hash: the token itself is never compared or stored.
     let principal = state
         .store
-        .principal_by_token(&access::token_hash(token))
+        .principal_by_token(&crate::domain::access::token_hash(token))
         .await
         .map_err(unavailable)?
         .ok_or(ApiError::UnknownKey)?;
@@ -148,7 +149,7 @@ async fn visible_item(
 }
 
 /// The legal holds active now, to say which items one keeps.
-struct Holds(Vec<crate::store::LegalHold>);
+struct Holds(Vec<crate::domain::review::LegalHold>);
 
 impl Holds {
     async fn load(state: &ReviewState, now: OffsetDateTime) -> Result<Self, ApiError> {

@@ -27,8 +27,9 @@ use tokio::task::JoinHandle;
 use crate::config::FilesConfig;
 use crate::crypto::{ContentKeys, FileSealer, Opened};
 use crate::domain::audit::AuditEvent;
+use crate::domain::objects::FileCopy;
 use crate::domain::{RecordId, TenantId};
-use crate::store::{FileCopy, Store};
+use crate::store::Store;
 
 /// Chunks in flight between the upload and the copier.
 const CHANNEL_CHUNKS: usize = 16;

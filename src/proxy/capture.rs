@@ -12,60 +12,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio_util::sync::PollSender;
 
-use super::exchange::Exchange;
+use super::exchange::{Capture, Exchange};
 use crate::domain::Outcome;
-
-/// A capped copy of a body.
-#[derive(Debug, Default)]
-pub struct Capture {
-    buf: Vec<u8>,
-    cap: usize,
-    truncated: bool,
-    total: u64,
-}
-
-impl Capture {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            cap,
-            truncated: false,
-            total: 0,
-        }
-    }
-
-    /// A capture of a body held whole in memory.
-    pub fn of(body: &[u8], cap: usize) -> Self {
-        let mut c = Self::new(cap);
-        c.push(body);
-        c
-    }
-
-    pub fn push(&mut self, chunk: &[u8]) {
-        self.total += chunk.len() as u64;
-        let room = self.cap.saturating_sub(self.buf.len());
-        if chunk.len() > room {
-            self.truncated = true;
-        }
-        self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
-    }
-
-    pub fn truncated(&self) -> bool {
-        self.truncated
-    }
-
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    pub fn into_parts(self) -> (Vec<u8>, bool) {
-        (self.buf, self.truncated)
-    }
-}
 
 /// A request body streamed to the upstream, counted against the size limit
 /// and copied aside up to the capture cap.

@@ -7,15 +7,15 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::capture::Capture;
-use super::extract;
 use crate::abuse::classifier::{Job, Reservation};
-use crate::abuse::Verdict;
 use crate::config::EffectivePolicy;
+use crate::domain::records::{Record, RecordContent, RecordMeta};
+use crate::domain::review::ReviewFlag;
+use crate::domain::verdict::Verdict;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
 use crate::recording::spool::journal::Journaled;
 use crate::recording::writer::RecordSink;
-use crate::store::{Record, RecordContent, RecordMeta, ReviewFlag};
+use crate::wire;
 
 /// Status recorded for a client that left before any response (nginx's 499).
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
@@ -258,8 +258,8 @@ impl State {
             }
             None => Capture::new(0),
         };
-        let fields = extract::response_fields(response.bytes(), streamed);
-        let model = extract::request_model(request.bytes()).or(fields.model);
+        let fields = wire::response_fields(response.bytes(), streamed);
+        let model = wire::request_model(request.bytes()).or(fields.model);
         let policy = &start.policy;
         let received_at = start.received_at;
         let zdr = policy.zero_data_retention;
@@ -318,5 +318,57 @@ impl State {
             crate::crypto::seal_record(keys, &mut record);
         }
         record
+    }
+}
+
+/// A capped copy of a body.
+#[derive(Debug, Default)]
+pub struct Capture {
+    buf: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+    total: u64,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            truncated: false,
+            total: 0,
+        }
+    }
+
+    /// A capture of a body held whole in memory.
+    pub fn of(body: &[u8], cap: usize) -> Self {
+        let mut c = Self::new(cap);
+        c.push(body);
+        c
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let room = self.cap.saturating_sub(self.buf.len());
+        if chunk.len() > room {
+            self.truncated = true;
+        }
+        self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn into_parts(self) -> (Vec<u8>, bool) {
+        (self.buf, self.truncated)
     }
 }

@@ -14,10 +14,12 @@ use http::header;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ProxyState;
-use crate::abuse::scan::{self, ScanText, Unreadable};
-use crate::abuse::{CheckInput, Verdict};
+use crate::abuse::scan::{self, ScanText};
 use crate::config::{Config, EffectivePolicy};
+use crate::domain::verdict::Unreadable;
+use crate::domain::verdict::Verdict;
 use crate::http::error::ApiError;
+use crate::policy::rules::CheckInput;
 
 /// How long a request waits for room in the body budget before it is
 /// answered 503.
@@ -313,7 +315,7 @@ fn is_heavy_body(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
 }
 
 fn read_by_rules(
-    rules: &crate::abuse::RuleSet,
+    rules: &crate::policy::rules::RuleSet,
     text: &ScanText,
     body_bytes: Option<u64>,
     requests_this_minute: u64,

@@ -7,7 +7,6 @@ pub mod capture;
 pub mod client_body;
 pub mod consent;
 pub mod exchange;
-pub mod extract;
 pub mod headers;
 mod idle;
 pub mod inspect;
@@ -27,8 +26,8 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http_body_util::BodyExt;
 
-use self::capture::{Capture, RequestTee, ResponseTee};
-use self::exchange::{Exchange, ExchangeStart, RequestCapture};
+use self::capture::{RequestTee, ResponseTee};
+use self::exchange::{Capture, Exchange, ExchangeStart, RequestCapture};
 use self::headers::Receipts;
 use self::ownership::Ownership;
 use self::upstream::{UpstreamBody, UpstreamClient};
@@ -110,7 +109,7 @@ pub struct ProxyState {
     /// Places for requests in flight (`server.max_concurrent_requests`).
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Requests per tenant per minute, for rate rules.
-    pub rates: Arc<crate::abuse::RateCounter>,
+    pub rates: Arc<crate::abuse::rate::RateCounter>,
     /// The memory and CPU that reading request bodies may take.
     pub limits: inspect::Limits,
     /// The store, for the object registry.
@@ -529,7 +528,7 @@ async fn checked_body(
     let names_objects = ownership.reads_body;
     let Some(hold) = inspect::hold_limit(config, known_length, &parts.headers, names_objects)
     else {
-        let verdicts = config.rules.check(&crate::abuse::CheckInput {
+        let verdicts = config.rules.check(&crate::policy::rules::CheckInput {
             text: None,
             body_bytes: known_length,
             requests_this_minute: rate,
@@ -642,23 +641,23 @@ fn streamed_body(
 /// Flag the exchange (and say in the receipt what that keeps); a blocking
 /// verdict refuses the request.
 fn apply_verdicts(
-    verdicts: Vec<crate::abuse::Verdict>,
+    verdicts: Vec<crate::domain::verdict::Verdict>,
     exchange: &mut Exchange,
     receipts: &mut Receipts,
     policy: &EffectivePolicy,
 ) -> Result<(), ApiError> {
-    let Some((action, severity)) = crate::abuse::strongest(&verdicts) else {
+    let Some((action, severity)) = crate::domain::verdict::strongest(&verdicts) else {
         return Ok(());
     };
     receipts.flagged(policy);
     // Refused only for being unreadable: say so rather than "policy".
     let unreadable_only = verdicts
         .iter()
-        .filter(|v| v.action == crate::abuse::RuleAction::Block)
-        .all(|v| v.rule == crate::abuse::UNSCANNABLE_RULE);
+        .filter(|v| v.action == crate::domain::verdict::RuleAction::Block)
+        .all(|v| v.rule == crate::domain::verdict::UNSCANNABLE_RULE);
     let unreadable_reason = verdicts
         .iter()
-        .find(|v| v.rule == crate::abuse::UNSCANNABLE_RULE)
+        .find(|v| v.rule == crate::domain::verdict::UNSCANNABLE_RULE)
         .and_then(|v| v.reason.clone());
     for v in &verdicts {
         metrics::counter!("custodian_rule_matches_total", "rule" => v.rule.clone(), "action" => v.action.as_str())
@@ -667,11 +666,11 @@ fn apply_verdicts(
     tracing::info!(rules = ?verdicts.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>(), %severity, action = action.as_str(), "request flagged");
     exchange.flag(verdicts);
     match (action, unreadable_reason) {
-        (crate::abuse::RuleAction::Block, Some(reason)) if unreadable_only => {
+        (crate::domain::verdict::RuleAction::Block, Some(reason)) if unreadable_only => {
             Err(ApiError::Unscannable(reason))
         }
-        (crate::abuse::RuleAction::Block, _) => Err(ApiError::Blocked),
-        (crate::abuse::RuleAction::Flag, _) => Ok(()),
+        (crate::domain::verdict::RuleAction::Block, _) => Err(ApiError::Blocked),
+        (crate::domain::verdict::RuleAction::Flag, _) => Ok(()),
     }
 }
 

@@ -16,11 +16,12 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::config::UnknownObjects;
+use crate::domain::objects::UpstreamObject;
 use crate::domain::{RecordId, TenantId};
 use crate::http::error::ApiError;
 use crate::objects::{self, Kind, ObjectRef, Target};
 use crate::proxy::auth::{Caller, KeyKind};
-use crate::store::{Store, UpstreamObject};
+use crate::store::Store;
 
 use super::RouteRuntime;
 
@@ -244,7 +245,7 @@ impl Ownership {
     ) {
         let mut rows: Vec<UpstreamObject> = Vec::new();
         let documents: Vec<&[u8]> = match streamed {
-            true => super::extract::sse_data(answer).collect(),
+            true => crate::wire::sse_data(answer).collect(),
             false => vec![answer],
         };
         for document in documents {

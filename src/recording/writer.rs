@@ -18,9 +18,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SpoolConfig, WhenUnrecordable, WriterConfig};
+use crate::domain::records::Record;
+use crate::recording::dropped;
 use crate::recording::spool::journal::{self, Journal, Journaled};
 use crate::recording::spool::Spool;
-use crate::store::{Record, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Attempts per batch once shutdown has begun (then it is counted as lost).
 const SHUTDOWN_ATTEMPTS: u32 = 3;
@@ -190,16 +192,6 @@ impl RecordSink {
             }
         });
     }
-}
-
-pub(crate) fn dropped(reason: &'static str, record: &Record) {
-    metrics::counter!("custodian_records_dropped_total", "reason" => reason).increment(1);
-    tracing::error!(
-        record_id = %record.meta.id,
-        tenant = %record.meta.tenant,
-        reason,
-        "record not stored"
-    );
 }
 
 /// Start the writer. It runs until `shutdown` is cancelled, then drains

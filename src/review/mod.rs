@@ -1,5 +1,5 @@
-//! The review queue: who may see flagged requests (access), what
-//! contractors see (redact), and the admin API over it (api).
+//! What contractors see of a payload: personal data redacted (`redact`).
+//! Who may see what is decided in `policy::access`; the review API is
+//! `http::review`.
 
-pub mod access;
 pub mod redact;

@@ -17,21 +17,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::abuse::{RuleAction, Severity, Verdict};
 use crate::config::DatabaseConfig;
+use crate::domain::access::{Principal, Role};
 use crate::domain::audit::{AuditEntry, AuditEvent};
-use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
-use crate::review::access::{Principal, Role};
+use crate::domain::objects::{FileCopy, UpstreamObject};
+use crate::domain::records::{Record, RecordContent, RecordMeta, StoredContent, Usage};
+use crate::domain::review::{LegalHold, ReviewFlag, ReviewItem, Suspension};
+use crate::domain::verdict::{RuleAction, Severity, Verdict};
+use crate::domain::{ConsentEvent, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
 
 pub use access::AccessStore;
 pub use audit::AuditStore;
 pub use consent::ConsentStore;
 pub use objects::ObjectStore;
-pub use postgres::PgStore;
+pub use postgres::{cluster_id as postgres_cluster_id, PgStore};
 pub use records::RecordStore;
 pub use retention::RetentionStore;
 pub use review::ReviewStore;
@@ -70,141 +72,6 @@ impl StoreError {
             !matches!(primary, 5 | 6 | 10 | 13 | 14)
         }
     }
-}
-
-/// Token usage as the upstream reported it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: Option<i64>,
-    pub completion_tokens: Option<i64>,
-    pub total_tokens: Option<i64>,
-}
-
-/// The part of a record kept for billing and audit (metadata retention).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordMeta {
-    pub id: RecordId,
-    pub request_id: String,
-    pub tenant: TenantId,
-    pub key_id: KeyId,
-    pub route: String,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub model: Option<String>,
-    pub usage: Usage,
-    pub streamed: bool,
-    pub outcome: Outcome,
-    pub total_us: i64,
-    pub upstream_ttfb_us: Option<i64>,
-    pub upstream_total_us: Option<i64>,
-    pub request_bytes: i64,
-    pub response_bytes: i64,
-    pub training: TrainingTag,
-    pub profile: String,
-    pub policy_version: String,
-    pub zero_data_retention: bool,
-    pub received_at: OffsetDateTime,
-    /// `None` when no content was stored (zero data retention).
-    pub content_expires_at: Option<OffsetDateTime>,
-    pub expires_at: OffsetDateTime,
-}
-
-/// The captured bodies (content retention). Never written for ZDR tenants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "SpooledContent")]
-pub struct RecordContent {
-    #[serde(with = "serde_bytes")]
-    pub request_body: Vec<u8>,
-    pub request_truncated: bool,
-    #[serde(with = "serde_bytes")]
-    pub response_body: Vec<u8>,
-    pub response_truncated: bool,
-    pub expires_at: OffsetDateTime,
-    /// Both bodies are sealed (encrypted). Said apart from the bytes, so
-    /// that a body in clear is never taken for a sealed one, whatever it
-    /// begins with.
-    pub sealed: bool,
-}
-
-/// A content as the spool holds it; frames written before `sealed` existed
-/// lack it, and only then is it read from the bytes.
-#[derive(Deserialize)]
-struct SpooledContent {
-    #[serde(with = "serde_bytes")]
-    request_body: Vec<u8>,
-    request_truncated: bool,
-    #[serde(with = "serde_bytes")]
-    response_body: Vec<u8>,
-    response_truncated: bool,
-    expires_at: OffsetDateTime,
-    sealed: Option<bool>,
-}
-
-impl From<SpooledContent> for RecordContent {
-    fn from(c: SpooledContent) -> Self {
-        let sealed = c
-            .sealed
-            .unwrap_or_else(|| crate::crypto::sealed_before_the_flag(&c.request_body));
-        Self {
-            request_body: c.request_body,
-            request_truncated: c.request_truncated,
-            response_body: c.response_body,
-            response_truncated: c.response_truncated,
-            expires_at: c.expires_at,
-            sealed,
-        }
-    }
-}
-
-/// A content row with the record and tenant it belongs to.
-#[derive(Debug, Clone)]
-pub struct StoredContent {
-    pub record: RecordId,
-    pub tenant: TenantId,
-    pub content: RecordContent,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub meta: RecordMeta,
-    pub content: Option<RecordContent>,
-    /// Set when an abuse rule flagged the request: a review item is written
-    /// with the record.
-    pub review: Option<ReviewFlag>,
-}
-
-/// A review item as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReviewItem {
-    pub record_id: RecordId,
-    pub tenant: TenantId,
-    pub severity: Severity,
-    pub action: RuleAction,
-    pub verdicts: Vec<Verdict>,
-    pub content_kept: bool,
-    pub status: String,
-    pub assignee: Option<String>,
-    pub resolution: Option<String>,
-    /// Notes as stored: a JSON array of `{author, at, text}`.
-    pub notes: serde_json::Value,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-}
-
-/// A key or tenant suspended after confirmed abuse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Suspension {
-    pub id: i64,
-    pub tenant: TenantId,
-    /// `None`: the whole tenant.
-    pub key_id: Option<String>,
-    pub reason: String,
-    pub created_by: String,
-    pub created_at: OffsetDateTime,
-    pub lifted_at: Option<OffsetDateTime>,
-    pub lifted_by: Option<String>,
 }
 
 /// A principal to create.
@@ -273,58 +140,6 @@ pub struct AuditFilter {
     pub until: Option<OffsetDateTime>,
     pub after: i64,
     pub limit: i64,
-}
-
-/// What opens a review item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReviewFlag {
-    pub verdicts: Vec<Verdict>,
-    pub action: RuleAction,
-    pub severity: Severity,
-    /// The record's content is stored with it (never for ZDR tenants).
-    pub content_kept: bool,
-    /// The item expires with the record's content (the review period).
-    pub expires_at: OffsetDateTime,
-}
-
-impl ReviewFlag {
-    /// The flag for these verdicts, or `None` when there are none.
-    pub fn from_verdicts(
-        verdicts: Vec<Verdict>,
-        content_kept: bool,
-        expires_at: OffsetDateTime,
-    ) -> Option<Self> {
-        let (action, severity) = crate::abuse::strongest(&verdicts)?;
-        Some(Self {
-            verdicts,
-            action,
-            severity,
-            content_kept,
-            expires_at,
-        })
-    }
-
-    /// This flag added to an item that already has `verdicts`.
-    pub fn merged_with(
-        &self,
-        severity: Severity,
-        action: RuleAction,
-        verdicts: Vec<Verdict>,
-    ) -> Self {
-        let mut all = verdicts;
-        all.extend(self.verdicts.iter().cloned());
-        Self {
-            verdicts: all,
-            action: action.max(self.action),
-            severity: severity.max(self.severity),
-            content_kept: self.content_kept,
-            expires_at: self.expires_at,
-        }
-    }
-
-    pub fn reasons_json(&self) -> String {
-        serde_json::to_string(&self.verdicts).unwrap_or_else(|_| "[]".to_owned())
-    }
 }
 
 /// A stored consent event with its sequence number.
@@ -403,66 +218,6 @@ pub struct TableStats {
     pub past_expiry: i64,
     /// `received_at` of the live row that expires first.
     pub oldest_live_received_at: Option<OffsetDateTime>,
-}
-
-/// A legal hold as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LegalHold {
-    pub id: i64,
-    pub tenant: TenantId,
-    /// `None`: every record of the tenant.
-    pub record: Option<RecordId>,
-    pub reason: String,
-    pub created_by: String,
-    pub created_at: OffsetDateTime,
-    pub ends_at: OffsetDateTime,
-    pub released_at: Option<OffsetDateTime>,
-    pub released_by: Option<String>,
-}
-
-impl LegalHold {
-    pub fn is_active(&self, now: OffsetDateTime) -> bool {
-        self.released_at.is_none() && self.ends_at > now
-    }
-}
-
-/// A kept copy of a fine-tune file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileCopy {
-    pub tenant: TenantId,
-    /// The upstream's file id.
-    pub file_id: String,
-    pub object_key: String,
-    pub filename: Option<String>,
-    pub purpose: String,
-    pub bytes: i64,
-    pub sha256: String,
-    /// The upload's record.
-    pub record_id: RecordId,
-    pub created_at: OffsetDateTime,
-    /// The blob is sealed under the file's key (said here, not by its
-    /// bytes); `None` for copies kept before this was recorded.
-    pub sealed: Option<bool>,
-}
-
-/// An upstream object in the registry: who created it, through which
-/// route and exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamObject {
-    pub route: String,
-    pub object_id: String,
-    pub kind: String,
-    pub tenant: TenantId,
-    /// The exchange that created (or first reported) it.
-    pub record_id: RecordId,
-    /// The collection's path as the creating request gave it, after the
-    /// route's prefix: the object is at `{collection}/{object_id}`.
-    pub collection: String,
-    pub created_at: OffsetDateTime,
-    /// When the gateway deletes it upstream (its profile's content
-    /// retention), if ever.
-    pub purge_at: Option<OffsetDateTime>,
-    pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// A hold to place.

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use custodian::abuse::{RuleAction, Severity};
 use custodian::config::Config;
 use custodian::domain::clock::ManualClock;
+use custodian::domain::verdict::{RuleAction, Severity};
 use custodian::domain::RecordId;
 use serde_json::{json, Value};
 use time::macros::datetime;
@@ -48,7 +48,7 @@ fn body(text: &str) -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": text}]})
 }
 
-async fn item(app: &TestApp, id: &str) -> Option<custodian::store::ReviewItem> {
+async fn item(app: &TestApp, id: &str) -> Option<custodian::domain::review::ReviewItem> {
     app.record(id).await;
     app.store
         .review_item(RecordId(id.parse().unwrap()))
@@ -82,7 +82,7 @@ async fn a_flag_forwards_and_opens_a_review_item(backend: Backend) {
 async fn item_of(
     app: &TestApp,
     response: &reqwest::Response,
-) -> Option<custodian::store::ReviewItem> {
+) -> Option<custodian::domain::review::ReviewItem> {
     item(app, &record_id(response)).await
 }
 

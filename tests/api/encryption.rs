@@ -14,8 +14,8 @@ use custodian::crypto::shred_check::{check, ShredCheck};
 use custodian::crypto::{
     open_content, ContentKeys, ContentView, CryptoError, Kek, KeyStore, Keyring,
 };
+use custodian::domain::access::Role;
 use custodian::domain::RecordId;
-use custodian::review::access::Role;
 use custodian::store::Store;
 use serde_json::Value;
 use time::macros::datetime;

@@ -461,7 +461,7 @@ impl TestApp {
     }
 
     /// The one record with this id, after it has been written.
-    pub async fn record(&self, response_record_id: &str) -> custodian::store::Record {
+    pub async fn record(&self, response_record_id: &str) -> custodian::domain::records::Record {
         let id = custodian::domain::RecordId(response_record_id.parse().unwrap());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {

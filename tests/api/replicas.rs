@@ -9,8 +9,8 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
+use custodian::domain::access::Role;
 use custodian::domain::RecordId;
-use custodian::review::access::Role;
 use serde_json::json;
 use tokio::task::JoinSet;
 

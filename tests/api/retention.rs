@@ -31,7 +31,7 @@ fn body(text: &str, stream: bool) -> serde_json::Value {
     json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": text}]})
 }
 
-async fn stored(app: &TestApp, id: &str) -> Option<custodian::store::Record> {
+async fn stored(app: &TestApp, id: &str) -> Option<custodian::domain::records::Record> {
     app.store
         .get_record(RecordId(id.parse().unwrap()))
         .await

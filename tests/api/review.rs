@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use custodian::domain::access::{issue_token, token_hash, Role};
 use custodian::domain::audit::{AuditEvent, ChainVerifier};
 use custodian::domain::clock::SystemClock;
-use custodian::review::access::{issue_token, token_hash, Role};
 use custodian::store::NewPrincipal;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use custodian::domain::access::Role;
 use custodian::domain::audit::AuditEvent;
 use custodian::domain::{RecordId, TenantId};
-use custodian::review::access::Role;
 use custodian::store::NewHold;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use custodian::abuse::RuleAction;
 use custodian::domain::clock::SystemClock;
+use custodian::domain::verdict::RuleAction;
 use custodian::domain::{Outcome, RecordId};
 use serde_json::{json, Value};
 

@@ -1,9 +1,10 @@
 //! One conformance suite for both stores.
 
+use custodian::domain::records::{Record, RecordContent, RecordMeta, Usage};
 use custodian::domain::{
     ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag,
 };
-use custodian::store::{self, Record, RecordContent, RecordMeta, Store, Usage};
+use custodian::store::{self, Store};
 use time::macros::datetime;
 use time::Duration;
 

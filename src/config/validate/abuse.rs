@@ -75,10 +75,13 @@ impl Validator<'_> {
     }
 
     /// Compile the rules; a bad one is reported at its `name` line.
-    pub(super) fn rules(&self, raw: &[RawRule]) -> Result<crate::abuse::RuleSet, ConfigError> {
-        let specs: Vec<crate::abuse::RuleSpec> = raw
+    pub(super) fn rules(
+        &self,
+        raw: &[RawRule],
+    ) -> Result<crate::policy::rules::RuleSet, ConfigError> {
+        let specs: Vec<crate::policy::rules::RuleSpec> = raw
             .iter()
-            .map(|r| crate::abuse::RuleSpec {
+            .map(|r| crate::policy::rules::RuleSpec {
                 name: r.name.get_ref().clone(),
                 severity: r.severity,
                 action: r.action,
@@ -88,7 +91,7 @@ impl Validator<'_> {
                 max_requests_per_minute: r.max_requests_per_minute,
             })
             .collect();
-        crate::abuse::RuleSet::compile(&specs).or_else(|e| {
+        crate::policy::rules::RuleSet::compile(&specs).or_else(|e| {
             let span = raw
                 .iter()
                 .find(|r| *r.name.get_ref() == e.rule)

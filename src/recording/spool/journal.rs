@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::Spool;
-use crate::store::Record;
+use crate::domain::records::Record;
 
 /// Resolves once the record is on disk (or could not be journaled, in
 /// which case it went to the writer's queue instead and was counted).

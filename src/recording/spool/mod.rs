@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::SpoolConfig;
-use crate::store::{Record, Store, StoreError};
+use crate::domain::records::Record;
+use crate::store::{Store, StoreError};
 
 const SEGMENT_SUFFIX: &str = "spool";
 
@@ -289,7 +290,7 @@ async fn insert_isolating(store: &dyn Store, records: &[Record]) -> Result<(), S
                 match store.insert_records(std::slice::from_ref(record)).await {
                     Err(e) if e.is_permanent() => {
                         tracing::error!(error = %e, "the store refused a spooled record");
-                        crate::recording::writer::dropped("rejected_by_store", record);
+                        crate::recording::dropped("rejected_by_store", record);
                     }
                     other => other?,
                 }

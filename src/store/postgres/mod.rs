@@ -26,9 +26,9 @@ use super::{
     TableStats, TagCount, UpstreamObject, Usage,
 };
 use crate::config::DatabaseConfig;
+use crate::domain::access::{Principal, Role};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
-use crate::review::access::{Principal, Role};
 
 /// Serialises partition creation between replicas (any constant works; this
 /// one spells "cstd" in ASCII).
@@ -308,7 +308,7 @@ impl Store for PgStore {
     }
 
     async fn cluster_id(&self) -> Option<String> {
-        crate::crypto::key_store::cluster_id(&self.pool).await
+        cluster_id(&self.pool).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -890,6 +890,14 @@ fn object_from_row(r: &PgRow) -> Result<UpstreamObject, StoreError> {
         purge_at: r.try_get("purge_at")?,
         deleted_at: r.try_get("deleted_at")?,
     })
+}
+
+/// `system_identifier` of the cluster behind `pool`, if the role may read it.
+pub async fn cluster_id(pool: &PgPool) -> Option<String> {
+    sqlx::query_scalar("SELECT system_identifier::text FROM pg_control_system()")
+        .fetch_one(pool)
+        .await
+        .ok()
 }
 
 #[cfg(test)]

@@ -28,9 +28,9 @@ use super::{
     TableStats, TagCount, UpstreamObject, Usage,
 };
 use crate::config::DatabaseConfig;
+use crate::domain::access::{Principal, Role};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBasis, TrainingTag};
-use crate::review::access::{Principal, Role};
 
 const META_COLUMNS: &str =
     "id, request_id, tenant_id, key_id, route, method, path, status, model, \

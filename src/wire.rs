@@ -1,10 +1,11 @@
-//! Reading the few fields the gateway records (model, token usage) from
+//! The APIs' wire formats, as far as the gateway reads them: SSE framing,
+//! and the few fields the gateway records (model, token usage) from
 //! request and response bodies it captured. Tolerant: anything unexpected
 //! yields `None`, never an error; bodies are otherwise relayed untouched.
 
 use serde::Deserialize;
 
-use crate::store::Usage;
+use crate::domain::records::Usage;
 
 #[derive(Deserialize)]
 struct ModelOnly<'a> {
