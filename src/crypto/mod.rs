@@ -15,8 +15,13 @@
 //! memory, refreshed from the store on a timer so that replicas see keys
 //! made or destroyed by the others.
 
+mod files;
+mod kek;
 pub mod key_store;
 pub mod shred_check;
+
+pub use files::*;
+pub use kek::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -79,31 +84,6 @@ pub enum Opened {
     Expired,
     /// It does not open with its key (tampered, or moved from another row).
     Unreadable,
-}
-
-/// A key-encryption key, and its public identifier.
-pub struct Kek {
-    key: LessSafeKey,
-    id: String,
-}
-
-impl Kek {
-    pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
-        let bytes = hex::decode(text.trim()).map_err(|_| CryptoError::BadKek)?;
-        if bytes.len() != KEY_LEN {
-            return Err(CryptoError::BadKek);
-        }
-        let id = hex::encode(&Sha256::digest(&bytes)[..8]);
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadKek)?;
-        Ok(Self {
-            key: LessSafeKey::new(key),
-            id,
-        })
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
-    }
 }
 
 /// The KEK new keys are wrapped with, and the earlier ones still accepted
@@ -450,215 +430,6 @@ fn content_day(name: &str) -> Option<i32> {
     name.strip_prefix(CONTENT_PREFIX)?.parse().ok()
 }
 
-/// Marks a sealed fine-tune file copy.
-const FILE_MAGIC: &[u8; 8] = b"\0CSTFIL1";
-/// Plaintext bytes per sealed chunk of a file.
-const FILE_CHUNK: usize = 64 * 1024;
-const PREFIX_LEN: usize = 7;
-
-const FILE_KEY_PREFIX: &str = "file-";
-
-fn file_key_name(record: RecordId) -> String {
-    format!("{FILE_KEY_PREFIX}{}", record.0)
-}
-
-fn file_aad(record: RecordId, tenant: &TenantId) -> Vec<u8> {
-    aad(record, tenant, "file")
-}
-
-/// The nonce of chunk `counter` (the STREAM construction: a random prefix,
-/// the chunk's number, and whether it is the last, so that a file cut at a
-/// chunk boundary or reordered does not open).
-fn chunk_nonce(prefix: &[u8; PREFIX_LEN], counter: u32, last: bool) -> Nonce {
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce[..PREFIX_LEN].copy_from_slice(prefix);
-    nonce[PREFIX_LEN..PREFIX_LEN + 4].copy_from_slice(&counter.to_be_bytes());
-    nonce[NONCE_LEN - 1] = u8::from(last);
-    Nonce::assume_unique_for_key(nonce)
-}
-
-/// Seals one fine-tune file as it streams through, chunk by chunk.
-pub struct FileSealer {
-    key: LessSafeKey,
-    prefix: [u8; PREFIX_LEN],
-    counter: u32,
-    pending: Vec<u8>,
-    aad: Vec<u8>,
-}
-
-impl FileSealer {
-    /// The sealed bytes for what `data` completes (whole chunks only).
-    pub fn update(&mut self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.pending.extend_from_slice(data);
-        let mut out = Vec::new();
-        while self.pending.len() > FILE_CHUNK {
-            let rest = self.pending.split_off(FILE_CHUNK);
-            let chunk = std::mem::replace(&mut self.pending, rest);
-            out.extend_from_slice(&self.seal_chunk(chunk, false)?);
-        }
-        Ok(out)
-    }
-
-    /// The last chunk (possibly empty).
-    pub fn finish(mut self) -> Result<Vec<u8>, CryptoError> {
-        let last = std::mem::take(&mut self.pending);
-        self.seal_chunk(last, true)
-    }
-
-    fn seal_chunk(&mut self, mut chunk: Vec<u8>, last: bool) -> Result<Vec<u8>, CryptoError> {
-        let nonce = chunk_nonce(&self.prefix, self.counter, last);
-        self.counter = self.counter.checked_add(1).ok_or(CryptoError::Seal)?;
-        self.key
-            .seal_in_place_append_tag(nonce, Aad::from(&self.aad), &mut chunk)
-            .map_err(|_| CryptoError::Seal)?;
-        Ok(chunk)
-    }
-}
-
-impl ContentKeys {
-    /// A key of its own for the file uploaded with `record` (stored before
-    /// any of the file is), and the sealer with the header to write first.
-    pub async fn file_sealer(
-        &self,
-        record: RecordId,
-        tenant: &TenantId,
-    ) -> Result<(FileSealer, Vec<u8>), CryptoError> {
-        let name = file_key_name(record);
-        let raw = self.new_raw_key()?;
-        let stored = self
-            .store
-            .insert_if_absent(self.keyring.wrap(&name, &raw, &self.random)?)
-            .await?;
-        let key = aead_key(&self.keyring.unwrap(&stored)?)?;
-        let mut prefix = [0u8; PREFIX_LEN];
-        self.random
-            .fill(&mut prefix)
-            .map_err(|_| CryptoError::Seal)?;
-        let mut header = FILE_MAGIC.to_vec();
-        header.extend_from_slice(&prefix);
-        let sealer = FileSealer {
-            key,
-            prefix,
-            counter: 0,
-            pending: Vec::new(),
-            aad: file_aad(record, tenant),
-        };
-        Ok((sealer, header))
-    }
-
-    /// Open a sealed file copy: decrypted, expired (its key destroyed) or
-    /// unreadable (cut, tampered, moved).
-    /// An error when the key store cannot be read now (worth a retry).
-    pub async fn open_file(
-        &self,
-        record: RecordId,
-        tenant: &TenantId,
-        stored: &[u8],
-    ) -> Result<Opened, CryptoError> {
-        let Some(rest) = stored.strip_prefix(FILE_MAGIC.as_slice()) else {
-            return Ok(Opened::Unreadable);
-        };
-        let Some((prefix, body)) = rest.split_at_checked(PREFIX_LEN) else {
-            return Ok(Opened::Unreadable);
-        };
-        let Ok(prefix) = <[u8; PREFIX_LEN]>::try_from(prefix) else {
-            return Ok(Opened::Unreadable);
-        };
-        let Some(wrapped) = self.store.get(&file_key_name(record)).await? else {
-            return Ok(Opened::Expired);
-        };
-        let key = aead_key(&self.keyring.unwrap(&wrapped)?)?;
-        Ok(open_chunks(&key, &prefix, &file_aad(record, tenant), body))
-    }
-
-    /// The upload records that have a file key.
-    pub async fn file_key_records(&self) -> Result<Vec<RecordId>, CryptoError> {
-        Ok(self
-            .store
-            .names(FILE_KEY_PREFIX)
-            .await?
-            .iter()
-            .filter_map(|name| name.strip_prefix(FILE_KEY_PREFIX)?.parse().ok())
-            .map(RecordId)
-            .collect())
-    }
-
-    /// Crypto-shred one file: destroy its key (a copy of it anywhere is
-    /// then unreadable).
-    pub async fn destroy_file_key(&self, record: RecordId) -> Result<(), CryptoError> {
-        self.store
-            .delete(vec![file_key_name(record)])
-            .await
-            .map(drop)
-    }
-}
-
-fn open_chunks(
-    key: &LessSafeKey,
-    prefix: &[u8; PREFIX_LEN],
-    aad: &[u8],
-    mut body: &[u8],
-) -> Opened {
-    let sealed_chunk = FILE_CHUNK + AES_256_GCM.tag_len();
-    let mut plain = Vec::with_capacity(body.len());
-    let mut counter = 0u32;
-    loop {
-        let last = body.len() <= sealed_chunk;
-        let (chunk, rest) = body.split_at(body.len().min(sealed_chunk));
-        let mut chunk = chunk.to_vec();
-        let nonce = chunk_nonce(prefix, counter, last);
-        match key.open_in_place(nonce, Aad::from(aad), &mut chunk) {
-            Ok(opened) => plain.extend_from_slice(opened),
-            Err(_) => return Opened::Unreadable,
-        }
-        if last {
-            return Opened::Decrypted(plain);
-        }
-        body = rest;
-        counter = match counter.checked_add(1) {
-            Some(c) => c,
-            None => return Opened::Unreadable,
-        };
-    }
-}
-
-fn wrap_key(
-    kek: &Kek,
-    raw: &[u8],
-    name: &str,
-    random: &SystemRandom,
-) -> Result<Vec<u8>, CryptoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    random.fill(&mut nonce).map_err(|_| CryptoError::Seal)?;
-    let mut body = raw.to_vec();
-    kek.key
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(wrap_aad(name)),
-            &mut body,
-        )
-        .map_err(|_| CryptoError::Seal)?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-fn unwrap_key(kek: &Kek, wrapped: &[u8], name: &str) -> Option<Vec<u8>> {
-    let (nonce, body) = wrapped.split_at_checked(NONCE_LEN)?;
-    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut body = body.to_vec();
-    let raw = kek
-        .key
-        .open_in_place(nonce, Aad::from(wrap_aad(name)), &mut body)
-        .ok()?;
-    (raw.len() == KEY_LEN).then(|| raw.to_vec())
-}
-
-/// A wrapped key opens only as the key it was stored as.
-fn wrap_aad(name: &str) -> Vec<u8> {
-    format!("custodian/key/{name}").into_bytes()
-}
-
 fn day_name(day: i32) -> String {
     format!("{CONTENT_PREFIX}{day}")
 }
@@ -692,12 +463,6 @@ pub fn seal_record(keys: &ContentKeys, record: &mut crate::domain::records::Reco
             record.meta.content_expires_at = None;
         }
     }
-}
-
-/// Whether a file copy kept before sealing was recorded beside it is
-/// sealed: only its format header can tell.
-pub fn file_sealed_before_the_flag(blob: &[u8]) -> bool {
-    blob.starts_with(FILE_MAGIC)
 }
 
 /// A record's content as a reader gets it.

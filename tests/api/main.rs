@@ -18,6 +18,7 @@ mod encryption;
 mod export;
 mod files;
 mod hostile;
+mod layout;
 mod objects;
 mod proxy;
 mod replicas;
