@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(Path::new(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = store::connect(&config.database).await?;
     store.migrate().await?;
-    custodian::startup::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
+    custodian::jobs::upkeep::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
     let now = SystemClock.now();
     for chunk in (0..items).collect::<Vec<_>>().chunks(500) {
         let batch: Vec<Record> = chunk.iter().map(|i| flagged(*i, now)).collect();

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(Path::new(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = store::connect(&config.database).await?;
     store.migrate().await?;
-    custodian::startup::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
+    custodian::jobs::upkeep::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
 
     let now = SystemClock.now() - Duration::days(ended_days_ago);
     let span = Duration::days(days);

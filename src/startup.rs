@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::crypto::{ContentKeys, Kek, KeyStore, Keyring};
 use crate::domain::clock::Clock;
 use crate::http::admin::{self, AdminState};
-use crate::jobs::sweeper;
+use crate::jobs::{self, sweeper, upkeep};
 use crate::objects::copies::FileCopies;
 use crate::proxy::auth::KeyRing;
 use crate::proxy::consent::ConsentCache;
@@ -31,9 +31,6 @@ use crate::proxy::{self, ProxyState, RouteRuntime};
 use crate::recording::writer;
 use crate::store::{self, Store};
 use crate::telemetry;
-
-/// How often partitions are checked ahead of need.
-const PARTITION_UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A running gateway.
 pub struct Gateway {
@@ -74,7 +71,7 @@ impl Gateway {
         if migrate {
             store.migrate().await.context("applying migrations")?;
         }
-        prepare_partitions(&config, store.as_ref(), clock.as_ref())
+        upkeep::prepare_partitions(&config, store.as_ref(), clock.as_ref())
             .await
             .context("preparing partitions")?;
 
@@ -118,7 +115,7 @@ impl Gateway {
                 config.consent.refresh_interval,
                 shutdown.clone(),
             ),
-            spawn_partition_upkeep(
+            upkeep::spawn_partition_upkeep(
                 Arc::clone(&config),
                 Arc::clone(&store),
                 Arc::clone(&clock),
@@ -127,7 +124,7 @@ impl Gateway {
         ];
 
         if let Some(keys) = &keys {
-            background.push(spawn_key_upkeep(
+            background.push(upkeep::spawn_key_upkeep(
                 Arc::clone(&config),
                 Arc::clone(keys),
                 Arc::clone(&clock),
@@ -195,16 +192,14 @@ impl Gateway {
             .any(|p| p.upstream_objects == crate::config::UpstreamObjects::Expire);
         if expiring && config.sweeper.enabled {
             let state = proxy_state.clone();
-            background.push(crate::domain::clock::spawn_every(
-                config.sweeper.interval,
-                shutdown.clone(),
-                move || {
-                    let state = state.clone();
-                    async move {
-                        proxy::ownership::purge_expired(&state, state.clock.now()).await;
-                    }
-                },
-            ));
+            let job = jobs::Job::every("object_purge", config.sweeper.interval);
+            background.push(jobs::spawn(job, shutdown.clone(), move || {
+                let state = state.clone();
+                async move {
+                    proxy::ownership::purge_expired(&state, state.clock.now()).await;
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            }));
         }
         let review_clock = Arc::clone(&proxy_state.clock);
         let data_sharing_state = DataSharingState {
@@ -301,10 +296,6 @@ impl Gateway {
     }
 }
 
-/// Days of content keys made beyond the longest content retention, so that
-/// sealing keeps working through a key-store outage this long.
-const KEY_DAYS_AHEAD: i64 = 7;
-
 /// The content keys, when encryption is on, with the coming days' keys
 /// made ahead so that no request waits for the key store. `content_store`
 /// (when given) is checked to be apart from the key store.
@@ -316,7 +307,7 @@ pub async fn open_content_keys(
     let Some(keys) = load_content_keys(config, content_store, None, true).await? else {
         return Ok(None);
     };
-    prepare_content_keys(config, &keys, clock)
+    upkeep::prepare_content_keys(config, &keys, clock)
         .await
         .context("making the coming days' content keys")?;
     Ok(Some(keys))
@@ -364,83 +355,6 @@ pub async fn load_content_keys(
         .await
         .context("loading the content keys")?;
     Ok(Some(Arc::new(keys)))
-}
-
-/// Make the keys of every day content sealed before the next upkeep may
-/// expire on, with a margin.
-async fn prepare_content_keys(
-    config: &Config,
-    keys: &ContentKeys,
-    clock: &dyn Clock,
-) -> Result<(), crate::crypto::CryptoError> {
-    let now = clock.now();
-    let until = now + config.max_retention().content + time::Duration::days(KEY_DAYS_AHEAD);
-    keys.prepare(now, until).await?;
-    metrics::gauge!("custodian_content_key_days_ready").set(keys.days_ready(now) as f64);
-    Ok(())
-}
-
-/// Reload the key store (what other replicas made or destroyed) and make
-/// the coming days' keys, every `encryption.refresh_interval`.
-fn spawn_key_upkeep(
-    config: Arc<Config>,
-    keys: Arc<ContentKeys>,
-    clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    let every = config
-        .encryption
-        .as_ref()
-        .map_or(Duration::from_secs(30), |e| e.refresh_interval);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = shutdown.cancelled() => return,
-            }
-            // Making keys goes on even when the refresh reports a key it
-            // cannot open: one bad key must not stop the coming days'.
-            let refreshed = keys.refresh().await;
-            let prepared = prepare_content_keys(&config, &keys, clock.as_ref()).await;
-            for e in [refreshed.err(), prepared.err()].into_iter().flatten() {
-                metrics::counter!("custodian_key_upkeep_errors_total").increment(1);
-                tracing::error!(error = %e, "content key upkeep failed");
-            }
-        }
-    })
-}
-
-/// Create partitions for everything that may be written before the next upkeep.
-pub async fn prepare_partitions(
-    config: &Config,
-    store: &dyn Store,
-    clock: &dyn Clock,
-) -> Result<(), store::StoreError> {
-    let now = clock.now();
-    let max = config.max_retention();
-    let ahead = config.database.partitions_ahead;
-    store
-        .prepare_partitions(now, now + max.content + ahead, now + max.metadata + ahead)
-        .await
-}
-
-fn spawn_partition_upkeep(
-    config: Arc<Config>,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(PARTITION_UPKEEP_INTERVAL) => {}
-                () = shutdown.cancelled() => return,
-            }
-            if let Err(e) = prepare_partitions(&config, store.as_ref(), clock.as_ref()).await {
-                tracing::error!(error = %e, "partition upkeep failed");
-            }
-        }
-    })
 }
 
 /// hyper's default header count.

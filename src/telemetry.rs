@@ -146,6 +146,9 @@ const COUNTERS: &[(&str, &[Labels])] = &[
     ),
 ];
 
+/// Families registered per periodic job.
+const PER_JOB_COUNTERS: &[&str] = &["custodian_job_runs_total"];
+
 /// Families registered per configured rule or swept table.
 const PER_RULE_COUNTERS: &[&str] = &["custodian_rule_matches_total"];
 const PER_TABLE_COUNTERS: &[&str] = &["custodian_sweep_rows_removed_total"];
@@ -160,6 +163,13 @@ pub fn register_metrics(config: &crate::config::Config) {
                 .map(|(k, v)| metrics::Label::new(*k, *v))
                 .collect();
             metrics::counter!(*name, labels).increment(0);
+        }
+    }
+    for name in PER_JOB_COUNTERS {
+        for job in crate::jobs::NAMES {
+            for outcome in ["ok", "error"] {
+                metrics::counter!(*name, "job" => *job, "outcome" => outcome).increment(0);
+            }
         }
     }
     for name in PER_RULE_COUNTERS {
@@ -192,6 +202,7 @@ mod tests {
         let registered: Vec<&str> = COUNTERS
             .iter()
             .map(|(n, _)| *n)
+            .chain(PER_JOB_COUNTERS.iter().copied())
             .chain(PER_RULE_COUNTERS.iter().copied())
             .chain(PER_TABLE_COUNTERS.iter().copied())
             // Labelled by route and status: appears with the first request.

@@ -49,13 +49,10 @@ impl Suspensions {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        crate::domain::clock::spawn_every(interval, shutdown, move || {
+        let job = crate::jobs::Job::every("suspensions_refresh", interval);
+        crate::jobs::spawn(job, shutdown, move || {
             let (set, store) = (Arc::clone(&self), Arc::clone(&store));
-            async move {
-                if let Err(e) = set.refresh(store.as_ref()).await {
-                    tracing::warn!(error = %e, "suspensions refresh failed");
-                }
-            }
+            async move { set.refresh(store.as_ref()).await }
         })
     }
 }

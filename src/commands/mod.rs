@@ -29,7 +29,7 @@ use crate::domain::{ConsentEvent, TenantId};
 use crate::export::ExportOptions;
 use crate::policy::training::latest_effective;
 use crate::proxy::auth;
-use crate::startup::{self, Gateway};
+use crate::startup::Gateway;
 use crate::store;
 use crate::store::NewHold;
 use crate::telemetry;
@@ -143,7 +143,7 @@ async fn migrate(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let store = open_store(&config).await?;
     store.migrate().await?;
-    startup::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
+    crate::jobs::upkeep::prepare_partitions(&config, store.as_ref(), &SystemClock).await?;
     println!("migrations applied ({})", store.backend());
     Ok(())
 }

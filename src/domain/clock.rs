@@ -4,30 +4,6 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
-/// Run `tick` every `interval` (the first at once) until
-/// `shutdown`: the shape of every refresher in the gateway.
-pub fn spawn_every<F, Fut>(
-    interval: std::time::Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-    mut tick: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            tick().await;
-        }
-    })
-}
-
 /// Instants are stored to the microsecond (PostgreSQL's precision): what is
 /// decided on an instant and what is stored of it must be the same instant.
 pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {

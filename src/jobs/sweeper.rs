@@ -94,36 +94,28 @@ pub fn spawn(
     uploads: Option<(FileCopies, std::time::Duration)>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(config.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            let sweep = sweep_once(store.as_ref(), clock.as_ref(), config.batch_size, false);
-            // Shutdown does not wait for a long sweep: the next one finishes it.
-            let result = tokio::select! {
-                r = sweep => r,
-                () = shutdown.cancelled() => return,
-            };
-            if let Err(e) = result {
+    // Shutdown does not wait for a long sweep: the next one finishes it.
+    let job = super::Job::every("sweep", config.interval);
+    super::spawn(job, shutdown, move || {
+        let (store, clock, keys, uploads) = (
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            keys.clone(),
+            uploads.clone(),
+        );
+        async move {
+            let swept = sweep_once(store.as_ref(), clock.as_ref(), config.batch_size, false).await;
+            if swept.is_err() {
                 metrics::counter!("custodian_sweep_errors_total").increment(1);
-                tracing::error!(error = %e, "retention sweep failed");
             }
+            // Keys and leftovers go even when the sweep failed.
             if let Some(keys) = &keys {
-                tokio::select! {
-                    () = shred_expired_keys(store.as_ref(), keys, clock.now()) => {}
-                    () = shutdown.cancelled() => return,
-                }
+                shred_expired_keys(store.as_ref(), keys, clock.now()).await;
             }
             if let Some((files, max_age)) = &uploads {
-                tokio::select! {
-                    () = remove_upload_leftovers(files, clock.now(), *max_age) => {}
-                    () = shutdown.cancelled() => return,
-                }
+                remove_upload_leftovers(files, clock.now(), *max_age).await;
             }
+            swept.map(|_| ())
         }
     })
 }

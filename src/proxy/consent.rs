@@ -103,13 +103,15 @@ impl ConsentCache {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        crate::domain::clock::spawn_every(interval, shutdown, move || {
+        let job = crate::jobs::Job::every("consent_refresh", interval);
+        crate::jobs::spawn(job, shutdown, move || {
             let (cache, store) = (Arc::clone(&self), Arc::clone(&store));
             async move {
-                if let Err(e) = cache.refresh(store.as_ref()).await {
+                let refreshed = cache.refresh(store.as_ref()).await;
+                if refreshed.is_err() {
                     metrics::counter!("custodian_consent_refresh_errors_total").increment(1);
-                    tracing::warn!(error = %e, "consent refresh failed");
                 }
+                refreshed.map(|_| ())
             }
         })
     }

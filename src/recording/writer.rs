@@ -267,18 +267,23 @@ pub fn spawn_replay(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut failing = false;
-        loop {
-            let stopping = tokio::select! {
-                () = tokio::time::sleep(interval) => false,
-                () = shutdown.cancelled() => true,
-            };
-            let ok = replay_pass(store.as_ref(), &durability, batch_size, failing).await;
-            failing = !ok;
-            if stopping {
-                return;
-            }
+    // One last pass at shutdown, for what the writer spooled as it stopped.
+    let job = crate::jobs::Job::every("spool_replay", interval)
+        .after_first_interval()
+        .with_last_run_at_shutdown();
+    let failing = Arc::new(AtomicBool::new(false));
+    crate::jobs::spawn(job, shutdown, move || {
+        let (store, durability, failing) = (
+            Arc::clone(&store),
+            Arc::clone(&durability),
+            Arc::clone(&failing),
+        );
+        async move {
+            let was_failing = failing.load(Ordering::Relaxed);
+            let ok = replay_pass(store.as_ref(), &durability, batch_size, was_failing).await;
+            failing.store(!ok, Ordering::Relaxed);
+            // A failed pass logs itself, once per outage (not every second).
+            Ok::<(), std::convert::Infallible>(())
         }
     })
 }
