@@ -12,11 +12,14 @@ use axum::routing::any;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::abuse::classifier::Classifier;
+use crate::abuse::suspensions::Suspensions;
 use crate::config::Config;
 use crate::crypto::{ContentKeys, Kek, KeyStore, Keyring};
 use crate::domain::clock::Clock;
@@ -28,7 +31,7 @@ use crate::proxy::consent::ConsentCache;
 use crate::proxy::self_service::{self, DataSharingState};
 use crate::proxy::upstream::UpstreamClient;
 use crate::proxy::{self, ProxyState, RouteRuntime};
-use crate::recording::writer;
+use crate::recording::writer::{self, RecordSink};
 use crate::store::{self, Store};
 use crate::telemetry;
 
@@ -74,180 +77,22 @@ impl Gateway {
         upkeep::prepare_partitions(&config, store.as_ref(), clock.as_ref())
             .await
             .context("preparing partitions")?;
-
-        let shutdown = CancellationToken::new();
-        let consent = Arc::new(ConsentCache::new(config.consent.max_staleness));
-        if let Err(e) = consent.refresh(store.as_ref()).await {
-            // Not fatal: requests are tagged consent_unavailable until it loads.
-            tracing::warn!(error = %e, "consent not loaded at start");
-        }
-        let suspensions = Arc::new(crate::abuse::suspensions::Suspensions::default());
-        if let Err(e) = suspensions.refresh(store.as_ref()).await {
-            tracing::warn!(error = %e, "suspensions not loaded at start");
-        }
         let keys = open_content_keys(&config, Some(store.as_ref()), clock.as_ref()).await?;
-        let writer_stop = CancellationToken::new();
-        let durability = writer::durability(&config.spool)
-            .with_context(|| format!("opening the spool {}", config.spool.dir.display()))?;
-        let (sink, writer) = writer::spawn(
-            Arc::clone(&store),
-            &config.writer,
-            Arc::clone(&durability),
-            writer_stop.clone(),
-        );
-        // Stopped with the writer, after it: it replays what the writer
-        // spooled at shutdown, if the store is back.
-        let replay = writer::spawn_replay(
-            Arc::clone(&store),
-            durability,
-            config.writer.batch_size,
-            config.spool.replay_interval,
-            writer_stop.clone(),
-        );
-        let mut background = vec![
-            Arc::clone(&consent).spawn_refresher(
-                Arc::clone(&store),
-                config.consent.refresh_interval,
-                shutdown.clone(),
-            ),
-            Arc::clone(&suspensions).spawn_refresher(
-                Arc::clone(&store),
-                config.consent.refresh_interval,
-                shutdown.clone(),
-            ),
-            upkeep::spawn_partition_upkeep(
-                Arc::clone(&config),
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                shutdown.clone(),
-            ),
-        ];
-
-        if let Some(keys) = &keys {
-            background.push(upkeep::spawn_key_upkeep(
-                Arc::clone(&config),
-                Arc::clone(keys),
-                Arc::clone(&clock),
-                shutdown.clone(),
-            ));
-        }
-        let files = FileCopies::open(&config.files, Arc::clone(&store))
+        let wiring = Wiring::load(config, clock, store, keys).await;
+        let (recording, sink) = Recording::start(&wiring.config, &wiring.store)?;
+        let files = FileCopies::open(&wiring.config.files, Arc::clone(&wiring.store))
             .context("opening the file copy store")?
-            .with_keys(keys.clone());
-        if config.sweeper.enabled {
-            background.push(sweeper::spawn(
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                config.sweeper.clone(),
-                keys.clone(),
-                Some((files.clone(), config.files.pending_max_age)),
-                shutdown.clone(),
-            ));
-        }
-
-        let proxy_state = ProxyState {
-            keys: keys.clone(),
-            routes: (0..config.routes.len())
-                .map(|i| RouteRuntime::new(&config, i))
-                .collect(),
-            keyring: Arc::new(KeyRing::new(&config)),
-            consent: Arc::clone(&consent),
-            sink,
-            upstream: UpstreamClient::new(&config.upstream)
-                .context("building the upstream client")?,
-            clock: Arc::clone(&clock),
-            policy_version: http::HeaderValue::from_str(&config.policy_version)
-                .context("policy version is not a header value")?,
-            policy_version_str: Arc::from(config.policy_version.as_str()),
-            rates: Arc::default(),
-            limits: proxy::inspect::Limits::new(&config),
-            store: Arc::clone(&store),
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                config.server.max_concurrent_requests,
-            )),
-            suspensions: Arc::clone(&suspensions),
-            classifier: config
-                .classifier
-                .clone()
-                .map(|c| {
-                    crate::abuse::classifier::Classifier::spawn(
-                        c,
-                        Arc::clone(&store),
-                        Arc::clone(&clock),
-                        shutdown.clone(),
-                    )
-                })
-                .transpose()
-                .context("starting the classifier")?,
-            files,
-            config: Arc::clone(&config),
-        };
-        // Upstream objects whose profile lets them expire are deleted
-        // upstream by every replica's pass (idempotent: a second delete
-        // finds nothing).
-        let expiring = config
-            .tenants
-            .iter()
-            .flat_map(|t| &t.policies)
-            .any(|p| p.upstream_objects == crate::config::UpstreamObjects::Expire);
-        if expiring && config.sweeper.enabled {
-            let state = proxy_state.clone();
-            let job = jobs::Job::every("object_purge", config.sweeper.interval);
-            background.push(jobs::spawn(job, shutdown.clone(), move || {
-                let state = state.clone();
-                async move {
-                    proxy::ownership::purge_expired(&state, state.clock.now()).await;
-                    Ok::<(), std::convert::Infallible>(())
-                }
-            }));
-        }
-        let review_clock = Arc::clone(&proxy_state.clock);
-        let data_sharing_state = DataSharingState {
-            config: Arc::clone(&config),
-            keyring: Arc::clone(&proxy_state.keyring),
-            store: Arc::clone(&store),
-            consent: Arc::clone(&consent),
-            clock: Arc::clone(&proxy_state.clock),
-        };
-        let proxy_router = Router::new()
-            .route(
-                self_service::PATH,
-                any(self_service::handle).with_state(data_sharing_state),
-            )
-            .fallback(proxy::handle)
-            .with_state(proxy_state);
-        let admin_router = admin::router(AdminState {
-            store: Arc::clone(&store),
-            metrics,
-        })
-        .merge(crate::http::review::router(
-            crate::http::review::ReviewState {
-                store: Arc::clone(&store),
-                clock: review_clock,
-                suspensions,
-                on_confirm: config.review.on_confirm,
-                keys: keys.clone(),
-            },
-        ));
-
-        let proxy_listener = TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("binding the proxy listener {}", config.server.listen))?;
-        let admin_listener = TcpListener::bind(config.server.admin_listen)
-            .await
-            .with_context(|| {
-                format!("binding the admin listener {}", config.server.admin_listen)
-            })?;
+            .with_keys(wiring.keys.clone());
+        let proxy_state = wiring.proxy_state(files.clone(), sink)?;
+        let background = wiring.spawn_jobs(files, &proxy_state);
+        let (proxy_router, admin_router) = wiring.routers(proxy_state, metrics);
+        let (proxy_listener, admin_listener) = bind(&wiring.config).await?;
         let proxy_addr = proxy_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
-        tracing::info!(%proxy_addr, %admin_addr, store = store.backend(), policy_version = %config.policy_version, "custodian listening");
+        tracing::info!(%proxy_addr, %admin_addr, store = wiring.store.backend(), policy_version = %wiring.config.policy_version, "custodian listening");
 
-        let limits = ListenerLimits {
-            header_read_timeout: config.server.header_read_timeout,
-            max_header_bytes: config.server.max_header_bytes,
-            max_headers: config.server.max_headers,
-            drain: config.server.shutdown_drain,
-        };
+        let limits = ListenerLimits::of(&wiring.config);
+        let shutdown = wiring.shutdown.clone();
         let admin_task = tokio::spawn(serve(
             admin_listener,
             admin_router,
@@ -259,9 +104,7 @@ impl Gateway {
             proxy_task.await;
             let _ = admin_task.await;
             // Every exchange has ended (or the drain deadline passed): flush.
-            writer_stop.cancel();
-            writer.await.context("record writer panicked")?;
-            let _ = replay.await;
+            recording.stop().await?;
             for task in background {
                 let _ = task.await;
             }
@@ -271,9 +114,9 @@ impl Gateway {
         Ok(Self {
             proxy_addr,
             admin_addr,
-            store,
-            consent,
-            keys,
+            store: wiring.store,
+            consent: wiring.consent,
+            keys: wiring.keys,
             shutdown,
             task,
         })
@@ -294,6 +137,237 @@ impl Gateway {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("gateway task panicked")?
     }
+}
+
+/// What the gateway's parts share: configuration, clock, store, the
+/// request path's caches, the content keys and the shutdown signal.
+struct Wiring {
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+    consent: Arc<ConsentCache>,
+    suspensions: Arc<Suspensions>,
+    keys: Option<Arc<ContentKeys>>,
+    shutdown: CancellationToken,
+}
+
+impl Wiring {
+    /// The caches loaded once before serving; a failure is not fatal
+    /// (requests are tagged `consent_unavailable` until consent loads).
+    async fn load(
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+        keys: Option<Arc<ContentKeys>>,
+    ) -> Self {
+        let consent = Arc::new(ConsentCache::new(config.consent.max_staleness));
+        if let Err(e) = consent.refresh(store.as_ref()).await {
+            tracing::warn!(error = %e, "consent not loaded at start");
+        }
+        let suspensions = Arc::new(Suspensions::default());
+        if let Err(e) = suspensions.refresh(store.as_ref()).await {
+            tracing::warn!(error = %e, "suspensions not loaded at start");
+        }
+        Self {
+            config,
+            clock,
+            store,
+            consent,
+            suspensions,
+            keys,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn proxy_state(&self, files: FileCopies, sink: RecordSink) -> anyhow::Result<ProxyState> {
+        let config = &self.config;
+        let classifier = config
+            .classifier
+            .clone()
+            .map(|c| {
+                Classifier::spawn(
+                    c,
+                    Arc::clone(&self.store),
+                    Arc::clone(&self.clock),
+                    self.shutdown.clone(),
+                )
+            })
+            .transpose()
+            .context("starting the classifier")?;
+        Ok(ProxyState {
+            keys: self.keys.clone(),
+            routes: (0..config.routes.len())
+                .map(|i| RouteRuntime::new(config, i))
+                .collect(),
+            keyring: Arc::new(KeyRing::new(config)),
+            consent: Arc::clone(&self.consent),
+            sink,
+            upstream: UpstreamClient::new(&config.upstream)
+                .context("building the upstream client")?,
+            clock: Arc::clone(&self.clock),
+            policy_version: http::HeaderValue::from_str(&config.policy_version)
+                .context("policy version is not a header value")?,
+            policy_version_str: Arc::from(config.policy_version.as_str()),
+            rates: Arc::default(),
+            limits: proxy::inspect::Limits::new(config),
+            store: Arc::clone(&self.store),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_concurrent_requests,
+            )),
+            suspensions: Arc::clone(&self.suspensions),
+            classifier,
+            files,
+            config: Arc::clone(config),
+        })
+    }
+
+    /// Every periodic job this configuration needs (see `jobs`).
+    fn spawn_jobs(&self, files: FileCopies, proxy_state: &ProxyState) -> Vec<JoinHandle<()>> {
+        let (config, store, clock, stop) = (&self.config, &self.store, &self.clock, &self.shutdown);
+        let refresh = config.consent.refresh_interval;
+        let mut jobs = vec![
+            Arc::clone(&self.consent).spawn_refresher(Arc::clone(store), refresh, stop.clone()),
+            Arc::clone(&self.suspensions).spawn_refresher(Arc::clone(store), refresh, stop.clone()),
+            upkeep::spawn_partition_upkeep(
+                Arc::clone(config),
+                Arc::clone(store),
+                Arc::clone(clock),
+                stop.clone(),
+            ),
+        ];
+        if let Some(keys) = &self.keys {
+            jobs.push(upkeep::spawn_key_upkeep(
+                Arc::clone(config),
+                Arc::clone(keys),
+                Arc::clone(clock),
+                stop.clone(),
+            ));
+        }
+        if !config.sweeper.enabled {
+            return jobs;
+        }
+        jobs.push(sweeper::spawn(
+            Arc::clone(store),
+            Arc::clone(clock),
+            config.sweeper.clone(),
+            self.keys.clone(),
+            Some((files, config.files.pending_max_age)),
+            stop.clone(),
+        ));
+        // Upstream objects whose profile lets them expire are deleted
+        // upstream by every replica's pass (idempotent: a second delete
+        // finds nothing).
+        let expiring = config
+            .tenants
+            .iter()
+            .flat_map(|t| &t.policies)
+            .any(|p| p.upstream_objects == crate::config::UpstreamObjects::Expire);
+        if expiring {
+            let state = proxy_state.clone();
+            let job = jobs::Job::every("object_purge", config.sweeper.interval);
+            jobs.push(jobs::spawn(job, stop.clone(), move || {
+                let state = state.clone();
+                async move {
+                    proxy::ownership::purge_expired(&state, state.clock.now()).await;
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            }));
+        }
+        jobs
+    }
+
+    /// The proxy listener's routes (the data path and tenant self-service)
+    /// and the admin listener's (health, metrics, the review API).
+    fn routers(
+        &self,
+        proxy_state: ProxyState,
+        metrics: Option<PrometheusHandle>,
+    ) -> (Router, Router) {
+        let data_sharing_state = DataSharingState {
+            config: Arc::clone(&self.config),
+            keyring: Arc::clone(&proxy_state.keyring),
+            store: Arc::clone(&self.store),
+            consent: Arc::clone(&self.consent),
+            clock: Arc::clone(&self.clock),
+        };
+        let proxy_router = Router::new()
+            .route(
+                self_service::PATH,
+                any(self_service::handle).with_state(data_sharing_state),
+            )
+            .fallback(proxy::handle)
+            .with_state(proxy_state);
+        let admin_router = admin::router(AdminState {
+            store: Arc::clone(&self.store),
+            metrics,
+        })
+        .merge(crate::http::review::router(
+            crate::http::review::ReviewState {
+                store: Arc::clone(&self.store),
+                clock: Arc::clone(&self.clock),
+                suspensions: Arc::clone(&self.suspensions),
+                on_confirm: self.config.review.on_confirm,
+                keys: self.keys.clone(),
+            },
+        ));
+        (proxy_router, admin_router)
+    }
+}
+
+/// The record pipeline: the writer and the spool replay, stopped after
+/// the listeners so that every exchange's record is flushed.
+struct Recording {
+    writer: JoinHandle<()>,
+    replay: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Recording {
+    /// The pipeline, and the sink requests put their records in (the
+    /// writer ends once every sink is gone: none may stay here).
+    fn start(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<(Self, RecordSink)> {
+        let stop = CancellationToken::new();
+        let durability = writer::durability(&config.spool)
+            .with_context(|| format!("opening the spool {}", config.spool.dir.display()))?;
+        let (sink, writer) = writer::spawn(
+            Arc::clone(store),
+            &config.writer,
+            Arc::clone(&durability),
+            stop.clone(),
+        );
+        // Stopped with the writer, after it: it replays what the writer
+        // spooled at shutdown, if the store is back.
+        let replay = writer::spawn_replay(
+            Arc::clone(store),
+            durability,
+            config.writer.batch_size,
+            config.spool.replay_interval,
+            stop.clone(),
+        );
+        let recording = Self {
+            writer,
+            replay,
+            stop,
+        };
+        Ok((recording, sink))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.writer.await.context("record writer panicked")?;
+        let _ = self.replay.await;
+        Ok(())
+    }
+}
+
+async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let proxy = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding the proxy listener {}", config.server.listen))?;
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", config.server.admin_listen))?;
+    Ok((proxy, admin))
 }
 
 /// The content keys, when encryption is on, with the coming days' keys
@@ -394,6 +468,17 @@ struct ListenerLimits {
     max_header_bytes: usize,
     max_headers: usize,
     drain: Duration,
+}
+
+impl ListenerLimits {
+    fn of(config: &Config) -> Self {
+        Self {
+            header_read_timeout: config.server.header_read_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            max_headers: config.server.max_headers,
+            drain: config.server.shutdown_drain,
+        }
+    }
 }
 
 /// Accept connections until `shutdown`, then let in-flight requests finish

@@ -1,6 +1,7 @@
 //! Forwarding: the request body read or streamed through the rules, the upstream call, and the response relayed through the tee.
 
 use super::*;
+use crate::proxy::upstream::UpstreamResponse;
 
 pub(super) type ForwardResult = Result<Response, (ApiError, Exchange)>;
 
@@ -100,6 +101,59 @@ pub(super) async fn forward(
             return Err((e.into(), exchange));
         }
     };
+    let sent = Sent {
+        exchange,
+        ownership,
+        file_op,
+        file_source,
+        list_headers,
+        record_id,
+        policy,
+        url,
+        method_was_head,
+        started,
+        sent_at,
+    };
+    relay(state, route, caller, sent, response).await
+}
+
+/// What `forward` hands on once the request is sent.
+struct Sent {
+    exchange: Exchange,
+    ownership: Ownership,
+    file_op: FileOp,
+    file_source: Option<String>,
+    list_headers: Option<http::HeaderMap>,
+    record_id: RecordId,
+    policy: Arc<EffectivePolicy>,
+    url: String,
+    method_was_head: bool,
+    started: Instant,
+    sent_at: Instant,
+}
+
+/// The upstream's answer relayed to the client through the tee; read first
+/// where the registry or a kept file copy needs it (creates, deletes, lists).
+async fn relay(
+    state: &ProxyState,
+    route: &RouteRuntime,
+    caller: &Caller,
+    sent: Sent,
+    response: UpstreamResponse,
+) -> ForwardResult {
+    let Sent {
+        mut exchange,
+        ownership,
+        file_op,
+        file_source,
+        list_headers,
+        record_id,
+        policy,
+        url,
+        method_was_head,
+        started,
+        sent_at,
+    } = sent;
     let headers_at = Instant::now();
     let status = response.status();
     let mut response_headers = response.headers().clone();

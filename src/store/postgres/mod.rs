@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod consent;
+mod insert;
 mod objects;
 mod partitions;
 mod records;
@@ -11,6 +12,7 @@ mod review;
 mod rows;
 mod sweep;
 
+use insert::*;
 use partitions::*;
 use rows::*;
 use sweep::*;
@@ -85,183 +87,23 @@ impl PgStore {
             format!("{INSERT_CONTENT}{suffix}"),
         );
         let mut tx = self.pool.begin().await?;
+        // One transaction, one statement per table: metadata, content (not
+        // for ZDR records), review items (flagged records).
         let metas: Vec<&RecordMeta> = records.iter().map(|r| &r.meta).collect();
-        let text = |f: fn(&RecordMeta) -> &str| metas.iter().map(|m| f(m)).collect::<Vec<&str>>();
-        sqlx::query(&insert_meta)
-            .bind(metas.iter().map(|m| m.id.0).collect::<Vec<_>>())
-            .bind(text(|m| &m.request_id))
-            .bind(text(|m| &m.tenant.0))
-            .bind(text(|m| &m.key_id.0))
-            .bind(text(|m| &m.route))
-            .bind(text(|m| &m.method))
-            .bind(text(|m| &m.path))
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| i32::from(m.status))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(metas.iter().map(|m| m.model.as_deref()).collect::<Vec<_>>())
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| m.usage.prompt_tokens)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| m.usage.completion_tokens)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| m.usage.total_tokens)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(metas.iter().map(|m| m.streamed).collect::<Vec<_>>())
-            .bind(text(|m| m.outcome.as_str()))
-            .bind(metas.iter().map(|m| m.total_us).collect::<Vec<_>>())
-            .bind(metas.iter().map(|m| m.upstream_ttfb_us).collect::<Vec<_>>())
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| m.upstream_total_us)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(metas.iter().map(|m| m.request_bytes).collect::<Vec<_>>())
-            .bind(metas.iter().map(|m| m.response_bytes).collect::<Vec<_>>())
-            .bind(metas.iter().map(|m| m.training.usable).collect::<Vec<_>>())
-            .bind(text(|m| m.training.basis.as_str()))
-            .bind(text(|m| &m.profile))
-            .bind(text(|m| &m.policy_version))
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| m.zero_data_retention)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(metas.iter().map(|m| m.received_at).collect::<Vec<_>>())
-            .bind(
-                metas
-                    .iter()
-                    .map(|m| m.content_expires_at)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(metas.iter().map(|m| m.expires_at).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-
+        insert_metas(&mut tx, &insert_meta, &metas).await?;
         let with_content: Vec<(&RecordMeta, &RecordContent)> = records
             .iter()
             .filter_map(|r| r.content.as_ref().map(|c| (&r.meta, c)))
             .collect();
         if !with_content.is_empty() {
-            sqlx::query(&insert_content)
-                .bind(with_content.iter().map(|(m, _)| m.id.0).collect::<Vec<_>>())
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(m, _)| m.tenant.0.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(_, c)| c.request_body.as_slice())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(_, c)| c.request_truncated)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(_, c)| c.response_body.as_slice())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(_, c)| c.response_truncated)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(m, _)| m.received_at)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(_, c)| c.expires_at)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    with_content
-                        .iter()
-                        .map(|(_, c)| c.sealed)
-                        .collect::<Vec<_>>(),
-                )
-                .execute(&mut *tx)
-                .await?;
+            insert_contents(&mut tx, &insert_content, &with_content).await?;
         }
         let flagged: Vec<(&RecordMeta, &ReviewFlag)> = records
             .iter()
             .filter_map(|r| r.review.as_ref().map(|f| (&r.meta, f)))
             .collect();
         if !flagged.is_empty() {
-            sqlx::query(&format!("{INSERT_REVIEW}{suffix}"))
-                .bind(flagged.iter().map(|(m, _)| m.id.0).collect::<Vec<_>>())
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(m, _)| m.tenant.0.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(_, f)| f.severity.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(_, f)| f.action.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(_, f)| f.reasons_json())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(_, f)| f.content_kept)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(m, _)| m.received_at)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    flagged
-                        .iter()
-                        .map(|(_, f)| f.expires_at)
-                        .collect::<Vec<_>>(),
-                )
-                .execute(&mut *tx)
-                .await?;
+            insert_reviews(&mut tx, &format!("{INSERT_REVIEW}{suffix}"), &flagged).await?;
         }
         tx.commit().await
     }
