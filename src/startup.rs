@@ -26,7 +26,7 @@ use crate::domain::clock::Clock;
 use crate::http::admin::{self, AdminState};
 use crate::jobs::{self, sweeper, upkeep};
 use crate::objects::copies::FileCopies;
-use crate::proxy::auth::KeyRing;
+use crate::proxy::auth::ApiKeys;
 use crate::proxy::consent::ConsentCache;
 use crate::proxy::self_service::{self, DataSharingState};
 use crate::proxy::upstream::UpstreamClient;
@@ -199,7 +199,7 @@ impl Wiring {
             routes: (0..config.routes.len())
                 .map(|i| RouteRuntime::new(config, i))
                 .collect(),
-            keyring: Arc::new(KeyRing::new(config)),
+            api_keys: Arc::new(ApiKeys::new(config)),
             consent: Arc::clone(&self.consent),
             sink,
             upstream: UpstreamClient::new(&config.upstream)
@@ -285,7 +285,7 @@ impl Wiring {
     ) -> (Router, Router) {
         let data_sharing_state = DataSharingState {
             config: Arc::clone(&self.config),
-            keyring: Arc::clone(&proxy_state.keyring),
+            api_keys: Arc::clone(&proxy_state.api_keys),
             store: Arc::clone(&self.store),
             consent: Arc::clone(&self.consent),
             clock: Arc::clone(&self.clock),

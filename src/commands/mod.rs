@@ -135,7 +135,7 @@ async fn shutdown_signal() {
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
     let store = store::connect(&config.database)
         .await
-        .with_context(|| format!("opening {}", store::redact_url(&config.database.url)))?;
+        .with_context(|| format!("opening {}", config::redact_url(&config.database.url)))?;
     Ok(store)
 }
 

@@ -186,7 +186,7 @@ impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may carry a password.
         f.debug_struct("DatabaseConfig")
-            .field("url", &crate::store::redact_url(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("migrate_on_start", &self.migrate_on_start)
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
@@ -237,7 +237,7 @@ impl fmt::Debug for EncryptionConfig {
             .field("key_dir", &self.key_dir)
             .field(
                 "key_store_url",
-                &self.key_store_url.as_deref().map(crate::store::redact_url),
+                &self.key_store_url.as_deref().map(redact_url),
             )
             .field("refresh_interval", &self.refresh_interval)
             .finish_non_exhaustive()
@@ -479,6 +479,21 @@ impl EffectivePolicy {
         crate::policy::content_kept(self.zero_data_retention, self.safety_retention, flagged)
     }
 
+    /// When an exchange under this policy expires (`policy::record_expiry`).
+    pub fn expiry(
+        &self,
+        received_at: OffsetDateTime,
+        flagged: bool,
+    ) -> crate::policy::RecordExpiry {
+        crate::policy::record_expiry(
+            &self.retention,
+            self.zero_data_retention,
+            self.safety_retention,
+            received_at,
+            flagged,
+        )
+    }
+
     /// The `x-custodian-retention` receipt for an exchange that keeps `kept`.
     pub fn retention_receipt(&self, kept: crate::policy::ContentKept) -> &HeaderValue {
         use crate::policy::ContentKept;
@@ -559,5 +574,17 @@ impl Config {
             max.metadata = max.metadata.max(p.metadata_retention);
         }
         max
+    }
+}
+
+/// A URL fit for an error message: any password replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("*****"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable>".to_owned(),
     }
 }

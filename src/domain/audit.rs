@@ -1,4 +1,4 @@
-//! The audit log: who did what, when and from where (DESIGN.md). Entries are
+//! The audit log: who did what, when and from where (docs/design.md). Entries are
 //! append-only and hash-chained: each hash covers the previous hash and the
 //! entry, so an edited, inserted or missing entry breaks the chain. This
 //! module is pure; the stores append entries in the same transaction as the

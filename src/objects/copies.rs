@@ -1,4 +1,4 @@
-//! Copies of fine-tune files (DESIGN.md, Retention): an upload through the
+//! Copies of fine-tune files (docs/design.md, Retention): an upload through the
 //! gateway (`POST …/files`, multipart) is copied, while it streams to the
 //! upstream, into a blob store (`object_store`: a local directory, or
 //! S3-compatible storage). The copy is kept, outside the retention clock,

@@ -1,4 +1,4 @@
-//! Who may do what with the review queue (DESIGN.md, roles). Pure.
+//! Who may do what with the review queue (docs/design.md, roles). Pure.
 
 use crate::domain::access::Role;
 

@@ -6,5 +6,7 @@ pub mod retention;
 pub mod rules;
 pub mod training;
 
-pub use retention::{content_kept, ContentKept, Retention, RetentionError};
+pub use retention::{
+    content_kept, record_expiry, ContentKept, RecordExpiry, Retention, RetentionError,
+};
 pub use training::{decide_training_use, TrainingInputs};

@@ -111,7 +111,7 @@ impl ContentKept {
     }
 }
 
-/// What content is kept (DESIGN.md, "Zero data retention"): everything,
+/// What content is kept (docs/design.md, "Zero data retention"): everything,
 /// except for ZDR tenants, whose content is kept only when a check flagged
 /// the request and the profile keeps flagged requests for review.
 pub fn content_kept(
@@ -123,6 +123,29 @@ pub fn content_kept(
         (false, _) => ContentKept::Kept,
         (true, true) => ContentKept::ForSafetyReview,
         (true, false) => ContentKept::NotKept,
+    }
+}
+
+/// When an exchange's parts expire: its content (`None` when none is kept)
+/// and its metadata. The one answer to "what is kept, and for how long".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordExpiry {
+    pub content: Option<OffsetDateTime>,
+    pub metadata: OffsetDateTime,
+}
+
+/// The expiry of an exchange received at `received_at`, flagged or not.
+pub fn record_expiry(
+    retention: &Retention,
+    zero_data_retention: bool,
+    safety_retention: bool,
+    received_at: OffsetDateTime,
+    flagged: bool,
+) -> RecordExpiry {
+    let kept = content_kept(zero_data_retention, safety_retention, flagged).is_kept();
+    RecordExpiry {
+        content: kept.then(|| retention.content_expires_at(received_at)),
+        metadata: retention.metadata_expires_at(received_at),
     }
 }
 
@@ -150,6 +173,33 @@ mod tests {
         Retention {
             content: 30 * DAY,
             metadata: 365 * DAY,
+        }
+    }
+
+    #[test]
+    fn what_a_record_keeps_and_until_when() {
+        let retention = Retention {
+            content: 30 * DAY,
+            metadata: 365 * DAY,
+        };
+        let at = datetime!(2026-01-01 00:00 UTC);
+        let content = Some(datetime!(2026-01-31 00:00 UTC));
+        let metadata = datetime!(2027-01-01 00:00 UTC);
+        // (zero data retention, safety retention, flagged) -> content kept until
+        let cases = [
+            ((false, false, false), content),
+            ((false, true, true), content),
+            ((true, false, true), None),
+            ((true, true, false), None),
+            ((true, true, true), content),
+        ];
+        for ((zdr, safety, flagged), want) in cases {
+            let got = record_expiry(&retention, zdr, safety, at, flagged);
+            assert_eq!(
+                got.content, want,
+                "zdr={zdr} safety={safety} flagged={flagged}"
+            );
+            assert_eq!(got.metadata, metadata);
         }
     }
 

@@ -1,4 +1,4 @@
-//! Inline abuse rules (DESIGN.md, "Abuse checks and the review queue"):
+//! Inline abuse rules (docs/design.md, "Abuse checks and the review queue"):
 //! literal keyword lists (Aho-Corasick), regular expressions over the
 //! request's text, and body-size and request-rate anomalies per tenant.
 //! Each rule has a name, a severity and an action: `flag` (forward and open

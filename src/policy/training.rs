@@ -1,4 +1,4 @@
-//! The training-use decision (DESIGN.md, "Training-use decision").
+//! The training-use decision (docs/design.md, "Training-use decision").
 
 use time::OffsetDateTime;
 

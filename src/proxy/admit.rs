@@ -39,7 +39,7 @@ pub(super) fn admit(
         metrics::counter!("custodian_requests_shed_total").increment(1);
         return Err(refuse(ApiError::Overloaded));
     };
-    let caller = match state.keyring.identify(route.route.flavor, &parts.headers) {
+    let caller = match state.api_keys.identify(route.route.flavor, &parts.headers) {
         Ok(c) => c,
         Err(AuthError::MissingKey) => return Err(refuse(ApiError::MissingKey)),
         Err(AuthError::UnknownKey) => return Err(refuse(ApiError::UnknownKey)),

@@ -48,14 +48,14 @@ pub enum AuthError {
 }
 
 /// The lookup tables built from the configuration.
-pub struct KeyRing {
+pub struct ApiKeys {
     managed: HashMap<String, usize>,
     fingerprints: HashMap<String, usize>,
     fingerprint_key: Option<Secret>,
     default_tenant: Option<usize>,
 }
 
-impl KeyRing {
+impl ApiKeys {
     pub fn new(config: &Config) -> Self {
         let mut managed = HashMap::new();
         let mut fingerprints = HashMap::new();
@@ -213,7 +213,7 @@ mod tests {
 
     use super::*;
 
-    fn ring(extra: &str, secret: Option<&str>) -> KeyRing {
+    fn ring(extra: &str, secret: Option<&str>) -> ApiKeys {
         let managed = managed_key_hash("cst_good");
         let fp = fingerprint(&Secret::new("s3cret"), "sk-real");
         let text = format!(
@@ -242,7 +242,7 @@ id = "fallback"
         };
         let env = secret.map(|s| ("CUSTODIAN_TEST_FP_KEY".to_owned(), s.to_owned()));
         let config = Config::from_toml(Path::new("t.toml"), &text, env).unwrap();
-        KeyRing::new(&config)
+        ApiKeys::new(&config)
     }
 
     fn bearer(key: &str) -> HeaderMap {
@@ -316,7 +316,7 @@ id = "fallback"
     #[test]
     fn either_header_carries_the_key_but_two_different_keys_with_a_gateway_key_are_refused() {
         let r = ring("", Some("s3cret"));
-        let r = KeyRing {
+        let r = ApiKeys {
             default_tenant: Some(2),
             ..r
         };

@@ -119,9 +119,12 @@ impl Exchange {
     pub fn flag(&mut self, verdicts: Vec<Verdict>) {
         if let Some(s) = self.state.as_mut() {
             let policy = &s.start.policy;
-            let expires_at = policy.retention.content_expires_at(s.start.received_at);
-            let kept = policy.content_kept(true).is_kept();
-            s.review = ReviewFlag::from_verdicts(verdicts, kept, expires_at);
+            // A flagged record keeps its content, unless the policy never does.
+            let expiry = policy.expiry(s.start.received_at, true);
+            let expires_at = expiry
+                .content
+                .unwrap_or_else(|| policy.retention.content_expires_at(s.start.received_at));
+            s.review = ReviewFlag::from_verdicts(verdicts, expiry.content.is_some(), expires_at);
         }
     }
 
@@ -263,9 +266,8 @@ impl State {
         let policy = &start.policy;
         let received_at = start.received_at;
         let zdr = policy.zero_data_retention;
-        let keep_content = policy.content_kept(review.is_some()).is_kept();
-        let content_expires_at =
-            keep_content.then(|| policy.retention.content_expires_at(received_at));
+        let expiry = policy.expiry(received_at, review.is_some());
+        let content_expires_at = expiry.content;
         let meta = RecordMeta {
             id: start.id,
             request_id: start.request_id,
@@ -294,7 +296,7 @@ impl State {
             zero_data_retention: zdr,
             received_at,
             content_expires_at,
-            expires_at: policy.retention.metadata_expires_at(received_at),
+            expires_at: expiry.metadata,
         };
         // Zero data retention: the bodies were only ever in memory, and go no further.
         let content = content_expires_at.map(|expires_at| {

@@ -47,7 +47,7 @@ use crate::domain::{Outcome, RecordId};
 use crate::http::error::ApiError;
 use crate::objects::copies::{FileCopies, FileTarget, PendingCopy};
 use crate::policy::{decide_training_use, TrainingInputs};
-use crate::proxy::auth::{Caller, KeyKind, KeyRing};
+use crate::proxy::auth::{ApiKeys, Caller, KeyKind};
 use crate::proxy::consent::ConsentCache;
 use crate::recording::writer::RecordSink;
 use tokio::sync::OwnedSemaphorePermit;
@@ -105,7 +105,7 @@ impl RouteRuntime {
 pub struct ProxyState {
     pub config: Arc<Config>,
     pub routes: Arc<[RouteRuntime]>,
-    pub keyring: Arc<KeyRing>,
+    pub api_keys: Arc<ApiKeys>,
     pub consent: Arc<ConsentCache>,
     pub sink: RecordSink,
     pub upstream: UpstreamClient,

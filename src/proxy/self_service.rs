@@ -22,7 +22,7 @@ use crate::domain::ConsentEvent;
 use crate::http::error::ApiError;
 use crate::policy::training::{latest_effective, scheduled};
 use crate::policy::{decide_training_use, TrainingInputs};
-use crate::proxy::auth::{Caller, KeyKind, KeyRing};
+use crate::proxy::auth::{ApiKeys, Caller, KeyKind};
 use crate::proxy::consent::ConsentCache;
 use crate::store::Store;
 
@@ -36,7 +36,7 @@ const MAX_NOTE_CHARS: usize = 1_000;
 #[derive(Clone)]
 pub struct DataSharingState {
     pub config: Arc<Config>,
-    pub keyring: Arc<KeyRing>,
+    pub api_keys: Arc<ApiKeys>,
     pub store: Arc<dyn Store>,
     pub consent: Arc<ConsentCache>,
     pub clock: Arc<dyn Clock>,
@@ -124,7 +124,7 @@ fn authenticate<'a>(
     headers: &HeaderMap,
 ) -> Result<(&'a Tenant, Caller), ApiError> {
     let caller = state
-        .keyring
+        .api_keys
         .identify(Flavor::Openai, headers)
         .map_err(|e| match e {
             crate::proxy::auth::AuthError::MissingKey => ApiError::MissingKey,

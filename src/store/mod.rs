@@ -306,18 +306,6 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(config).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
-    }
-}
-
-/// A URL fit for an error message: any password replaced.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("*****"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable>".to_owned(),
+        Err(StoreError::UnsupportedUrl(crate::config::redact_url(url)))
     }
 }

@@ -1,4 +1,4 @@
-//! Every table the gateway writes, with its retention class (DESIGN.md,
+//! Every table the gateway writes, with its retention class (docs/design.md,
 //! Retention). A conformance test lists the tables in each database and
 //! fails when one is missing here, so a new table cannot be added without
 //! deciding how long its rows live.

@@ -47,7 +47,7 @@ fn modules(root: &Path) -> Vec<Module> {
                 continue;
             }
             let text = std::fs::read_to_string(&file).unwrap();
-            let code = match text.find("#[cfg(test)]\nmod tests") {
+            let code = match text.find("#[cfg(test)]\nmod tests {") {
                 Some(i) => text[..i].to_owned(),
                 None => text,
             };
@@ -261,6 +261,10 @@ fn the_check_finds_cycles_between_top_modules_and_between_siblings() {
             "use crate::c::{x::X, self};\n#[cfg(test)]\nmod tests { use crate::d; }",
         ),
         ("d.rs", "use crate::c::x::X;"),
+        // An out-of-line test module does not end the file's code.
+        ("g/mod.rs", "mod e; mod f;"),
+        ("g/e.rs", "#[cfg(test)]\nmod tests;\nuse super::f::F;"),
+        ("g/f.rs", "use crate::g::e::E;"),
     ];
     for (name, text) in files {
         let path = dir.path().join(name);
@@ -269,7 +273,10 @@ fn the_check_finds_cycles_between_top_modules_and_between_siblings() {
     }
     let mut found = cycles(&modules(dir.path()));
     found.sort();
-    assert_eq!(found, ["c: x -> y -> x", "crate: a -> b -> a"]);
+    assert_eq!(
+        found,
+        ["c: x -> y -> x", "crate: a -> b -> a", "g: e -> f -> e"]
+    );
 }
 
 #[test]
