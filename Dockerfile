@@ -7,9 +7,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, against a stub crate, so source edits reuse this layer.
 COPY Cargo.toml Cargo.lock ./
-# (Cargo.toml names a bench target: its file must exist for cargo to load.)
+# (Cargo.toml names bench targets: their files must exist for cargo to load.)
 RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/crypto.rs \
+    && echo 'fn main() {}' > benches/crypto.rs && echo 'fn main() {}' > benches/objects.rs \
     && cargo build --release --locked \
     && rm -rf src target/release/deps/custodian* target/release/deps/libcustodian* target/release/custodian*
 COPY src ./src

@@ -319,3 +319,36 @@ fn no_source_file_is_a_giant() {
         big.join("\n")
     );
 }
+
+/// The Dockerfile builds the dependencies against a stub crate first: it
+/// must stub every target Cargo.toml names, or that layer fails to build.
+#[test]
+fn the_dockerfile_stubs_every_named_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let mut named = 0;
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let Some(name) = line.strip_prefix("name = ") else {
+            continue;
+        };
+        let dir = match section {
+            "[[bench]]" => "benches",
+            "[[example]]" => "examples",
+            "[[test]]" => "tests",
+            _ => continue,
+        };
+        let stub = format!("{dir}/{}.rs", name.trim_matches('"'));
+        assert!(
+            dockerfile.contains(&stub),
+            "the Dockerfile does not stub {stub}"
+        );
+        named += 1;
+    }
+    assert!(named > 0, "no [[bench]] read from Cargo.toml");
+}
