@@ -174,3 +174,21 @@ fn policy_version_changes_with_policy_only() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[test]
+fn periodic_intervals_must_be_greater_than_zero() {
+    for (section, key) in [
+        ("[sweeper]\ninterval = \"0s\"", "sweeper.interval"),
+        (
+            "[consent]\nrefresh_interval = \"0s\"",
+            "consent.refresh_interval",
+        ),
+        ("[spool]\nreplay_interval = \"0s\"", "spool.replay_interval"),
+    ] {
+        let err = load_err(&format!("{MINIMAL}\n{section}\n"));
+        assert!(
+            err.contains(key) && err.contains("greater than zero"),
+            "{err}"
+        );
+    }
+}

@@ -71,6 +71,11 @@ where
     Fut: Future<Output = Result<(), E>> + Send,
     E: std::fmt::Display,
 {
+    // Validation refuses zero intervals; a tick never spins regardless.
+    let job = Job {
+        interval: job.interval.max(Duration::from_millis(1)),
+        ..job
+    };
     tokio::spawn(async move {
         let start = match job.at_once {
             true => tokio::time::Instant::now(),

@@ -208,6 +208,7 @@ impl Validator<'_> {
         for (key, value) in [
             ("consent.refresh_interval", raw.consent.refresh_interval),
             ("sweeper.interval", raw.sweeper.interval),
+            ("spool.replay_interval", raw.spool.replay_interval),
             ("server.header_read_timeout", raw.server.header_read_timeout),
             ("server.client_body_timeout", raw.server.client_body_timeout),
             (
