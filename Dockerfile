@@ -9,7 +9,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # (Cargo.toml names bench targets: their files must exist for cargo to load.)
 RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/crypto.rs && echo 'fn main() {}' > benches/objects.rs \
+    && echo 'fn main() {}' > benches/crypto.rs && echo 'fn main() {}' > benches/objects.rs && echo 'fn main() {}' > benches/codec.rs \
     && cargo build --release --locked \
     && rm -rf src target/release/deps/custodian* target/release/deps/libcustodian* target/release/custodian*
 COPY src ./src

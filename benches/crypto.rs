@@ -61,6 +61,7 @@ fn seal_and_open(c: &mut Criterion) {
             response_truncated: false,
             expires_at: expires,
             sealed: false,
+            compressed: false,
         };
         group.bench_function(format!("open two {size}-byte bodies"), |b| {
             b.iter_batched(

@@ -151,6 +151,7 @@ fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record 
             response_truncated: false,
             expires_at: content_expires_at,
             sealed: false,
+            compressed: false,
         }),
         review: None,
     }

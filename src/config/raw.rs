@@ -146,12 +146,14 @@ impl Default for RawDatabase {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawCapture {
     pub(super) max_body_bytes: usize,
+    pub(super) compression_level: i32,
 }
 
 impl Default for RawCapture {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            compression_level: super::CaptureConfig::DEFAULT_COMPRESSION_LEVEL,
         }
     }
 }

@@ -476,7 +476,8 @@ pub enum ContentView {
     Unreadable,
 }
 
-/// Open `content` of the record `id` of `tenant`.
+/// Open `content` of the record `id` of `tenant`: decrypted, then
+/// decompressed, as it was captured.
 pub fn open_content(
     keys: Option<&ContentKeys>,
     id: RecordId,
@@ -488,15 +489,23 @@ pub fn open_content(
         (true, Some(k)) => k.open_field(id, tenant, field, bytes),
         (true, None) => Opened::Unreadable,
     };
-    match (
+    let (request, response) = match (
         open("request", &content.request_body),
         open("response", &content.response_body),
     ) {
         (
             Opened::Plain(request) | Opened::Decrypted(request),
             Opened::Plain(response) | Opened::Decrypted(response),
-        ) => ContentView::Readable { request, response },
-        (Opened::Expired, _) | (_, Opened::Expired) => ContentView::Expired,
+        ) => (request, response),
+        (Opened::Expired, _) | (_, Opened::Expired) => return ContentView::Expired,
+        _ => return ContentView::Unreadable,
+    };
+    if !content.compressed {
+        return ContentView::Readable { request, response };
+    }
+    use crate::domain::codec::decompress;
+    match (decompress(&request), decompress(&response)) {
+        (Ok(request), Ok(response)) => ContentView::Readable { request, response },
         _ => ContentView::Unreadable,
     }
 }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod clock;
+pub mod codec;
 pub mod objects;
 pub mod records;
 pub mod review;

@@ -69,6 +69,8 @@ pub struct RecordContent {
     /// that a body in clear is never taken for a sealed one, whatever it
     /// begins with.
     pub sealed: bool,
+    /// Both bodies were compressed (zstd) before they were sealed.
+    pub compressed: bool,
 }
 
 /// A content as the spool holds it; frames written before `sealed` existed
@@ -83,6 +85,9 @@ struct SpooledContent {
     response_truncated: bool,
     expires_at: OffsetDateTime,
     sealed: Option<bool>,
+    /// Frames from before compression hold bodies as captured.
+    #[serde(default)]
+    compressed: bool,
 }
 
 impl From<SpooledContent> for RecordContent {
@@ -97,6 +102,7 @@ impl From<SpooledContent> for RecordContent {
             response_truncated: c.response_truncated,
             expires_at: c.expires_at,
             sealed,
+            compressed: c.compressed,
         }
     }
 }

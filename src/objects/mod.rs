@@ -357,14 +357,26 @@ pub fn body_refs(body: &[u8]) -> Option<Vec<ObjectRef>> {
     Some(out)
 }
 
-/// The fields as they appear in JSON, quoted, searched for all at once.
+/// What a body naming an object must spell, searched for all at once: the
+/// fields, quoted, except `model`, which every chat body has and which
+/// names an object only as a fine-tuned model, whose id starts `ft:`; and
+/// the type of an item reference.
 /// (Fixed patterns cannot fail to build; were they to, every body would
 /// be parsed: slower, never wrong.)
 static QUOTED_FIELDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
     std::sync::LazyLock::new(|| {
-        let quoted = BODY_FIELDS.iter().map(|(field, _)| format!("\"{field}\""));
+        let quoted = BODY_FIELDS
+            .iter()
+            .filter(|(_, kind)| *kind != Kind::Model)
+            .map(|(field, _)| format!("\"{field}\""))
+            .chain([FINE_TUNED_VALUE.to_owned(), ITEM_REFERENCE.to_owned()]);
         aho_corasick::AhoCorasick::new(quoted).ok()
     });
+
+/// How a fine-tuned model's id begins, as a JSON string.
+const FINE_TUNED_VALUE: &str = "\"ft:";
+/// The type of an input item that points at a stored one, as a JSON string.
+const ITEM_REFERENCE: &str = "\"item_reference\"";
 
 fn collect_refs(value: &Value, out: &mut Vec<ObjectRef>) {
     match value {
@@ -390,12 +402,15 @@ fn collect_refs(value: &Value, out: &mut Vec<ObjectRef>) {
 /// The ids a field's value names: a string, a list of strings, or an
 /// object with an `id` (`"conversation": {"id": "conv_1"}`).
 fn named_in(kind: Kind, value: &Value, out: &mut Vec<ObjectRef>) {
+    // Only a fine-tuned model is anyone's, in whatever form it is named.
+    let owned = |id: &str| !id.is_empty() && (kind != Kind::Model || id.starts_with("ft:"));
     match value {
-        Value::String(id) if kind == Kind::Model && !id.starts_with("ft:") => {}
-        Value::String(id) if !id.is_empty() => out.push(ObjectRef::new(kind, id)),
+        Value::String(id) if owned(id) => out.push(ObjectRef::new(kind, id)),
         Value::Array(items) => items.iter().for_each(|v| named_in(kind, v, out)),
         Value::Object(map) => {
-            if let Some(Value::String(id)) = map.get("id") {
+            if let Some(Value::String(id)) =
+                map.get("id").filter(|id| id.as_str().is_some_and(owned))
+            {
                 out.push(ObjectRef::new(kind, id));
             }
         }
@@ -645,6 +660,28 @@ mod tests {
         assert_eq!(body_refs(job).unwrap().len(), 2);
         assert_eq!(body_refs(br#"{"messages":[]}"#).unwrap(), []);
         assert_eq!(body_refs(b"not json \\ at all"), None);
+        let item = br#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#;
+        assert_eq!(
+            body_refs(item).unwrap(),
+            [ObjectRef::new(Kind::Item, "msg_1")]
+        );
+        // `model` names an object only when it is fine-tuned, spaced or not.
+        let chat = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(body_refs(chat).unwrap(), []);
+        let as_object = br#"{"model":{"id":"gpt-4o"},"file_ids":[]}"#;
+        assert_eq!(body_refs(as_object).unwrap(), []);
+        for tuned in [
+            &br#"{"model":"ft:gpt-4o:org::abc","messages":[]}"#[..],
+            br#"{"messages":[], "model" :  "ft:gpt-4o:org::abc"}"#,
+            br#"{"m\u006fdel":"\u0066t:gpt-4o:org::abc"}"#,
+        ] {
+            assert_eq!(
+                body_refs(tuned).unwrap(),
+                [ObjectRef::new(Kind::Model, "ft:gpt-4o:org::abc")],
+                "{}",
+                String::from_utf8_lossy(tuned)
+            );
+        }
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct ExchangeStart {
     pub received_at: OffsetDateTime,
     pub started: Instant,
     pub capture_cap: usize,
+    /// zstd level for the captured bodies (0: as captured).
+    pub compression_level: i32,
     /// Seals the content before the record leaves memory, when encryption is on.
     pub keys: Option<Arc<crate::crypto::ContentKeys>>,
 }
@@ -309,6 +311,7 @@ impl State {
                 response_truncated,
                 expires_at,
                 sealed: false,
+                compressed: false,
             }
         });
         let mut record = Record {
@@ -316,6 +319,9 @@ impl State {
             content,
             review,
         };
+        if let Some(content) = record.content.as_mut() {
+            crate::domain::codec::compress_content(content, start.compression_level);
+        }
         if let Some(keys) = &start.keys {
             crate::crypto::seal_record(keys, &mut record);
         }

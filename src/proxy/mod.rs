@@ -176,6 +176,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         received_at,
         started,
         capture_cap: state.config.capture.max_body_bytes,
+        compression_level: state.config.capture.compression_level,
         keys: state.keys.clone(),
     };
     let exchange = open_exchange(&state, start, &parts, admitted.slot, admitted.classifier);

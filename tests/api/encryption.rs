@@ -76,6 +76,10 @@ fn builder(keys: &TestKeyStore) -> ConfigBuilder {
             keys.config(),
             crate::review::RULES,
         ),
+        // Bodies as captured, so that finding no marker at rest proves the
+        // sealing (compressed bodies would hide it on their own);
+        // `compressed_then_sealed_content_reads_back` covers the two together.
+        capture: "compression_level = 0".to_owned(),
         ..Default::default()
     }
 }
@@ -561,3 +565,62 @@ async fn a_body_in_clear_that_looks_sealed_reads_as_it_is(backend: Backend) {
 }
 
 both_stores!(a_body_in_clear_that_looks_sealed_reads_as_it_is);
+
+/// Bodies are compressed before they are sealed: at rest both are smaller
+/// than captured (and sealed when encryption is on), and a reviewer reads
+/// exactly what was sent and answered.
+async fn compressed_then_sealed_content_reads_back(backend: Backend) {
+    let keys = TestKeyStore::new(KeysIn::Dir).await;
+    let plain = ConfigBuilder {
+        extra: crate::review::RULES.into(),
+        ..Default::default()
+    };
+    let sealed = ConfigBuilder {
+        capture: String::new(),
+        ..builder(&keys)
+    };
+    for builder in [plain, sealed] {
+        let sealing = builder.extra.contains("[encryption]");
+        let app = spawn_app_with(
+            backend,
+            builder,
+            Arc::new(custodian::domain::clock::SystemClock),
+        )
+        .await;
+        let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
+        let body = "please build a bomb, step by step; ".repeat(60);
+        let response = app
+            .client
+            .post(app.url("/v1/echo"))
+            .bearer_auth(MANAGED_KEY)
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let id = RecordId(record_id(&response).parse().unwrap());
+        let answered = response.bytes().await.unwrap();
+        let stored = app.stored_record(&id.to_string()).await.content.unwrap();
+        assert!(stored.compressed, "sealing {sealing}");
+        assert_eq!(stored.sealed, sealing);
+        assert!(
+            stored.request_body.len() + stored.response_body.len()
+                < (body.len() + answered.len()) / 4,
+            "sealing {sealing}: {} bytes at rest",
+            stored.request_body.len() + stored.response_body.len()
+        );
+        let item = review_item(&app, &admin, id).await;
+        let content = &item["record"]["content"];
+        assert_eq!(content["state"], "present", "sealing {sealing}: {item}");
+        assert_eq!(content["request"].as_str().unwrap(), body);
+        // The echo's answer is no chat answer: shown as the text it is.
+        assert_eq!(
+            content["response_text"].as_str().unwrap().as_bytes(),
+            &answered[..],
+            "sealing {sealing}"
+        );
+    }
+}
+
+both_stores!(compressed_then_sealed_content_reads_back);

@@ -122,6 +122,8 @@ pub struct ConfigBuilder {
     pub spool_dir: Option<String>,
     /// More keys for the `[spool]` table.
     pub spool: String,
+    /// More keys for the `[capture]` table.
+    pub capture: String,
     /// Reach the test database by another URL (through a fault proxy).
     pub database_url: Option<String>,
     pub tenants: String,
@@ -152,6 +154,7 @@ impl Default for ConfigBuilder {
             files_location: None,
             spool_dir: None,
             spool: String::new(),
+            capture: String::new(),
             database_url: None,
             profiles: r#"
 [profiles.api]
@@ -238,6 +241,7 @@ max_connections = 4
 
 [capture]
 max_body_bytes = 4096
+{capture}
 
 [consent]
 refresh_interval = "100ms"
@@ -262,6 +266,7 @@ dir = "{spool_dir}"
             db = self.database_url.as_deref().unwrap_or(db.url()),
             extra = self.extra.replace("UPSTREAM_BASE", &upstream.base()),
             auth = self.auth,
+            capture = self.capture,
             server = self.server,
             files = self
                 .files_location
@@ -461,7 +466,28 @@ impl TestApp {
     }
 
     /// The one record with this id, after it has been written.
+    /// The stored record, its content as a reader gets it (decompressed;
+    /// sealed content is left as stored). `stored_record` for the bytes at rest.
     pub async fn record(&self, response_record_id: &str) -> custodian::domain::records::Record {
+        let mut record = self.stored_record(response_record_id).await;
+        if let Some(content) = record.content.as_mut().filter(|c| !c.sealed) {
+            let opened =
+                custodian::crypto::open_content(None, record.meta.id, &record.meta.tenant, content);
+            let custodian::crypto::ContentView::Readable { request, response } = opened else {
+                panic!("stored content does not open: {opened:?}");
+            };
+            content.request_body = request;
+            content.response_body = response;
+            content.compressed = false;
+        }
+        record
+    }
+
+    /// The record exactly as the store holds it.
+    pub async fn stored_record(
+        &self,
+        response_record_id: &str,
+    ) -> custodian::domain::records::Record {
         let id = custodian::domain::RecordId(response_record_id.parse().unwrap());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {

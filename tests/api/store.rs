@@ -75,6 +75,7 @@ pub(crate) fn sample(
         response_truncated: true,
         expires_at: received_at + Duration::days(30),
         sealed: false,
+        compressed: false,
     });
     Record {
         meta,

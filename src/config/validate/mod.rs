@@ -79,6 +79,7 @@ impl Validator<'_> {
             },
             capture: CaptureConfig {
                 max_body_bytes: raw.capture.max_body_bytes,
+                compression_level: raw.capture.compression_level,
             },
             writer: WriterConfig {
                 queue_capacity: raw.writer.queue_capacity,
@@ -195,6 +196,15 @@ impl Validator<'_> {
                 None,
                 "server.max_concurrent_requests",
                 "must be at most 1000000",
+            );
+        }
+        const MIN_LEVEL: i32 = CaptureConfig::MIN_COMPRESSION_LEVEL;
+        const MAX_LEVEL: i32 = CaptureConfig::MAX_COMPRESSION_LEVEL;
+        if !(MIN_LEVEL..=MAX_LEVEL).contains(&raw.capture.compression_level) {
+            return self.err(
+                None,
+                "capture.compression_level",
+                format!("must be {MIN_LEVEL} to {MAX_LEVEL} (0: store as captured)"),
             );
         }
         if raw.writer.batch_size > MAX_BATCH_SIZE {

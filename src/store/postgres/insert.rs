@@ -64,6 +64,7 @@ pub(super) async fn insert_contents(
         .bind(column(rows, |(m, _)| m.received_at))
         .bind(column(rows, |(_, c)| c.expires_at))
         .bind(column(rows, |(_, c)| c.sealed))
+        .bind(column(rows, |(_, c)| c.compressed))
         .execute(tx)
         .await
         .map(|_| ())

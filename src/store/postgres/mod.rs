@@ -49,9 +49,9 @@ const INSERT_META: &str = "INSERT INTO record_meta (id, request_id, tenant_id, k
     $23::text[], $24::bool[], $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])";
 
 const INSERT_CONTENT: &str = "INSERT INTO record_content (record_id, tenant_id, request_body, \
-    request_truncated, response_body, response_truncated, received_at, expires_at, sealed) \
+    request_truncated, response_body, response_truncated, received_at, expires_at, sealed, compressed) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bool[], $5::bytea[], $6::bool[], \
-    $7::timestamptz[], $8::timestamptz[], $9::bool[])";
+    $7::timestamptz[], $8::timestamptz[], $9::bool[], $10::bool[])";
 
 const INSERT_REVIEW: &str = "INSERT INTO review_items (record_id, tenant_id, severity, action, \
     reasons, content_kept, created_at, updated_at, expires_at) \

@@ -10,7 +10,7 @@ pub(super) const META_COLUMNS: &str =
 
 pub(super) const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
-    response_truncated, received_at, expires_at, sealed";
+    response_truncated, received_at, expires_at, sealed, compressed";
 
 pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
@@ -30,7 +30,7 @@ pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditEntry, StoreError> {
 pub(super) const EXPORT_CANDIDATES: &str =
     "SELECT m.id, m.tenant_id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
     m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
-    c.response_truncated, c.expires_at AS content_expires_at, c.sealed, x.export_id \
+    c.response_truncated, c.expires_at AS content_expires_at, c.sealed, c.compressed, x.export_id \
     FROM record_meta m \
     LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at = m.content_expires_at \
         AND c.expires_at > $3 \
@@ -54,6 +54,7 @@ pub(super) fn candidate_from_row(r: &PgRow) -> Result<ExportCandidate, StoreErro
             response_truncated: r.try_get("response_truncated")?,
             expires_at: r.try_get("content_expires_at")?,
             sealed: r.try_get("sealed")?,
+            compressed: r.try_get("compressed")?,
         }),
     };
     Ok(ExportCandidate {
@@ -136,6 +137,7 @@ pub(super) fn content_from_row(r: &PgRow) -> Result<RecordContent, StoreError> {
         response_truncated: r.try_get("response_truncated")?,
         expires_at: r.try_get("expires_at")?,
         sealed: r.try_get("sealed")?,
+        compressed: r.try_get("compressed")?,
     })
 }
 

@@ -40,7 +40,7 @@ const META_COLUMNS: &str =
 
 const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
-    response_truncated, received_at, expires_at, sealed";
+    response_truncated, received_at, expires_at, sealed, compressed";
 
 const CONSENT_COLUMNS: &str =
     "id, tenant_id, opted_in, effective_at, recorded_at, actor, source, note";
@@ -198,7 +198,7 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
 const EXPORT_CANDIDATES: &str =
     "SELECT m.id, m.tenant_id, m.received_at, m.path, m.status, m.outcome, m.streamed, \
     m.training_basis, m.expires_at, c.request_body, c.request_truncated, c.response_body, \
-    c.response_truncated, c.expires_at AS content_expires_at, c.sealed, x.export_id \
+    c.response_truncated, c.expires_at AS content_expires_at, c.sealed, c.compressed, x.export_id \
     FROM record_meta m \
     LEFT JOIN record_content c ON c.record_id = m.id AND c.expires_at > ?3 \
     LEFT JOIN training_exports x ON x.record_id = m.id \
@@ -221,6 +221,7 @@ fn candidate_from_row(r: &SqliteRow) -> Result<ExportCandidate, StoreError> {
             response_truncated: r.try_get("response_truncated")?,
             expires_at: from_micros(r.try_get("content_expires_at")?)?,
             sealed: r.try_get("sealed")?,
+            compressed: r.try_get("compressed")?,
         }),
     };
     Ok(ExportCandidate {
@@ -304,6 +305,7 @@ fn content_from_row(r: &SqliteRow) -> Result<RecordContent, StoreError> {
         response_truncated: r.try_get("response_truncated")?,
         expires_at: from_micros(r.try_get("expires_at")?)?,
         sealed: r.try_get("sealed")?,
+        compressed: r.try_get("compressed")?,
     })
 }
 

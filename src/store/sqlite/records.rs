@@ -61,7 +61,8 @@ impl RecordStore for SqliteStore {
                     .push_bind(c.response_truncated)
                     .push_bind(to_micros(m.received_at))
                     .push_bind(to_micros(c.expires_at))
-                    .push_bind(c.sealed);
+                    .push_bind(c.sealed)
+                    .push_bind(c.compressed);
             });
             qb.build().execute(&mut *tx).await?;
         }
