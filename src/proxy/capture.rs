@@ -136,8 +136,13 @@ pub struct ResponseTee<S> {
     /// that many bytes, so reaching it is the end of the response.
     expected_len: Option<u64>,
     relayed: u64,
-    /// The upstream ended while chunks were being merged; report it next poll.
+    /// The upstream ended (cleanly or not); what was merged goes out first.
     ended: bool,
+    /// Chunks read but not yet relayed (see `relay_next`), and their length.
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    /// Turns yielded since the batch last grew.
+    idle_turns: u8,
     /// The upstream body failed: once what was relayed before it is out,
     /// the client's response fails too (never a clean end of a cut answer).
     failure: Option<std::io::Error>,
@@ -155,6 +160,9 @@ impl<S> ResponseTee<S> {
             expected_len,
             relayed: 0,
             ended: false,
+            batch: Vec::new(),
+            batch_len: 0,
+            idle_turns: 0,
             failure: None,
             journaled: None,
             held_end: None,
@@ -168,8 +176,10 @@ impl<S> ResponseTee<S> {
     }
 }
 
-/// Chunks already waiting are merged up to this size before a write to the
-/// client: one syscall instead of one per SSE event, and never a wait.
+/// Turns a batch waits for another chunk before it is sent.
+const MAX_IDLE_TURNS: u8 = 2;
+
+/// Chunks are merged up to this size before a write to the client.
 const COALESCE_LIMIT: usize = 32 * 1024;
 
 impl<S, E> ResponseTee<S>
@@ -245,41 +255,62 @@ where
     E: std::fmt::Display,
 {
     /// The next chunk for the client: what the upstream has ready, merged.
+    /// hyper's client hands a body over one frame per turn of its connection
+    /// task, and its server writes to the socket whenever the body is not
+    /// ready: so while frames keep coming (an SSE burst already read off the
+    /// upstream's socket) the merged batch is held and this task yields one
+    /// turn, letting the connection task hand over the next. The batch goes
+    /// out on the first turn that brought nothing: one write per burst, not
+    /// one per event, and no timer, so a lone event waits one turn at most.
     fn relay_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
-        if self.ended {
-            return Poll::Ready(self.after_end());
-        }
-        let first = match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => chunk,
-            Poll::Ready(end) => {
-                self.on_end(end.and_then(Result::err));
-                // In journal mode the end waits for the record (poll_next).
-                return Poll::Ready(match self.journaled {
-                    Some(_) => None,
-                    None => self.after_end(),
+        loop {
+            if self.ended {
+                return Poll::Ready(match (self.take_batch(), &self.journaled) {
+                    (Some(batch), _) => Some(Ok(batch)),
+                    // In journal mode the end waits for the record (poll_next).
+                    (None, Some(_)) => None,
+                    (None, None) => self.after_end(),
                 });
             }
-        };
-        self.on_chunk(&first);
-        let mut merged: Option<bytes::BytesMut> = None;
-        while merged.as_ref().map_or(first.len(), |m| m.len()) < COALESCE_LIMIT {
+            if self.batch_len >= COALESCE_LIMIT {
+                return Poll::Ready(self.take_batch().map(Ok));
+            }
             match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(next))) => {
-                    self.on_chunk(&next);
-                    merged
-                        .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                        .extend_from_slice(&next);
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.on_chunk(&chunk);
+                    self.batch_len += chunk.len();
+                    self.batch.push(chunk);
+                    self.idle_turns = 0;
                 }
-                // Nothing more yet: send what we have now.
-                Poll::Pending => break,
-                Poll::Ready(end) => {
-                    self.on_end(end.and_then(Result::err));
-                    break;
+                Poll::Ready(end) => self.on_end(end.and_then(Result::err)),
+                Poll::Pending if self.batch.is_empty() => return Poll::Pending,
+                // Once the exchange is finished (its whole length relayed)
+                // nothing more comes: send at once.
+                Poll::Pending if self.idle_turns < MAX_IDLE_TURNS && self.exchange.is_some() => {
+                    self.idle_turns += 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
+                Poll::Pending => return Poll::Ready(self.take_batch().map(Ok)),
             }
         }
-        Poll::Ready(Some(Ok(merged.map_or(first, bytes::BytesMut::freeze))))
+    }
+
+    /// The chunks held, as one (copied only when there are several).
+    fn take_batch(&mut self) -> Option<Bytes> {
+        self.batch_len = 0;
+        match self.batch.len() {
+            0 => None,
+            1 => self.batch.pop(),
+            _ => {
+                let mut merged =
+                    bytes::BytesMut::with_capacity(self.batch.iter().map(Bytes::len).sum());
+                self.batch
+                    .drain(..)
+                    .for_each(|chunk| merged.extend_from_slice(&chunk));
+                Some(merged.freeze())
+            }
+        }
     }
 }
 

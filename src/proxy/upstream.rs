@@ -1,4 +1,7 @@
-//! The upstream HTTP client: the only place that knows reqwest.
+//! The upstream HTTP client: hyper's pooled client (HTTP/1.1, and HTTP/2
+//! where TLS negotiates it), the only place that knows it. Not reqwest: a
+//! gateway needs none of its conveniences (redirects, URL parsing, cookies)
+//! and paid for them on every request.
 //! Timeouts: connect, first byte (response headers), and idle between body
 //! reads. Never one total timeout: streams may rightly last minutes.
 
@@ -7,37 +10,60 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
 
 use super::idle::IdleTimer;
 
 use crate::config::UpstreamConfig;
 use crate::http::error::ApiError;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body as the client sends it.
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: reqwest::Client,
+    client: Client<Connector, RequestBody>,
     first_byte_timeout: Duration,
     idle_timeout: Duration,
 }
 
-pub type UpstreamResponse = reqwest::Response;
+pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
 
 pub enum UpstreamBody {
     /// No body at all (a GET).
     Empty,
     /// A body held whole in memory (sent with its length).
     Held(HeldBody),
-    Stream(reqwest::Body),
+    Stream(RequestBody),
+}
+
+impl UpstreamBody {
+    fn into_request_body(self) -> RequestBody {
+        match self {
+            UpstreamBody::Empty => http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            UpstreamBody::Held(held) => held.map_err(|never| match never {}).boxed_unsync(),
+            UpstreamBody::Stream(body) => body,
+        }
+    }
 }
 
 /// Why a forward failed before a response arrived.
 #[derive(Debug)]
 pub enum SendError {
-    /// Connection refused, reset, DNS, TLS.
-    Unreachable(reqwest::Error),
-    /// No response headers within the first-byte timeout.
+    /// Connection refused, reset, DNS, TLS; or no URL to reach.
+    Unreachable(BoxError),
+    /// No response headers within the first-byte timeout (or no connection
+    /// within the connect timeout).
     TimedOut,
 }
 
@@ -51,15 +77,25 @@ impl From<SendError> for ApiError {
 }
 
 impl UpstreamClient {
-    pub fn new(config: &UpstreamConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
+    pub fn new(config: &UpstreamConfig) -> std::io::Result<Self> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        // The TLS layer above takes https URLs.
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        // Redirects are relayed to the client, never followed (hyper's
+        // client does not follow them).
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            // A gateway relays redirects, it does not follow them.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(https);
         Ok(Self {
             client,
             first_byte_timeout: config.first_byte_timeout,
@@ -68,15 +104,15 @@ impl UpstreamClient {
     }
 
     /// The response body, failing when the upstream sends nothing for the
-    /// idle timeout. (Not reqwest's `read_timeout`: its clock also runs
-    /// while a slow client keeps us from reading, and would cut a live
+    /// idle timeout. (Not a read timeout on the socket: its clock would also
+    /// run while a slow client keeps us from reading, and would cut a live
     /// stream for the client's slowness.)
     pub fn body(
         &self,
         response: UpstreamResponse,
-    ) -> IdleLimited<impl Stream<Item = reqwest::Result<Bytes>>> {
+    ) -> IdleLimited<impl Stream<Item = Result<Bytes, hyper::Error>>> {
         IdleLimited {
-            inner: response.bytes_stream(),
+            inner: response.into_body().into_data_stream(),
             timer: IdleTimer::new(self.idle_timeout),
         }
     }
@@ -88,20 +124,35 @@ impl UpstreamClient {
         headers: HeaderMap,
         body: UpstreamBody,
     ) -> Result<UpstreamResponse, SendError> {
-        let request = self.client.request(method, url).headers(headers);
-        let request = match body {
-            UpstreamBody::Empty => request,
-            UpstreamBody::Held(b) => request.body(reqwest::Body::wrap(b)),
-            UpstreamBody::Stream(s) => request.body(s),
-        };
-        match tokio::time::timeout(self.first_byte_timeout, request.send()).await {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SendError::Unreachable(e.into()))?;
+        let mut request = http::Request::new(body.into_request_body());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        match tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await {
             Err(_) => Err(SendError::TimedOut),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_timeout() => Err(SendError::TimedOut),
-            // The URL carries the client's query string: keep it out of logs.
-            Ok(Err(e)) => Err(SendError::Unreachable(e.without_url())),
+            Ok(Err(e)) if timed_out(&e) => Err(SendError::TimedOut),
+            // The error names no URL (it carries the client's query string).
+            Ok(Err(e)) => Err(SendError::Unreachable(e.into())),
         }
     }
+}
+
+/// The connect timeout, somewhere down the error's causes.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// An upstream body with an idle limit. The timer runs only from a read
@@ -112,9 +163,10 @@ pub struct IdleLimited<S> {
     timer: IdleTimer,
 }
 
-impl<S> Stream for IdleLimited<S>
+impl<S, E> Stream for IdleLimited<S>
 where
-    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<BoxError>,
 {
     type Item = std::io::Result<Bytes>;
 
@@ -133,13 +185,18 @@ where
     }
 }
 
-pub fn body_from_stream<S>(stream: S) -> reqwest::Body
+/// A request body streamed as it arrives (sent chunked, or with the
+/// client's Content-Length).
+pub fn body_from_stream<S>(stream: S) -> RequestBody
 where
     S: futures_util::TryStream + Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    bytes::Bytes: From<S::Ok>,
+    S::Error: Into<BoxError>,
+    Bytes: From<S::Ok>,
 {
-    reqwest::Body::wrap_stream(stream)
+    let frames = stream
+        .map_ok(|chunk| http_body::Frame::data(Bytes::from(chunk)))
+        .map_err(Into::into);
+    http_body_util::StreamBody::new(frames).boxed_unsync()
 }
 
 /// A body held whole, with its place in the body budget: the place is given
