@@ -7,6 +7,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, against a stub crate, so source edits reuse this layer.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (a C define for the allocator) before anything is compiled.
+COPY .cargo ./.cargo
 # (Cargo.toml names bench targets: their files must exist for cargo to load.)
 RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > benches/crypto.rs && echo 'fn main() {}' > benches/objects.rs && echo 'fn main() {}' > benches/codec.rs \

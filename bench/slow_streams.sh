@@ -3,14 +3,15 @@
 # open at once. STREAMS (1,000) clients each open a streamed chat completion
 # at the same time; the yardstick's mock sends CHUNKS (50) SSE events
 # DELAY_MS (200) apart, so every stream stays open ~10 s and all of them
-# overlap. Reports the gateway's peak RSS (VmHWM) against its RSS at rest,
+# overlap. The gateway runs on cpu1, the mock and the load on cpu0, as in
+# the other steps. Reports the gateway's peak RSS (VmHWM) against its RSS at rest,
 # and records stored against streams answered after a SIGTERM flush (a
 # mismatch fails the script). Every record is stored, in a fresh PostgreSQL
 # database dropped afterwards.
 #
 # Knobs: STREAMS=1000 CHUNKS=50 DELAY_MS=200 CONFIG=bench/custodian.bench.toml
 # SHARED=../shared/bench PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
-# Needs oha and the yardstick's mock (../shared/bench/setup.sh).
+# Needs oha (../shared/bench/setup.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,8 +28,10 @@ if [[ -z $BIN ]]; then
     cargo build --release --locked >&2
     BIN=$ROOT/target/release/custodian
 fi
-MOCK=$SHARED/mock-upstream/target/release/mock-upstream
-[[ -x $MOCK ]] || { echo "build the yardstick's mock first: $SHARED/setup.sh" >&2; exit 1; }
+# The yardstick's mock, built apart (its folder may be read-only).
+cargo build --release --manifest-path "$SHARED/mock-upstream/Cargo.toml" \
+    --target-dir "$ROOT/target/yardstick-mock" >&2
+MOCK=$ROOT/target/yardstick-mock/release/mock-upstream
 if curl -s -o /dev/null -m 1 http://127.0.0.1:18000/; then
     echo "127.0.0.1:18000 is taken: this step starts its own slow mock there" >&2
     exit 1
@@ -45,11 +48,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$MOCK" --addr 127.0.0.1:18000 --chunks "$CHUNKS" --chunk-delay-ms "$DELAY_MS" 2>"$OUT/mock.log" &
+taskset -c 0 "$MOCK" --addr 127.0.0.1:18000 --chunks "$CHUNKS" --chunk-delay-ms "$DELAY_MS" 2>"$OUT/mock.log" &
 PIDS+=($!)
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
 CUSTODIAN__DATABASE__URL=${PG_ADMIN_URL%/*}/$DB CUSTODIAN_FINGERPRINT_KEY=bench-fingerprint-secret \
-    "$BIN" --config "$CONFIG" serve 2>"$OUT/gateway.log" &
+    taskset -c 1 "$BIN" --config "$CONFIG" serve 2>"$OUT/gateway.log" &
 GW=$!
 PIDS+=("$GW")
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:9090/readyz >/dev/null 2>&1 && break; sleep 0.1; done
@@ -61,7 +64,7 @@ at_rest=$(rss VmRSS)
 ( while kill -0 "$GW" 2>/dev/null; do echo "$(date +%s.%N) $(rss VmRSS)"; sleep 0.5; done ) >"$OUT/rss.log" 2>/dev/null &
 SAMPLER=$!
 PIDS+=("$SAMPLER")
-timeout $((CHUNKS * DELAY_MS / 1000 + 120)) oha --no-tui --output-format json -n "$STREAMS" -c "$STREAMS" \
+timeout $((CHUNKS * DELAY_MS / 1000 + 120)) taskset -c 0 oha --no-tui --output-format json -n "$STREAMS" -c "$STREAMS" \
     -t 60s -m POST -T application/json -H "Authorization: Bearer sk-bench" \
     -D "$SHARED/bodies/chat-stream.json" http://127.0.0.1:8080/v1/chat/completions >"$OUT/oha.json"
 peak=$(rss VmHWM)
