@@ -203,10 +203,16 @@ impl Ownership {
                 false => Ok(()),
             };
         };
-        if matches!(
-            self.target,
-            Target::Collection(Kind::ChatCompletion | Kind::Response)
-        ) {
+        // Without a backslash no key is escaped: a body that never spells
+        // `"store"` leaves it unset, and needs no parse.
+        let spells_store =
+            body.contains(&b'\\') || memchr::memmem::find(body, b"\"store\"").is_some();
+        if spells_store
+            && matches!(
+                self.target,
+                Target::Collection(Kind::ChatCompletion | Kind::Response)
+            )
+        {
             if let Ok(value) = serde_json::from_slice::<Value>(body) {
                 self.stores = match objects::stateful_asks(&value).store {
                     Some(store) => store,
