@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 /// No stored body decodes to more than this, whatever its frame claims:
 /// a row edited by hand must not take the gateway's memory.
-const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("a stored body does not decompress")]

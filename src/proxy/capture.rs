@@ -260,8 +260,8 @@ where
     /// ready: so while frames keep coming (an SSE burst already read off the
     /// upstream's socket) the merged batch is held and this task yields one
     /// turn, letting the connection task hand over the next. The batch goes
-    /// out on the first turn that brought nothing: one write per burst, not
-    /// one per event, and no timer, so a lone event waits one turn at most.
+    /// out once `MAX_IDLE_TURNS` turns brought nothing: one write per burst,
+    /// not one per event, and no timer (a lone event waits two turns).
     fn relay_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         loop {
             if self.ended {

@@ -81,7 +81,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&crate::domain::uuid_v7().to_string())
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown"))
         })
 }

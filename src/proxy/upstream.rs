@@ -9,12 +9,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::future::Future;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Uri};
 use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use tower::ServiceExt;
 
 use super::idle::IdleTimer;
 
@@ -26,11 +33,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request body as the client sends it.
 pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<Connector, RequestBody>,
+    client: Client<hyper_rustls::HttpsConnector<Connector>, RequestBody>,
     first_byte_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -79,16 +84,25 @@ impl From<SendError> for ApiError {
 impl UpstreamClient {
     pub fn new(config: &UpstreamConfig) -> std::io::Result<Self> {
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
+        // A pooled connection or a quiet stream that a NAT or load balancer
+        // dropped is noticed in under a minute, not at the next timeout.
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
         // The TLS layer above takes https URLs.
         http.enforce_http(false);
+        let connector = Connector {
+            direct: http,
+            proxies: Arc::new(Matcher::from_env()),
+            timeout: config.connect_timeout,
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()?
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(connector);
         // Redirects are relayed to the client, never followed (hyper's
         // client does not follow them).
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -138,6 +152,57 @@ impl UpstreamClient {
             // The error names no URL (it carries the client's query string).
             Ok(Err(e)) => Err(SendError::Unreachable(e.into())),
         }
+    }
+}
+
+/// Connects to an upstream: directly, or through the egress proxy the
+/// environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`,
+/// as reqwest read them) by a CONNECT tunnel; TLS goes on top. The whole
+/// connect (DNS, TCP, the proxy's answer) is bounded by the connect timeout.
+#[derive(Clone)]
+struct Connector {
+    direct: HttpConnector,
+    proxies: Arc<Matcher>,
+    timeout: Duration,
+}
+
+type Connecting =
+    Pin<Box<dyn Future<Output = Result<TokioIo<tokio::net::TcpStream>, BoxError>> + Send>>;
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Connecting {
+        let direct = self.direct.clone();
+        let via = self.proxies.intercept(&dst);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let connect = async move {
+                let Some(proxy) = via else {
+                    return direct.oneshot(dst).await.map_err(BoxError::from);
+                };
+                if proxy.uri().scheme_str() != Some("http") {
+                    return Err("only http:// egress proxies (CONNECT) are supported, not SOCKS or https://".into());
+                }
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), direct);
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                tunnel.oneshot(dst).await.map_err(BoxError::from)
+            };
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(connected) => connected,
+                Err(_) => {
+                    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout").into())
+                }
+            }
+        })
     }
 }
 

@@ -372,12 +372,22 @@ pub(crate) async fn wait_for_logged(log: &Path, field: &str) -> String {
 
 /// `custodian serve` on `config` from its directory, logging to `log`.
 pub(crate) fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
+    spawn_serve_with(config, log, &[])
+}
+
+/// `spawn_serve` with more environment (an egress proxy, say).
+pub(crate) fn spawn_serve_with(
+    config: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let file = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_custodian"))
         .arg("--config")
         .arg(config)
         .arg("serve")
         .env("ZDR_TEST_UPSTREAM_KEY", "sk-upstream")
+        .envs(env.iter().copied())
         .env_remove("CUSTODIAN_CONFIG")
         .current_dir(config.parent().unwrap())
         .stdout(file.try_clone().unwrap())

@@ -14,6 +14,7 @@ mod cli;
 mod consent;
 mod crash;
 mod data_sharing;
+mod egress_proxy;
 mod encryption;
 mod export;
 mod files;

@@ -198,6 +198,10 @@ impl Validator<'_> {
                 "must be at most 1000000",
             );
         }
+        if raw.capture.max_body_bytes as u64 > crate::domain::codec::MAX_DECODED_BYTES {
+            // A longer compressed body could never be read back.
+            return self.err(None, "capture.max_body_bytes", "must be at most 268435456");
+        }
         const MIN_LEVEL: i32 = CaptureConfig::MIN_COMPRESSION_LEVEL;
         const MAX_LEVEL: i32 = CaptureConfig::MAX_COMPRESSION_LEVEL;
         if !(MIN_LEVEL..=MAX_LEVEL).contains(&raw.capture.compression_level) {
