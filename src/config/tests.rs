@@ -192,3 +192,24 @@ fn periodic_intervals_must_be_greater_than_zero() {
         );
     }
 }
+
+#[test]
+fn capture_compression_is_a_known_level_and_the_cap_one_the_codec_reads_back() {
+    let with = |capture: &str| format!("{MINIMAL}\n[capture]\n{capture}\n");
+    assert_eq!(load(MINIMAL).unwrap().capture.compression_level, -1);
+    for level in [-7, 0, 6] {
+        let config = load(&with(&format!("compression_level = {level}"))).unwrap();
+        assert_eq!(config.capture.compression_level, level);
+    }
+    for level in [-8, 7, 19] {
+        let err = load_err(&with(&format!("compression_level = {level}")));
+        assert!(err.contains("capture.compression_level"), "{err}");
+    }
+    let err = load_err(&with(
+        "max_body_bytes = 268435457\n[server]\nmax_request_body_bytes = 536870912\nmax_buffered_bytes = 1073741824",
+    ));
+    assert!(
+        err.contains("capture.max_body_bytes") && err.contains("at most 268435456"),
+        "{err}"
+    );
+}

@@ -48,6 +48,7 @@ impl Validator<'_> {
         let classifier = self.classifier(raw.classifier.as_ref(), &profiles)?;
         let encryption = self.encryption(&raw.encryption)?;
         self.positive(&raw)?;
+        self.capture(&raw)?;
         let trusted_proxies = self.trusted_proxies(&raw.server.trusted_proxies)?;
         let policy_version = policy_version(&profiles, &routes, &tenants);
         Ok(Config {
@@ -139,6 +140,24 @@ impl Validator<'_> {
             .collect()
     }
 
+    /// The capture cap within what the codec reads back; a known level.
+    fn capture(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        if raw.capture.max_body_bytes as u64 > crate::domain::codec::MAX_DECODED_BYTES {
+            // A longer compressed body could never be read back.
+            return self.err(None, "capture.max_body_bytes", "must be at most 268435456");
+        }
+        const MIN_LEVEL: i32 = CaptureConfig::MIN_COMPRESSION_LEVEL;
+        const MAX_LEVEL: i32 = CaptureConfig::MAX_COMPRESSION_LEVEL;
+        if !(MIN_LEVEL..=MAX_LEVEL).contains(&raw.capture.compression_level) {
+            return self.err(
+                None,
+                "capture.compression_level",
+                format!("must be {MIN_LEVEL} to {MAX_LEVEL} (0: store as captured)"),
+            );
+        }
+        Ok(())
+    }
+
     fn positive(&self, raw: &RawConfig) -> Result<(), ConfigError> {
         let checks = [
             (
@@ -196,19 +215,6 @@ impl Validator<'_> {
                 None,
                 "server.max_concurrent_requests",
                 "must be at most 1000000",
-            );
-        }
-        if raw.capture.max_body_bytes as u64 > crate::domain::codec::MAX_DECODED_BYTES {
-            // A longer compressed body could never be read back.
-            return self.err(None, "capture.max_body_bytes", "must be at most 268435456");
-        }
-        const MIN_LEVEL: i32 = CaptureConfig::MIN_COMPRESSION_LEVEL;
-        const MAX_LEVEL: i32 = CaptureConfig::MAX_COMPRESSION_LEVEL;
-        if !(MIN_LEVEL..=MAX_LEVEL).contains(&raw.capture.compression_level) {
-            return self.err(
-                None,
-                "capture.compression_level",
-                format!("must be {MIN_LEVEL} to {MAX_LEVEL} (0: store as captured)"),
             );
         }
         if raw.writer.batch_size > MAX_BATCH_SIZE {
