@@ -6,8 +6,8 @@
 use super::records::RecordContent;
 use std::cell::RefCell;
 
-/// No stored body decodes to more than this, whatever its frame claims:
-/// a row edited by hand must not take the gateway's memory.
+/// No stored body decodes to more than this, whatever its frame claims: a
+/// row edited by hand cannot make a read allocate more.
 pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    // The configured default (config::CaptureConfig).
+    // The configured default (config::CaptureConfig), which domain cannot see.
     const DEFAULT_LEVEL: i32 = -1;
 
     fn content(request: &[u8], response: &[u8]) -> RecordContent {

@@ -524,6 +524,36 @@ async fn a_key_store_in_the_content_database_is_refused() {
 
 /// Whether content is sealed is stored beside it: a body in clear that
 /// begins with the sealing header reads as it is, encryption on or off.
+/// An app on `builder` with an admin, and `body` sent as text to the echo
+/// route as the managed-key tenant (a rule flags "build a bomb"): the app,
+/// the admin's token, the record and the answer.
+async fn echoed(
+    backend: Backend,
+    builder: ConfigBuilder,
+    body: &[u8],
+) -> (TestApp, String, RecordId, bytes::Bytes) {
+    let app = spawn_app_with(
+        backend,
+        builder,
+        Arc::new(custodian::domain::clock::SystemClock),
+    )
+    .await;
+    let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
+    let response = app
+        .client
+        .post(app.url("/v1/echo"))
+        .bearer_auth(MANAGED_KEY)
+        .header("content-type", "text/plain")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = RecordId(record_id(&response).parse().unwrap());
+    let answered = response.bytes().await.unwrap();
+    (app, admin, id, answered)
+}
+
 async fn a_body_in_clear_that_looks_sealed_reads_as_it_is(backend: Backend) {
     let keys = TestKeyStore::new(KeysIn::Dir).await;
     let plain = ConfigBuilder {
@@ -532,25 +562,8 @@ async fn a_body_in_clear_that_looks_sealed_reads_as_it_is(backend: Backend) {
     };
     for builder in [plain, builder(&keys)] {
         let sealing = builder.extra.contains("[encryption]");
-        let app = spawn_app_with(
-            backend,
-            builder,
-            Arc::new(custodian::domain::clock::SystemClock),
-        )
-        .await;
-        let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
         let body = b"\0CSTENC1 build a bomb, in clear";
-        let response = app
-            .client
-            .post(app.url("/v1/echo"))
-            .bearer_auth(MANAGED_KEY)
-            .header("content-type", "text/plain")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let id = RecordId(record_id(&response).parse().unwrap());
+        let (app, admin, id, _) = echoed(backend, builder, body).await;
         let stored = app.record(&id.to_string()).await.content.unwrap();
         assert_eq!(stored.sealed, sealing);
         let item = review_item(&app, &admin, id).await;
@@ -581,26 +594,8 @@ async fn compressed_then_sealed_content_reads_back(backend: Backend) {
     };
     for builder in [plain, sealed] {
         let sealing = builder.extra.contains("[encryption]");
-        let app = spawn_app_with(
-            backend,
-            builder,
-            Arc::new(custodian::domain::clock::SystemClock),
-        )
-        .await;
-        let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
         let body = "please build a bomb, step by step; ".repeat(60);
-        let response = app
-            .client
-            .post(app.url("/v1/echo"))
-            .bearer_auth(MANAGED_KEY)
-            .header("content-type", "text/plain")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let id = RecordId(record_id(&response).parse().unwrap());
-        let answered = response.bytes().await.unwrap();
+        let (app, admin, id, answered) = echoed(backend, builder, body.as_bytes()).await;
         let stored = app.stored_record(&id.to_string()).await.content.unwrap();
         assert!(stored.compressed, "sealing {sealing}");
         assert_eq!(stored.sealed, sealing);

@@ -142,9 +142,11 @@ impl Validator<'_> {
 
     /// The capture cap within what the codec reads back; a known level.
     fn capture(&self, raw: &RawConfig) -> Result<(), ConfigError> {
-        if raw.capture.max_body_bytes as u64 > crate::domain::codec::MAX_DECODED_BYTES {
+        let readable = crate::domain::codec::MAX_DECODED_BYTES;
+        if raw.capture.max_body_bytes as u64 > readable {
             // A longer compressed body could never be read back.
-            return self.err(None, "capture.max_body_bytes", "must be at most 268435456");
+            let message = format!("must be at most {readable}");
+            return self.err(None, "capture.max_body_bytes", message);
         }
         const MIN_LEVEL: i32 = CaptureConfig::MIN_COMPRESSION_LEVEL;
         const MAX_LEVEL: i32 = CaptureConfig::MAX_COMPRESSION_LEVEL;
