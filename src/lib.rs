@@ -8,9 +8,10 @@
 //! file copies); `recording` (where a record goes after the response);
 //! `store` (persistence); `crypto` (sealing and keys); `review` (the queue);
 //! `http` (admin listener, review API, error mapping); `jobs` (what runs
-//! periodically); `export`; `commands` (the CLI). `startup` wires them.
+//! periodically); `export`; `attest` (proof that the policy held); `commands` (the CLI). `startup` wires them.
 
 pub mod abuse;
+pub mod attest;
 pub mod commands;
 pub mod config;
 pub mod crypto;

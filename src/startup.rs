@@ -77,6 +77,11 @@ impl Gateway {
         upkeep::prepare_partitions(&config, store.as_ref(), clock.as_ref())
             .await
             .context("preparing partitions")?;
+        // Before any record carries the version: each resolves to its policy.
+        store
+            .save_policy_document(&config.policy_version, &config.policy_document, clock.now())
+            .await
+            .context("storing the policy document")?;
         let keys = open_content_keys(&config, Some(store.as_ref()), clock.as_ref()).await?;
         let wiring = Wiring::load(config, clock, store, keys).await;
         let (recording, sink) = Recording::start(&wiring.config, &wiring.store)?;

@@ -61,6 +61,9 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Prove the policy held: check each claim against the store, key store
+    /// and spool; exit non-zero naming each claim that fails.
+    Attest(AttestArgs),
     /// Remove everything past its retention now (`serve` also does it on a timer).
     Sweep {
         /// Count what would be removed; remove nothing.
@@ -231,6 +234,38 @@ pub struct ExportTrainingArgs {
     /// Who runs the export, for the audit log; default the login name.
     #[arg(long)]
     pub actor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AttestArgs {
+    #[command(subcommand)]
+    pub command: Option<AttestCommand>,
+    /// Records received at or after this instant (RFC 3339); default: all.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Records received before this instant (RFC 3339); default: now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// One tenant's records only.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Also write the report as JSON, signed with `attest.signing_key`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Check a signed report's signature (and print whether its claims held).
+    Verify {
+        report: PathBuf,
+        /// The signer's public key: 64 hex digits, or a file holding them.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Print the public key of `attest.signing_key`, to hand to report readers.
+    PublicKey,
 }
 
 #[derive(Debug, Subcommand)]

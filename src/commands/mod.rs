@@ -1,6 +1,7 @@
 //! What each subcommand does. `main` parses and calls [`run`].
 
 mod api_keys;
+mod attest;
 mod audit;
 pub mod cli;
 mod consent;
@@ -67,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             export::export_training(&cli.config, args).await
         }
         Command::Audit(AuditCommand::Verify) => audit::audit_verify(&cli.config).await,
+        Command::Attest(args) => attest::run(&cli.config, args).await,
         Command::Sweep { dry_run } => retention::sweep(&cli.config, dry_run).await,
         Command::Hold(HoldCommand::Add(args)) => retention::hold_add(&cli.config, args).await,
         Command::Hold(HoldCommand::List { all }) => retention::hold_list(&cli.config, all).await,

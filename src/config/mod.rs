@@ -29,6 +29,7 @@ use crate::policy::{Retention, RetentionError};
 use env::*;
 use raw::*;
 pub use raw::{parse_duration, parse_instant};
+pub use validate::policy_version;
 use validate::*;
 
 pub const ENV_PREFIX: &str = "CUSTODIAN__";
@@ -133,11 +134,13 @@ pub struct Config {
     pub encryption: Option<EncryptionConfig>,
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
+    pub attest: AttestConfig,
     pub routes: Vec<Route>,
     pub profiles: BTreeMap<String, Profile>,
     pub tenants: Vec<Tenant>,
-    /// Hash of the effective policy (profiles, routes, tenants' policy fields).
+    /// Hash of `policy_document`: the effective policy as canonical JSON.
     pub policy_version: String,
+    pub policy_document: String,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +225,12 @@ pub struct WriterConfig {
     /// How long the writer waits at shutdown for exchanges still open after
     /// the drain (their records), besides writing what is queued.
     pub shutdown_grace: Duration,
+}
+
+/// What signs attestation reports (Ed25519 seed, 64 hex digits).
+#[derive(Debug, Clone, Default)]
+pub struct AttestConfig {
+    pub signing_key: Option<Secret>,
 }
 
 /// Encryption at rest: where the wrapped data keys live and the KEKs.

@@ -49,6 +49,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) logging: RawLogging,
     #[serde(default)]
+    pub(super) attest: RawAttest,
+    #[serde(default)]
     pub(super) auth: RawAuth,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
@@ -279,6 +281,13 @@ impl Default for RawLogging {
 pub(super) struct RawAuth {
     pub(super) default_tenant: Option<Spanned<String>>,
     pub(super) fingerprint_key: Option<Spanned<RawSecretRef>>,
+}
+
+/// `[attest]`: what signs `custodian attest --out` reports.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAttest {
+    pub(super) signing_key: Option<Spanned<RawSecretRef>>,
 }
 
 /// A reference to a secret: exactly one of `env` or `file`.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::verdict::{RuleAction, Severity, Unreadable, Verdict, UNSCANNABLE_RULE};
 
 /// A rule as configured (`[[rules]]`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RuleSpec {
     pub name: String,
     pub severity: Severity,
@@ -106,9 +106,16 @@ pub struct CheckInput<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// As configured: part of the policy document.
+    specs: Vec<RuleSpec>,
 }
 
 impl RuleSet {
+    /// The rules as configured.
+    pub fn specs(&self) -> &[RuleSpec] {
+        &self.specs
+    }
+
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, RuleError> {
         let mut rules = Vec::with_capacity(specs.len());
         let mut names = std::collections::HashSet::new();
@@ -161,7 +168,10 @@ impl RuleSet {
                 max_requests_per_minute: spec.max_requests_per_minute,
             });
         }
-        Ok(Self { rules })
+        Ok(Self {
+            rules,
+            specs: specs.to_vec(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,6 +7,7 @@ mod audit;
 mod consent;
 mod objects;
 mod postgres;
+pub mod proof;
 mod records;
 pub mod registry;
 mod retention;
@@ -34,6 +35,7 @@ pub use audit::AuditStore;
 pub use consent::ConsentStore;
 pub use objects::ObjectStore;
 pub use postgres::{cluster_id as postgres_cluster_id, PgStore};
+pub use proof::ProofStore;
 pub use records::RecordStore;
 pub use retention::RetentionStore;
 pub use review::ReviewStore;
@@ -240,6 +242,7 @@ pub trait Store:
     + ReviewStore
     + AccessStore
     + ObjectStore
+    + ProofStore
     + Send
     + Sync
     + 'static

@@ -87,6 +87,9 @@ pub const TABLES: &[TableRetention] = &[
     table("legal_holds", RetentionClass::Audit, Expiry::Kept),
     table("principals", RetentionClass::Audit, Expiry::Kept),
     table("suspensions", RetentionClass::Audit, Expiry::Kept),
+    // What each policy version meant, and when the sweeper last ran.
+    table("policy_documents", RetentionClass::Audit, Expiry::Kept),
+    table("job_status", RetentionClass::Audit, Expiry::Kept),
     table("file_copies", RetentionClass::Files, Expiry::UntilDeleted),
     // Who owns which upstream object: kept while the object lives, then for
     // the metadata retention.

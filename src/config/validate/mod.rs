@@ -47,10 +47,18 @@ impl Validator<'_> {
         let rules = self.rules(&raw.rules)?;
         let classifier = self.classifier(raw.classifier.as_ref(), &profiles)?;
         let encryption = self.encryption(&raw.encryption)?;
+        let attest = self.attest(&raw.attest)?;
         self.positive(&raw)?;
         self.capture(&raw)?;
         let trusted_proxies = self.trusted_proxies(&raw.server.trusted_proxies)?;
-        let policy_version = policy_version(&profiles, &routes, &tenants);
+        let policy_document = policy_document(&Policy {
+            profiles: &profiles,
+            routes: &routes,
+            tenants: &tenants,
+            rules: rules.specs(),
+            encryption: encryption.is_some(),
+        });
+        let policy_version = policy_version(&policy_document);
         Ok(Config {
             server: ServerConfig {
                 listen: raw.server.listen,
@@ -115,10 +123,12 @@ impl Validator<'_> {
                 filter: raw.logging.filter,
             },
             auth,
+            attest,
             routes,
             profiles,
             tenants,
             policy_version,
+            policy_document,
         })
     }
 
@@ -258,12 +268,19 @@ impl Validator<'_> {
     }
 }
 
-/// A short, stable hash of everything that decides how a request is treated.
-pub(super) fn policy_version(
-    profiles: &BTreeMap<String, Profile>,
-    routes: &[Route],
-    tenants: &[Tenant],
-) -> String {
+/// Everything that decides how a request is treated.
+pub(super) struct Policy<'a> {
+    pub(super) profiles: &'a BTreeMap<String, Profile>,
+    pub(super) routes: &'a [Route],
+    pub(super) tenants: &'a [Tenant],
+    pub(super) rules: &'a [crate::policy::rules::RuleSpec],
+    pub(super) encryption: bool,
+}
+
+/// The effective policy as canonical JSON (keys in a fixed order): what a
+/// policy version stands for, stored once per version so that the hash on
+/// a record resolves to the policy itself.
+pub(super) fn policy_document(policy: &Policy<'_>) -> String {
     #[derive(Serialize)]
     struct Canonical<'a> {
         profiles: &'a BTreeMap<String, Profile>,
@@ -273,6 +290,8 @@ pub(super) fn policy_version(
         #[serde(skip_serializing_if = "Vec::is_empty")]
         unknown_endpoints: Vec<(&'a str, UnknownObjects)>,
         tenants: Vec<CanonicalTenant<'a>>,
+        rules: &'a [crate::policy::rules::RuleSpec],
+        encryption: bool,
     }
     #[derive(Serialize)]
     struct CanonicalTenant<'a> {
@@ -282,8 +301,9 @@ pub(super) fn policy_version(
         content_retention: Option<u64>,
         metadata_retention: Option<u64>,
     }
+    let routes = policy.routes;
     let canonical = Canonical {
-        profiles,
+        profiles: policy.profiles,
         routes: routes
             .iter()
             .map(|r| (r.prefix.as_str(), r.profile.as_str()))
@@ -296,7 +316,8 @@ pub(super) fn policy_version(
             .iter()
             .filter_map(|r| Some((r.prefix.as_str(), r.unknown_endpoints?)))
             .collect(),
-        tenants: tenants
+        tenants: policy
+            .tenants
             .iter()
             .map(|t| CanonicalTenant {
                 id: t.id.0.as_str(),
@@ -306,8 +327,14 @@ pub(super) fn policy_version(
                 metadata_retention: t.metadata_retention.map(|d| d.as_secs()),
             })
             .collect(),
+        rules: policy.rules,
+        encryption: policy.encryption,
     };
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    serde_json::to_string(&canonical).unwrap_or_default()
+}
+
+/// A short, stable hash of the policy document.
+pub fn policy_version(document: &str) -> String {
+    let digest = Sha256::digest(document.as_bytes());
     format!("pv_{}", &hex::encode(digest)[..16])
 }

@@ -57,15 +57,35 @@ impl Validator<'_> {
         key: &str,
         raw: &Spanned<RawSecretRef>,
     ) -> Result<Secret, ConfigError> {
-        let kek = self.secret(key, raw)?;
-        // The format only: `crypto` makes the key from it at start.
-        let text = kek.expose().trim();
+        self.hex_key(key, raw, "the key-encryption key")
+    }
+
+    /// `[attest] signing_key`: an Ed25519 private key (its 32-byte seed).
+    pub(super) fn attest(&self, raw: &RawAttest) -> Result<AttestConfig, ConfigError> {
+        let signing_key = raw
+            .signing_key
+            .as_ref()
+            .map(|k| self.hex_key("attest.signing_key", k, "the signing key"))
+            .transpose()?;
+        Ok(AttestConfig { signing_key })
+    }
+
+    /// A 32-byte key given as 64 hex digits (the format only: the key is
+    /// made from it where it is used).
+    fn hex_key(
+        &self,
+        key: &str,
+        raw: &Spanned<RawSecretRef>,
+        what: &str,
+    ) -> Result<Secret, ConfigError> {
+        let secret = self.secret(key, raw)?;
+        let text = secret.expose().trim();
         match text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            true => Ok(kek),
+            true => Ok(secret),
             false => self.err(
                 Some(raw.span()),
                 key,
-                "the key-encryption key must be 64 hex digits (32 bytes)",
+                format!("{what} must be 64 hex digits (32 bytes)"),
             ),
         }
     }

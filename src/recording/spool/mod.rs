@@ -321,6 +321,20 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf, u64)>, SpoolError> {
     Ok(segments)
 }
 
+/// Every record waiting in the spool at `dir` (for `custodian attest`:
+/// what is on disk, not yet in the store), read without taking the spool.
+pub fn waiting_records(dir: &Path) -> Result<Vec<Record>, SpoolError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut records = Vec::new();
+    for (_, path, _) in list_segments(dir)? {
+        let bytes = fs::read(&path).map_err(|e| SpoolError::Io(path.clone(), e))?;
+        records.extend(decode_records(&path, &bytes).0);
+    }
+    Ok(records)
+}
+
 /// A file's creation or removal is durable only once its directory is synced.
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)

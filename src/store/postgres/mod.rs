@@ -6,6 +6,7 @@ mod consent;
 mod insert;
 mod objects;
 mod partitions;
+mod proof;
 mod records;
 mod retention;
 mod review;

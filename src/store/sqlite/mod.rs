@@ -4,6 +4,7 @@ mod access;
 mod audit;
 mod consent;
 mod objects;
+mod proof;
 mod records;
 mod retention;
 mod review;
