@@ -5,6 +5,7 @@
 
 mod env;
 mod raw;
+mod secret;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -29,6 +30,7 @@ use crate::policy::{Retention, RetentionError};
 use env::*;
 use raw::*;
 pub use raw::{parse_duration, parse_instant};
+pub use secret::Secret;
 pub use validate::policy_version;
 use validate::*;
 
@@ -65,26 +67,6 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-}
-
-/// A secret value. Its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn new(value: impl Into<Arc<str>>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(*****)")
-    }
 }
 
 /// Where the caller's API key is read from, and the error shape its SDK expects.

@@ -9,6 +9,7 @@
 #[macro_use]
 mod helpers;
 mod abuse;
+mod attest;
 mod classifier;
 mod cli;
 mod consent;
