@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod erasure;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;

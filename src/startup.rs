@@ -295,6 +295,7 @@ impl Wiring {
             consent: Arc::clone(&self.consent),
             clock: Arc::clone(&self.clock),
         };
+        let files = proxy_state.files.clone();
         let proxy_router = Router::new()
             .route(
                 self_service::PATH,
@@ -313,6 +314,8 @@ impl Wiring {
                 suspensions: Arc::clone(&self.suspensions),
                 on_confirm: self.config.review.on_confirm,
                 keys: self.keys.clone(),
+                files: Some(files),
+                tenants: self.config.tenants.iter().map(|t| t.id.clone()).collect(),
             },
         ));
         (proxy_router, admin_router)

@@ -148,6 +148,17 @@ pub struct Report {
     pub claims: Vec<Claim>,
     pub legal_holds: Vec<HoldEntry>,
     pub policy_versions: Vec<PolicyEntry>,
+    /// Erasures on request in the period (from the audit log).
+    pub erasures: Vec<ErasureEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureEntry {
+    pub at: String,
+    pub tenant: Option<String>,
+    pub actor: String,
+    /// What was removed and what holds kept, as audited.
+    pub details: serde_json::Value,
 }
 
 impl Report {
@@ -234,6 +245,7 @@ pub async fn attest(
         claims,
         legal_holds: holds(sources, &scope).await?,
         policy_versions: versions,
+        erasures: erasures(sources, &scope).await?,
     })
 }
 
@@ -485,4 +497,37 @@ async fn holds(sources: &Sources<'_>, scope: &Scope) -> Result<Vec<HoldEntry>, A
             released_at: h.released_at.map(instant),
         })
         .collect())
+}
+
+/// The audited erasures in the period.
+async fn erasures(sources: &Sources<'_>, scope: &Scope) -> Result<Vec<ErasureEntry>, AttestError> {
+    let mut out = Vec::new();
+    let mut filter = crate::store::AuditFilter {
+        action: Some("tenant.erased".into()),
+        since: Some(scope.since),
+        until: Some(scope.until),
+        limit: 1_000,
+        ..Default::default()
+    };
+    loop {
+        let page = sources.store.query_audit(&filter).await?;
+        let Some(last) = page.last() else { break };
+        filter.after = last.seq;
+        out.extend(
+            page.into_iter()
+                .filter(|e| {
+                    scope
+                        .tenant
+                        .as_ref()
+                        .is_none_or(|t| e.tenant.as_ref() == Some(t))
+                })
+                .map(|e| ErasureEntry {
+                    at: instant(e.at),
+                    tenant: e.tenant.map(|t| t.0),
+                    actor: e.actor,
+                    details: serde_json::from_str(&e.details).unwrap_or_default(),
+                }),
+        );
+    }
+    Ok(out)
 }

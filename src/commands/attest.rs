@@ -119,6 +119,14 @@ fn print_report(report: &Report) {
                 .unwrap_or_default(),
         );
     }
+    for e in &report.erasures {
+        println!(
+            "erasure of {} at {} by {}",
+            e.tenant.as_deref().unwrap_or("?"),
+            e.at,
+            e.actor
+        );
+    }
     for v in &report.policy_versions {
         println!(
             "policy {}: {} records, {} to {}{}",

@@ -73,6 +73,9 @@ pub enum Command {
     /// Legal holds: keep a tenant's records, or one record, past their expiry.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Erase a tenant's stored content now (and its metadata with
+    /// --include-metadata), except what a legal hold keeps; audited.
+    Erase(EraseArgs),
     /// Principals of the admin API (reviewers, contractors, auditors, admins).
     #[command(subcommand)]
     Principals(PrincipalsCommand),
@@ -201,6 +204,21 @@ pub struct HoldAddArgs {
     #[arg(long)]
     pub until: String,
     /// Who places it.
+    #[arg(long)]
+    pub actor: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Remove the tenant's metadata too (kept by default, for billing and audit).
+    #[arg(long)]
+    pub include_metadata: bool,
+    /// Why (a request, a ticket): required, and audited.
+    #[arg(long)]
+    pub reason: String,
+    /// Who erases.
     #[arg(long)]
     pub actor: String,
 }

@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attest(args) => attest::run(&cli.config, args).await,
         Command::Sweep { dry_run } => retention::sweep(&cli.config, dry_run).await,
         Command::Hold(HoldCommand::Add(args)) => retention::hold_add(&cli.config, args).await,
+        Command::Erase(args) => retention::erase(&cli.config, args).await,
         Command::Hold(HoldCommand::List { all }) => retention::hold_list(&cli.config, all).await,
         Command::Hold(HoldCommand::Release { id, actor, reason }) => {
             retention::hold_release(&cli.config, id, &actor, &reason).await

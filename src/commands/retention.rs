@@ -1,4 +1,4 @@
-//! `custodian sweep` and `custodian hold`: retention by hand.
+//! `custodian sweep`, `custodian hold` and `custodian erase`: retention by hand.
 
 use super::*;
 
@@ -144,5 +144,57 @@ pub(super) async fn hold_release(
         bail!("no active legal hold #{id}");
     }
     println!("legal hold #{id} released; the next sweep removes what it kept past expiry");
+    Ok(())
+}
+
+pub(super) async fn erase(
+    path: &Path,
+    args: crate::commands::cli::EraseArgs,
+) -> anyhow::Result<()> {
+    let config = load(path)?;
+    if args.actor.trim().is_empty() {
+        bail!("--actor must not be empty");
+    }
+    let tenant = known_tenant(&config, &args.tenant)?;
+    let store = open_store(&config).await?;
+    let keys =
+        crate::startup::load_content_keys(&config, Some(store.as_ref()), None, false).await?;
+    let files = crate::objects::copies::FileCopies::open(&config.files, Arc::clone(&store))
+        .context("opening the file copy store")?
+        .with_keys(keys);
+    let request = crate::erasure::Request {
+        tenant,
+        include_metadata: args.include_metadata,
+        reason: args.reason,
+        actor: format!("operator:{}", args.actor),
+        source: cli_source(),
+    };
+    let erased = crate::erasure::erase(&store, Some(&files), &request, SystemClock.now()).await?;
+    println!(
+        "erased tenant {}: {} content rows, {} review items, {} file copies, {} metadata rows, \
+         {} export marks, {} deleted-object rows",
+        request.tenant,
+        erased.content_rows,
+        erased.review_items,
+        erased.file_copies,
+        erased.metadata_rows,
+        erased.export_marks,
+        erased.upstream_object_rows
+    );
+    for kept in &erased.kept {
+        println!(
+            "kept by legal hold #{} ({:?}): {} content rows of {}",
+            kept.hold_id,
+            kept.reason,
+            kept.content_rows_kept,
+            kept.record
+                .as_deref()
+                .unwrap_or("every record of the tenant")
+        );
+    }
+    println!(
+        "backups taken before now still hold this content, readable until its day's key \
+         is destroyed at the end of its retention"
+    );
     Ok(())
 }

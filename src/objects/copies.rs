@@ -256,20 +256,35 @@ impl FileCopies {
         let Some(copy) = self.store.file_copy(tenant, file_id).await? else {
             return Ok(false);
         };
-        let key = ObjectPath::parse(&copy.object_key).map_err(object_store::Error::from)?;
-        match self.objects.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.delete_blob(&copy.object_key).await?;
         let removed = self.store.delete_file_copy(tenant, file_id, &audit).await?;
-        if let Some(keys) = &self.keys {
-            // Crypto-shredding: any other copy of the blob is now noise.
-            keys.destroy_file_key(copy.record_id).await?;
-        }
+        self.shred(copy.record_id).await?;
         if removed {
             tracing::info!(tenant = %tenant, file_id, "fine-tune file copy removed");
         }
         Ok(removed)
+    }
+
+    /// Remove the blob and key of a copy an erasure took out of the store.
+    pub async fn remove_erased(&self, file: &crate::store::ErasedFile) -> Result<(), FilesError> {
+        self.delete_blob(&file.object_key).await?;
+        self.shred(file.record_id).await
+    }
+
+    async fn delete_blob(&self, object_key: &str) -> Result<(), FilesError> {
+        let key = ObjectPath::parse(object_key).map_err(object_store::Error::from)?;
+        match self.objects.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Crypto-shredding: any other copy of the blob is now noise.
+    async fn shred(&self, record: RecordId) -> Result<(), FilesError> {
+        if let Some(keys) = &self.keys {
+            keys.destroy_file_key(record).await?;
+        }
+        Ok(())
     }
 
     /// Remove what uploads left behind when they could not clean up after

@@ -13,6 +13,8 @@ pub enum Action {
     ResolveItem,
     Counts,
     ReadAudit,
+    /// Erase a tenant's data (admins only).
+    EraseTenant,
 }
 
 /// Whether `role` may attempt `action` at all. Contractors are further
@@ -21,7 +23,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
         Role::Admin => true,
-        Role::Reviewer => !matches!(action, ReadAudit),
+        Role::Reviewer => !matches!(action, ReadAudit | EraseTenant),
         Role::Contractor => matches!(action, ListItems | ReadItem | NoteItem | ResolveItem),
         Role::Auditor => matches!(action, Counts | ReadAudit),
     }
@@ -52,9 +54,11 @@ mod tests {
             ResolveItem,
             Counts,
             ReadAudit,
+            EraseTenant,
         ];
         let allowed_for = |role| all.iter().filter(|a| allowed(role, **a)).count();
-        assert_eq!(allowed_for(Role::Admin), 8);
+        assert_eq!(allowed_for(Role::Admin), 9);
+        assert!(!allowed(Role::Reviewer, EraseTenant) && !allowed(Role::Auditor, EraseTenant));
         assert!(!allowed(Role::Reviewer, ReadAudit) && allowed(Role::Reviewer, ClaimItem));
         assert!(!allowed(Role::Contractor, ClaimItem) && !allowed(Role::Contractor, AssignItem));
         assert!(!allowed(Role::Auditor, ReadItem) && !allowed(Role::Auditor, ListItems));

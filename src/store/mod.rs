@@ -37,7 +37,7 @@ pub use objects::ObjectStore;
 pub use postgres::{cluster_id as postgres_cluster_id, PgStore};
 pub use proof::ProofStore;
 pub use records::RecordStore;
-pub use retention::RetentionStore;
+pub use retention::{Erased, ErasedFile, Erasure, KeptByHold, RetentionStore};
 pub use review::ReviewStore;
 pub use sqlite::SqliteStore;
 

@@ -12,11 +12,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::helpers::*;
 
-fn payload(n: usize) -> Vec<u8> {
+pub(crate) fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| b"{\"messages\": []}\n"[i % 17]).collect()
 }
 
-fn form(purpose: &str, file: Vec<u8>, file_first: bool) -> Form {
+pub(crate) fn form(purpose: &str, file: Vec<u8>, file_first: bool) -> Form {
     let part = Part::bytes(file).file_name("train.jsonl");
     if file_first {
         Form::new()
@@ -29,7 +29,7 @@ fn form(purpose: &str, file: Vec<u8>, file_first: bool) -> Form {
     }
 }
 
-async fn upload(app: &TestApp, key: &str, form: Form) -> (u16, Value) {
+pub(crate) async fn upload(app: &TestApp, key: &str, form: Form) -> (u16, Value) {
     let response = app
         .client
         .post(app.url("/v1/files"))
@@ -56,7 +56,7 @@ fn files(app: &TestApp) -> FileCopies {
 }
 
 /// Every file under the blob store's directory.
-fn stored_objects(app: &TestApp) -> Vec<std::path::PathBuf> {
+pub(crate) fn stored_objects(app: &TestApp) -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();

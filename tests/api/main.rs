@@ -17,6 +17,7 @@ mod crash;
 mod data_sharing;
 mod egress_proxy;
 mod encryption;
+mod erasure;
 mod export;
 mod files;
 mod hostile;

@@ -7,6 +7,7 @@
 
 mod audit_log;
 mod decisions;
+mod erasures;
 mod queue;
 mod views;
 use audit_log::*;
@@ -57,6 +58,10 @@ pub struct ReviewState {
     pub on_confirm: crate::config::OnConfirm,
     /// Opens encrypted content, when encryption is on.
     pub keys: Option<Arc<crate::crypto::ContentKeys>>,
+    /// Where erasures remove kept fine-tune files from.
+    pub files: Option<crate::objects::copies::FileCopies>,
+    /// The configured tenants (an erasure names one of them).
+    pub tenants: Arc<[crate::domain::TenantId]>,
 }
 
 pub fn router(state: ReviewState) -> Router {
@@ -69,6 +74,7 @@ pub fn router(state: ReviewState) -> Router {
         .route("/admin/v1/review/items/{id}/resolve", post(resolve))
         .route("/admin/v1/review/counts", get(counts))
         .route("/admin/v1/audit", get(audit_entries))
+        .route("/admin/v1/erasures", post(erasures::erase))
         .route("/admin/v1/openapi.json", get(openapi))
         .with_state(state)
 }

@@ -1,7 +1,8 @@
 //! PostgreSQL: retention: partitions, the sweep, legal holds.
 
 use super::*;
-use crate::store::RetentionStore;
+use crate::store::retention::erase_sql;
+use crate::store::{Erased, ErasedFile, Erasure, KeptByHold, RetentionStore};
 
 #[async_trait]
 impl RetentionStore for PgStore {
@@ -200,4 +201,76 @@ impl RetentionStore for PgStore {
             })
             .collect()
     }
+
+    async fn erase_tenant(
+        &self,
+        erasure: &Erasure,
+        audit: &AuditEvent,
+    ) -> Result<Erased, StoreError> {
+        erase_tenant_in(&self.pool, erasure, audit).await
+    }
+}
+
+/// One erasure statement on `tx`: the rows it removed.
+async fn erase_step(
+    tx: &mut sqlx::PgConnection,
+    sql: &str,
+    e: &Erasure,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(sql)
+        .bind(&e.tenant.0)
+        .bind(e.at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected())
+}
+
+pub(super) async fn erase_tenant_in(
+    pool: &PgPool,
+    e: &Erasure,
+    audit: &AuditEvent,
+) -> Result<Erased, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut erased = Erased::default();
+    for r in sqlx::query(erase_sql::KEPT)
+        .bind(&e.tenant.0)
+        .bind(e.at)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        erased.kept.push(KeptByHold {
+            hold_id: r.try_get(0)?,
+            reason: r.try_get(1)?,
+            record: r.try_get::<Option<Uuid>, _>(2)?.map(|u| u.to_string()),
+            content_rows_kept: r.try_get(3)?,
+        });
+    }
+    erased.content_rows = erase_step(&mut tx, erase_sql::CONTENT, e).await?;
+    erased.review_items = erase_step(&mut tx, erase_sql::REVIEW, e).await?;
+    for r in sqlx::query(erase_sql::FILES)
+        .bind(&e.tenant.0)
+        .bind(e.at)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        erased.files.push(ErasedFile {
+            object_key: r.try_get(0)?,
+            record_id: RecordId(r.try_get(1)?),
+        });
+    }
+    erased.file_copies = erased.files.len() as u64;
+    if e.include_metadata {
+        erased.export_marks = erase_step(&mut tx, erase_sql::EXPORT_MARKS, e).await?;
+        erased.upstream_object_rows = erase_step(&mut tx, erase_sql::OBJECTS, e).await?;
+        erased.metadata_rows = erase_step(&mut tx, erase_sql::META, e).await?;
+    }
+    let mut audit = audit.clone();
+    audit.details = serde_json::json!({
+        "details": audit.details,
+        "include_metadata": e.include_metadata,
+        "erased": &erased,
+    });
+    append_audit_in(&mut tx, &audit).await?;
+    tx.commit().await?;
+    Ok(erased)
 }

@@ -1,0 +1,62 @@
+//! `POST /admin/v1/erasures`: erase a tenant's data on request (admins).
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EraseBody {
+    pub(super) tenant: String,
+    pub(super) reason: String,
+    #[serde(default)]
+    pub(super) include_metadata: bool,
+}
+
+pub(super) async fn erase(
+    State(state): State<ReviewState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    async {
+        let principal = authorize(&state, &headers, Action::EraseTenant).await?;
+        let EraseBody {
+            tenant,
+            reason,
+            include_metadata,
+        } = parse_body(&body)?;
+        let tenant = state
+            .tenants
+            .iter()
+            .find(|t| t.0 == tenant)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!("no tenant {tenant:?} is configured"))
+            })?;
+        let request = crate::erasure::Request {
+            tenant,
+            include_metadata,
+            reason,
+            actor: format!("principal:{}", principal.name),
+            source: peer.to_string(),
+        };
+        let erased = crate::erasure::erase(
+            &state.store,
+            state.files.as_ref(),
+            &request,
+            state.clock.now(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::erasure::ErasureError::NoReason => ApiError::InvalidRequest(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "erasure failed");
+                ApiError::StoreUnavailable
+            }
+        })?;
+        Ok::<_, ApiError>(
+            Json(json!({"tenant": request.tenant.0, "erased": erased})).into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(fail)
+}

@@ -1,0 +1,167 @@
+//! Erasure on request: a tenant's content, review items and file copies go
+//! now (metadata too when asked), other tenants keep theirs, a legal hold
+//! wins and is named, only admins may ask, and it is audited.
+
+use std::sync::Arc;
+
+use custodian::domain::access::Role;
+use custodian::domain::audit::AuditEvent;
+use custodian::domain::clock::SystemClock;
+use custodian::domain::{RecordId, TenantId};
+use custodian::store::AuditFilter;
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+
+use crate::files::{form, payload, stored_objects, upload};
+use crate::helpers::*;
+use crate::review::principal_in;
+
+async fn erase_as(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(format!("{}/admin/v1/erasures", app.admin))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn chat(app: &TestApp, key: &str, text: &str) -> RecordId {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": text}]});
+    RecordId(record_id(&app.chat(key, body).await).parse().unwrap())
+}
+
+async fn a_tenant_is_erased_but_what_a_hold_keeps(backend: Backend) {
+    let builder = ConfigBuilder {
+        extra: crate::review::RULES.into(),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let plain = chat(&app, MANAGED_KEY, "plain").await;
+    let held = chat(&app, MANAGED_KEY, "held").await;
+    let flagged = RecordId(crate::review::flagged(&app, "x").await.parse().unwrap());
+    let other = chat(&app, PASSTHROUGH_KEY, "another tenant").await;
+    let (status, _) = upload(&app, MANAGED_KEY, form("fine-tune", payload(2_000), true)).await;
+    assert_eq!(status, 200);
+    app.wait_for_records(5).await;
+    assert!(!stored_objects(&app).is_empty(), "the fine-tune copy");
+    let now = OffsetDateTime::now_utc();
+    let hold = app
+        .store
+        .add_hold(
+            &custodian::store::NewHold {
+                tenant: TenantId("acme".into()),
+                record: Some(held),
+                reason: "subpoena 42".into(),
+                created_by: "operator:counsel".into(),
+                created_at: now,
+                ends_at: now + Duration::days(30),
+            },
+            &AuditEvent {
+                at: now,
+                actor: "operator:counsel".into(),
+                action: "legal_hold.added".into(),
+                tenant: Some(TenantId("acme".into())),
+                subject: None,
+                source: "test".into(),
+                details: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+
+    let store = app.store.as_ref();
+    let reviewer = principal_in(store, "rex", Role::Reviewer, None).await;
+    let admin = principal_in(store, "ada", Role::Admin, None).await;
+    let body = json!({"tenant": "acme", "reason": "GDPR request 7"});
+    assert_eq!(erase_as(&app, &reviewer, body.clone()).await.0, 403);
+    let (status, _) = erase_as(&app, &admin, json!({"tenant": "nobody", "reason": "x"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        erase_as(&app, &admin, json!({"tenant": "acme", "reason": " "}))
+            .await
+            .0,
+        400
+    );
+
+    let (status, answer) = erase_as(&app, &admin, body).await;
+    assert_eq!(status, 200, "{answer}");
+    let erased = &answer["erased"];
+    assert_eq!(erased["content_rows"], 3, "{answer}");
+    assert_eq!(erased["review_items"], 1, "{answer}");
+    assert_eq!(erased["file_copies"], 1, "{answer}");
+    assert_eq!(erased["metadata_rows"], 0, "metadata is kept by default");
+    assert_eq!(erased["kept"][0]["hold_id"], hold, "{answer}");
+    assert_eq!(erased["kept"][0]["reason"], "subpoena 42");
+
+    for id in [plain, flagged] {
+        let record = store.get_record(id).await.unwrap().expect("metadata kept");
+        assert!(record.content.is_none(), "content of {id} erased");
+    }
+    assert!(store.review_item(flagged).await.unwrap().is_none());
+    let kept = store.get_record(held).await.unwrap().unwrap();
+    assert!(kept.content.is_some(), "the hold wins");
+    let untouched = store.get_record(other).await.unwrap().unwrap();
+    assert!(
+        untouched.content.is_some(),
+        "another tenant keeps its content"
+    );
+    assert_eq!(
+        stored_objects(&app),
+        Vec::<std::path::PathBuf>::new(),
+        "blob removed"
+    );
+    let entries = store
+        .query_audit(&AuditFilter {
+            action: Some("tenant.erased".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].actor, "principal:ada");
+    let details: Value = serde_json::from_str(&entries[0].details).unwrap();
+    assert_eq!(details["details"]["reason"], "GDPR request 7");
+
+    // With metadata: everything of the tenant but the held record.
+    let (_, answer) = erase_as(
+        &app,
+        &admin,
+        json!({"tenant": "acme", "reason": "GDPR request 7, metadata", "include_metadata": true}),
+    )
+    .await;
+    assert_eq!(answer["erased"]["content_rows"], 0, "{answer}");
+    assert!(
+        answer["erased"]["metadata_rows"].as_u64().unwrap() >= 3,
+        "{answer}"
+    );
+    assert!(store.get_record(plain).await.unwrap().is_none());
+    assert!(store.get_record(held).await.unwrap().is_some());
+    assert!(store.get_record(other).await.unwrap().is_some());
+
+    // The erasures appear in the attestation, which still holds.
+    let report = custodian::attest::attest(
+        &custodian::attest::Sources {
+            config: &app.config,
+            store,
+            keys: None,
+        },
+        &custodian::attest::Period {
+            since: now - Duration::hours(1),
+            until: OffsetDateTime::now_utc(),
+            tenant: None,
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.erasures.len(), 2);
+    let failing: Vec<_> = report.failing().map(|c| c.name).collect();
+    assert!(report.holds, "{failing:?}");
+}
+
+both_stores!(a_tenant_is_erased_but_what_a_hold_keeps);
