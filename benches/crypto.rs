@@ -25,6 +25,9 @@ fn keys(dir: &std::path::Path, runtime: &tokio::runtime::Runtime) -> ContentKeys
         keys.prepare(now, now + time::Duration::days(31))
             .await
             .expect("keys made");
+        keys.prepare_tenants(&[TenantId("acme".into())])
+            .await
+            .expect("the tenant's key made");
         keys
     })
 }

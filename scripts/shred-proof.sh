@@ -15,9 +15,14 @@
 #       CONFIG. It prints how many bodies open, how many are expired, and
 #       fails if any body whose content-expiry day has ended still opens.
 #
+#   scripts/shred-proof.sh erased CONFIG BACKUP TENANT [ADMIN_URL]
+#       The same, after `custodian erase --tenant TENANT`: also fails if any
+#       body of TENANT in the backup still opens (its tenant key is gone).
+#
 # Run `backup`, then `check` once the content in it has expired (30 days by
-# default, plus the rest of that day and one sweep interval). Run `check`
-# right after `backup` as a control: everything opens, nothing is past expiry.
+# default, plus the rest of that day and one sweep interval), or `erased`
+# once the tenant is erased. Run `check` right after `backup` as a control:
+# everything opens, nothing is past expiry.
 #
 # Needs: the custodian binary (CUSTODIAN, default `custodian` on PATH), the
 # environment the gateway gets (the KEK variable, CUSTODIAN__* overrides),
@@ -29,7 +34,7 @@ set -euo pipefail
 CUSTODIAN=${CUSTODIAN:-custodian}
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -70,8 +75,10 @@ with_database() {
     echo "${base%/*}/$2$query"
 }
 
+# check CONFIG BACKUP ADMIN_URL [verify flags…]
 check() {
     local config=$1 backup=$2 admin=${3:-postgres://postgres@127.0.0.1:5432/postgres}
+    shift 3
     local url scratch scratch_url
     url=$(database_url "$config")
     case $url in
@@ -82,12 +89,12 @@ check() {
         # Expanded now: the locals are gone when the trap runs.
         trap "psql -q '$admin' -c 'DROP DATABASE IF EXISTS $scratch WITH (FORCE)' >/dev/null" EXIT
         pg_restore --no-owner --no-acl -d "$scratch_url" "$backup"
-        CUSTODIAN__DATABASE__URL="$scratch_url" "$CUSTODIAN" --config "$config" encryption-keys verify ;;
+        CUSTODIAN__DATABASE__URL="$scratch_url" "$CUSTODIAN" --config "$config" encryption-keys verify "$@" ;;
     sqlite://*)
         scratch=$(mktemp -d)
         trap "rm -rf '$scratch'" EXIT
         cp "$backup" "$scratch/restored.db"
-        CUSTODIAN__DATABASE__URL="sqlite://$scratch/restored.db" "$CUSTODIAN" --config "$config" encryption-keys verify ;;
+        CUSTODIAN__DATABASE__URL="sqlite://$scratch/restored.db" "$CUSTODIAN" --config "$config" encryption-keys verify "$@" ;;
     *)
         echo "unsupported database URL" >&2; exit 1 ;;
     esac
@@ -96,5 +103,6 @@ check() {
 case ${1:-} in
 backup) [[ $# -eq 3 ]] || usage; backup "$2" "$3" ;;
 check) [[ $# -ge 3 && $# -le 4 ]] || usage; check "$2" "$3" "${4:-}" ;;
+erased) [[ $# -ge 4 && $# -le 5 ]] || usage; check "$2" "$3" "${5:-}" --erased-tenant "$4" ;;
 *) usage ;;
 esac

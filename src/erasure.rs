@@ -3,17 +3,20 @@
 //! either store, its metadata too when asked; a legal hold wins, and the
 //! erasure is audited in the same transaction.
 //!
-//! This reaches live rows and kept files. Content in backups taken before
-//! stays readable while its day's content key lives (keys are per day, not
-//! per tenant), that is until its retention ends.
+//! With encryption on it reaches backups too: the tenant's key is
+//! destroyed (unless a legal hold keeps some of its content), and every
+//! copy of content sealed under it, anywhere, is unreadable at once. Content
+//! sealed before tenant keys existed (under a day key alone) stays readable
+//! in backups until its day's key is destroyed at the end of its retention.
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::crypto::{ContentKeys, CryptoError};
 use crate::domain::audit::AuditEvent;
 use crate::domain::TenantId;
-use crate::objects::copies::{FileCopies, FilesError};
+use crate::objects::copies::FileCopies;
 use crate::store::{Erased, Erasure, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +25,8 @@ pub enum ErasureError {
     NoReason,
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("file copies: {0}")]
-    Files(#[from] FilesError),
+    #[error("the erasure is done in the store, but the tenant's key could not be destroyed: {0}")]
+    Keys(#[from] CryptoError),
 }
 
 /// Who asks to erase what, and why.
@@ -41,6 +44,7 @@ pub struct Request {
 pub async fn erase(
     store: &Arc<dyn Store>,
     files: Option<&FileCopies>,
+    keys: Option<&ContentKeys>,
     request: &Request,
     now: OffsetDateTime,
 ) -> Result<Erased, ErasureError> {
@@ -61,11 +65,19 @@ pub async fn erase(
         include_metadata: request.include_metadata,
         at: now,
     };
-    let erased = store.erase_tenant(&erasure, &audit).await?;
+    let mut erased = store.erase_tenant(&erasure, &audit).await?;
     if let Some(files) = files {
-        for file in &erased.files {
-            files.remove_erased(file).await?;
+        // Past the commit the erasure has happened: every file is tried,
+        // and those that could not be removed are named in the answer.
+        for file in erased.files.clone() {
+            if let Err(e) = files.remove_erased(&file).await {
+                tracing::error!(error = %e, object = %file.object_key, "erased file copy not removed");
+                erased.files_not_removed.push(file.object_key);
+            }
         }
+    }
+    if let Some(keys) = keys {
+        erased.tenant_key = Some(shred_tenant(keys, &request.tenant, &erased).await?);
     }
     tracing::info!(
         tenant = %request.tenant,
@@ -76,4 +88,26 @@ pub async fn erase(
         "tenant data erased"
     );
     Ok(erased)
+}
+
+/// Destroy the tenant's key unless a hold keeps content sealed under it.
+async fn shred_tenant(
+    keys: &ContentKeys,
+    tenant: &TenantId,
+    erased: &Erased,
+) -> Result<String, ErasureError> {
+    let holding: Vec<String> = erased
+        .kept
+        .iter()
+        .filter(|k| k.content_rows_kept > 0)
+        .map(|k| format!("#{}", k.hold_id))
+        .collect();
+    if !holding.is_empty() {
+        return Ok(format!(
+            "kept: legal hold {} keeps content sealed under it; backups stay readable until it is released and the tenant erased again",
+            holding.join(", ")
+        ));
+    }
+    keys.destroy_tenant(tenant).await?;
+    Ok("destroyed".to_owned())
 }

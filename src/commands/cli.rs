@@ -345,7 +345,11 @@ pub enum EncryptionKeysCommand {
     /// Open every stored body with the key store, and fail if any whose
     /// content-expiry day has ended still opens. Point it at a restored
     /// backup with CUSTODIAN__DATABASE__URL to prove the backup is shredded.
-    Verify,
+    Verify {
+        /// Also fail if any body of this tenant (erased since the backup) opens.
+        #[arg(long)]
+        erased_tenant: Option<String>,
+    },
     /// Re-wrap every data key not under `encryption.kek` with it (content is
     /// not touched), unwrapping with `encryption.previous_keks`. Live
     /// rotation: roll the gateways out with the new KEK as `kek` and the old

@@ -6,7 +6,9 @@ use crate::commands::cli::EncryptionKeysCommand;
 pub(super) async fn run(path: &Path, command: EncryptionKeysCommand) -> anyhow::Result<()> {
     match command {
         EncryptionKeysCommand::Status => keys_status(path).await,
-        EncryptionKeysCommand::Verify => keys_verify(path).await,
+        EncryptionKeysCommand::Verify { erased_tenant } => {
+            keys_verify(path, erased_tenant.map(TenantId)).await
+        }
         EncryptionKeysCommand::RotateKek { new_kek_env } => {
             rotate_kek(path, new_kek_env.as_deref()).await
         }
@@ -50,15 +52,17 @@ async fn keys_status(path: &Path) -> anyhow::Result<()> {
     print_census(&keys).await
 }
 
-async fn keys_verify(path: &Path) -> anyhow::Result<()> {
+async fn keys_verify(path: &Path, erased: Option<TenantId>) -> anyhow::Result<()> {
     let config = load(path)?;
     let keys = content_keys(&config, path, None).await?;
     let store = open_store(&config).await?;
     let now = SystemClock.now();
-    let report = crate::crypto::shred_check::check(store.as_ref(), &keys, now).await?;
+    let report =
+        crate::crypto::shred_check::check(store.as_ref(), &keys, now, erased.as_ref()).await?;
     println!("bodies checked: {}", report.rows);
     println!("  readable with the key store: {}", report.readable);
     println!("  expired (key destroyed): {}", report.expired);
+    println!("  erased (tenant key destroyed): {}", report.erased);
     println!("  unreadable (do not open): {}", report.unreadable);
     println!("  stored in clear: {}", report.plain);
     println!(
@@ -75,6 +79,19 @@ async fn keys_verify(path: &Path) -> anyhow::Result<()> {
              sealed them?",
             report.key_missing_early
         );
+    }
+    if let Some(tenant) = &erased {
+        println!(
+            "bodies of erased tenant {tenant} still readable: {}",
+            report.erased_readable
+        );
+        if report.erased_readable > 0 {
+            bail!(
+                "{} bodies of tenant {tenant} still open: sealed before tenant keys existed, \
+                 or its key was kept (a legal hold)",
+                report.erased_readable
+            );
+        }
     }
     if !report.holds() {
         bail!(

@@ -161,7 +161,7 @@ pub(super) async fn erase(
         crate::startup::load_content_keys(&config, Some(store.as_ref()), None, false).await?;
     let files = crate::objects::copies::FileCopies::open(&config.files, Arc::clone(&store))
         .context("opening the file copy store")?
-        .with_keys(keys);
+        .with_keys(keys.clone());
     let request = crate::erasure::Request {
         tenant,
         include_metadata: args.include_metadata,
@@ -169,7 +169,14 @@ pub(super) async fn erase(
         actor: format!("operator:{}", args.actor),
         source: cli_source(),
     };
-    let erased = crate::erasure::erase(&store, Some(&files), &request, SystemClock.now()).await?;
+    let erased = crate::erasure::erase(
+        &store,
+        Some(&files),
+        keys.as_deref(),
+        &request,
+        SystemClock.now(),
+    )
+    .await?;
     println!(
         "erased tenant {}: {} content rows, {} review items, {} file copies, {} metadata rows, \
          {} export marks, {} deleted-object rows",
@@ -181,6 +188,9 @@ pub(super) async fn erase(
         erased.export_marks,
         erased.upstream_object_rows
     );
+    for object in &erased.files_not_removed {
+        println!("file copy {object} could not be removed from the blob store: remove it by hand");
+    }
     for kept in &erased.kept {
         println!(
             "kept by legal hold #{} ({:?}): {} content rows of {}",
@@ -192,9 +202,15 @@ pub(super) async fn erase(
                 .unwrap_or("every record of the tenant")
         );
     }
-    println!(
-        "backups taken before now still hold this content, readable until its day's key \
-         is destroyed at the end of its retention"
-    );
+    match &erased.tenant_key {
+        Some(state) if state == "destroyed" => println!(
+            "tenant key destroyed: every copy of its content, backups included, is unreadable \
+             (content sealed before tenant keys existed: until its day's key goes)"
+        ),
+        Some(state) => println!("tenant key {state}"),
+        None => {
+            println!("encryption is off: backups taken before now still hold this content in clear")
+        }
+    }
     Ok(())
 }

@@ -3,12 +3,14 @@
 //! Captured content is sealed with AES-256-GCM (ring) before it leaves
 //! memory: a fresh random nonce per value, and the record id, tenant and
 //! field bound as associated data, so a ciphertext moved to another row or
-//! field does not open. Each content expiry day has its own data key, and
-//! each kept fine-tune file its own. Data keys are wrapped by the
+//! field does not open. Each content expiry day has its own data key, each
+//! tenant its own, and a record's content is sealed under a key derived
+//! from both ([`tenants`]); each kept fine-tune file has its own. Data keys are wrapped by the
 //! key-encryption key (KEK, from the environment or a file) and kept in a
 //! key store apart from the content store ([`key_store`]). When a day has
 //! passed, the sweeper destroys its key: every copy of that day's content,
-//! in any backup or replica, is then noise.
+//! in any backup or replica, is then noise. Erasing a tenant destroys its
+//! key, with the same effect on all of that tenant's content.
 //!
 //! Sealing happens on the proxy path and never waits for the key store:
 //! the days' keys are made ahead ([`ContentKeys::prepare`]) and held in
@@ -19,6 +21,7 @@ mod files;
 mod kek;
 pub mod key_store;
 pub mod shred_check;
+mod tenants;
 
 pub use files::*;
 pub use kek::*;
@@ -34,11 +37,16 @@ use time::OffsetDateTime;
 
 use crate::domain::{RecordId, TenantId};
 pub use key_store::{KeyStore, WrappedKey};
+pub use tenants::tenant_key_name;
+use tenants::{TenantKey, TAG_LEN, TENANT_PREFIX};
 
 /// Marks a sealed value; a NUL first byte never starts a text or JSON body.
 const MAGIC: &[u8; 8] = crate::domain::records::SEALED_BODY_MAGIC;
+/// Sealed under the day and tenant keys together (values sealed under the
+/// day key alone, [`MAGIC`], still open).
+const MAGIC_V2: &[u8; 8] = b"\0CSTENC2";
 const DAY_LEN: usize = 4;
-const HEADER: usize = MAGIC.len() + DAY_LEN + NONCE_LEN;
+const HEADER: usize = MAGIC_V2.len() + DAY_LEN + TAG_LEN + NONCE_LEN;
 const KEY_LEN: usize = 32;
 const CONTENT_PREFIX: &str = "content-";
 
@@ -61,6 +69,8 @@ pub enum CryptoError {
     BadKey(String),
     #[error("no content key for day {0}: the key upkeep has not made it (is the key store down?)")]
     NoKey(i32),
+    #[error("no key for tenant {0}: the key upkeep has not made it (is the key store down?)")]
+    NoTenantKey(String),
     #[error("key {0} vanished from the key store while being created")]
     Vanished(String),
     #[error(
@@ -82,6 +92,8 @@ pub enum Opened {
     Decrypted(Vec<u8>),
     /// Its day's key has been destroyed: the content has expired.
     Expired,
+    /// The tenant key it was sealed under has been destroyed: erased.
+    Erased,
     /// It does not open with its key (tampered, or moved from another row).
     Unreadable,
 }
@@ -142,6 +154,10 @@ pub struct ContentKeys {
     store: KeyStore,
     keyring: Keyring,
     days: RwLock<HashMap<i32, DayKey>>,
+    /// Tenants' keys by their names in the key store.
+    tenants: RwLock<HashMap<String, TenantKey>>,
+    /// Content keys derived so far, with the tag of the tenant key used.
+    derived: RwLock<HashMap<(i32, TenantId), Derived>>,
     /// Refresh, prepare and destroy one at a time, so that a refresh that
     /// listed the store before a key was made does not forget it.
     upkeep: tokio::sync::Mutex<()>,
@@ -183,6 +199,14 @@ fn aead_key(raw: &[u8]) -> Result<LessSafeKey, CryptoError> {
 struct DayKey {
     stored: Vec<u8>,
     key: Arc<LessSafeKey>,
+    raw: Arc<Vec<u8>>,
+}
+
+/// A content key derived from a day's key and a tenant's.
+#[derive(Clone)]
+struct Derived {
+    key: Arc<LessSafeKey>,
+    tag: [u8; TAG_LEN],
 }
 
 /// How many keys each KEK wraps.
@@ -190,6 +214,7 @@ struct DayKey {
 pub struct Census {
     pub by_kek: BTreeMap<String, usize>,
     pub content_days: Vec<i32>,
+    pub tenants: usize,
     pub files: usize,
 }
 
@@ -201,6 +226,8 @@ impl ContentKeys {
             store,
             keyring,
             days: RwLock::default(),
+            tenants: RwLock::default(),
+            derived: RwLock::default(),
             upkeep: tokio::sync::Mutex::new(()),
             random: SystemRandom::new(),
         };
@@ -238,6 +265,14 @@ impl ContentKeys {
             }
         }
         *self.days.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        if let Err(e) = self.refresh_tenants().await {
+            failure = Some(e);
+        }
+        // Keys made or destroyed elsewhere: derive again from what is held.
+        self.derived
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         failure.map_or(Ok(()), Err)
     }
 
@@ -268,10 +303,11 @@ impl ContentKeys {
     }
 
     fn day_key_from(&self, wrapped: WrappedKey) -> Result<DayKey, CryptoError> {
-        let key = aead_key(&self.keyring.unwrap(&wrapped)?)?;
+        let raw = self.keyring.unwrap(&wrapped)?;
         Ok(DayKey {
             stored: wrapped.wrapped,
-            key: Arc::new(key),
+            key: Arc::new(aead_key(&raw)?),
+            raw: Arc::new(raw),
         })
     }
 
@@ -286,11 +322,15 @@ impl ContentKeys {
     }
 
     fn day_key(&self, day: i32) -> Option<Arc<LessSafeKey>> {
+        self.day_entry(day).map(|d| d.key)
+    }
+
+    fn day_entry(&self, day: i32) -> Option<DayKey> {
         self.days
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&day)
-            .map(|d| Arc::clone(&d.key))
+            .cloned()
     }
 
     fn new_raw_key(&self) -> Result<Vec<u8>, CryptoError> {
@@ -309,14 +349,15 @@ impl ContentKeys {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let day = key_day(expires_at);
-        let key = self.day_key(day).ok_or(CryptoError::NoKey(day))?;
+        let Derived { key, tag } = self.content_key(day, tenant)?;
         let mut nonce = [0u8; NONCE_LEN];
         self.random
             .fill(&mut nonce)
             .map_err(|_| CryptoError::Seal)?;
         let mut out = Vec::with_capacity(HEADER + plaintext.len() + AES_256_GCM.tag_len());
-        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(MAGIC_V2);
         out.extend_from_slice(&day.to_le_bytes());
+        out.extend_from_slice(&tag);
         out.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();
         key.seal_in_place_append_tag(
@@ -339,19 +380,37 @@ impl ContentKeys {
         field: &str,
         stored: &[u8],
     ) -> Opened {
-        let Some(rest) = stored.strip_prefix(MAGIC.as_slice()) else {
-            return Opened::Unreadable;
+        let (rest, tagged) = match (
+            stored.strip_prefix(MAGIC_V2.as_slice()),
+            stored.strip_prefix(MAGIC.as_slice()),
+        ) {
+            (Some(rest), _) => (rest, true),
+            (None, Some(rest)) => (rest, false),
+            (None, None) => return Opened::Unreadable,
         };
-        if rest.len() < DAY_LEN + NONCE_LEN {
+        let tag_len = if tagged { TAG_LEN } else { 0 };
+        if rest.len() < DAY_LEN + tag_len + NONCE_LEN {
             return Opened::Unreadable;
         }
         let day = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let Some(key) = self.day_key(day) else {
-            return Opened::Expired;
+        let key = if tagged {
+            match self.content_key(day, tenant) {
+                // Sealed under a tenant key since destroyed: erased.
+                Ok(d) if d.tag[..] == rest[DAY_LEN..DAY_LEN + TAG_LEN] => d.key,
+                Ok(_) | Err(CryptoError::NoTenantKey(_)) => return Opened::Erased,
+                Err(CryptoError::NoKey(_)) => return Opened::Expired,
+                Err(_) => return Opened::Unreadable,
+            }
+        } else {
+            match self.day_key(day) {
+                Some(key) => key,
+                None => return Opened::Expired,
+            }
         };
+        let rest = &rest[DAY_LEN + tag_len..];
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&rest[DAY_LEN..DAY_LEN + NONCE_LEN]);
-        let mut body = rest[DAY_LEN + NONCE_LEN..].to_vec();
+        nonce.copy_from_slice(&rest[..NONCE_LEN]);
+        let mut body = rest[NONCE_LEN..].to_vec();
         match key.open_in_place(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad(record, tenant, field)),
@@ -382,8 +441,13 @@ impl ContentKeys {
             .collect();
         let names = ended.iter().map(|(_, n)| n.clone()).collect();
         self.store.delete(names).await?;
+        let keep = |day: &i32| *day >= today || held.contains(day);
         let mut days = self.days.write().unwrap_or_else(|p| p.into_inner());
-        days.retain(|day, _| *day >= today || held.contains(day));
+        days.retain(|day, _| keep(day));
+        self.derived
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(day, _), _| keep(day));
         Ok(ended.into_iter().map(|(day, _)| day).collect())
     }
 
@@ -418,6 +482,7 @@ impl ContentKeys {
             *census.by_kek.entry(wrapped.kek_id).or_default() += 1;
             match content_day(&wrapped.name) {
                 Some(day) => census.content_days.push(day),
+                None if wrapped.name.starts_with(TENANT_PREFIX) => census.tenants += 1,
                 None => census.files += 1,
             }
         }
@@ -497,7 +562,9 @@ pub fn open_content(
             Opened::Plain(request) | Opened::Decrypted(request),
             Opened::Plain(response) | Opened::Decrypted(response),
         ) => (request, response),
-        (Opened::Expired, _) | (_, Opened::Expired) => return ContentView::Expired,
+        (Opened::Expired | Opened::Erased, _) | (_, Opened::Expired | Opened::Erased) => {
+            return ContentView::Expired
+        }
         _ => return ContentView::Unreadable,
     };
     if !content.compressed {
@@ -534,10 +601,11 @@ mod tests {
         ContentKeys::open(KeyStore::dir(dir, true).unwrap(), keyring).await
     }
 
-    /// Keys for `at`'s day and the next, as the upkeep makes them.
+    /// Keys for `at`'s day and the next, and acme's, as the upkeep makes them.
     async fn prepared(dir: &Path, kek: &str, at: OffsetDateTime) -> ContentKeys {
         let k = keys(dir, kek).await;
         k.prepare(at, at + time::Duration::days(1)).await.unwrap();
+        k.prepare_tenants(&[acme()]).await.unwrap();
         k
     }
 
@@ -559,16 +627,18 @@ mod tests {
             k.open_field(id, &acme(), "request", &sealed),
             Opened::Decrypted(b"secret prompt".to_vec())
         );
-        for (rid, tenant, field) in [
-            (other, acme(), "request"),
-            (id, TenantId("beta".into()), "request"),
-            (id, acme(), "response"),
-        ] {
+        for (rid, field) in [(other, "request"), (id, "response")] {
             assert_eq!(
-                k.open_field(rid, &tenant, field, &sealed),
+                k.open_field(rid, &acme(), field, &sealed),
                 Opened::Unreadable
             );
         }
+        // In another tenant's row it is not that tenant's key's: it reads
+        // as that tenant's erased content, never as content.
+        assert_eq!(
+            k.open_field(id, &TenantId("beta".into()), "request", &sealed),
+            Opened::Erased
+        );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
@@ -649,6 +719,10 @@ mod tests {
         );
         a.unwrap();
         b.unwrap();
+        let tenants = [acme()];
+        let (a, b) = tokio::join!(one.prepare_tenants(&tenants), two.prepare_tenants(&tenants));
+        a.unwrap();
+        b.unwrap();
         let id = RecordId::new();
         let sealed = one.seal(at, id, &acme(), "request", b"same key").unwrap();
         assert_eq!(
@@ -673,7 +747,9 @@ mod tests {
             .unwrap();
         let census = rolled.census().await.unwrap();
         assert_eq!(census.by_kek.len(), 2, "{census:?}");
-        assert_eq!(rolled.rotate_kek().await.unwrap(), 2);
+        assert_eq!(census.tenants, 1, "{census:?}");
+        // Two day keys and the tenant's key were under the old KEK.
+        assert_eq!(rolled.rotate_kek().await.unwrap(), 3);
         // Again: nothing left to re-wrap.
         assert_eq!(rolled.rotate_kek().await.unwrap(), 0);
         let census = rolled.census().await.unwrap();

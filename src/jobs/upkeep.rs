@@ -92,6 +92,8 @@ pub async fn prepare_content_keys(
     let now = clock.now();
     let until = now + config.max_retention().content + time::Duration::days(KEY_DAYS_AHEAD);
     keys.prepare(now, until).await?;
+    let tenants: Vec<_> = config.tenants.iter().map(|t| t.id.clone()).collect();
+    keys.prepare_tenants(&tenants).await?;
     metrics::gauge!("custodian_content_key_days_ready").set(keys.days_ready(now) as f64);
     Ok(())
 }

@@ -267,8 +267,9 @@ impl FileCopies {
 
     /// Remove the blob and key of a copy an erasure took out of the store.
     pub async fn remove_erased(&self, file: &crate::store::ErasedFile) -> Result<(), FilesError> {
-        self.delete_blob(&file.object_key).await?;
-        self.shred(file.record_id).await
+        // The key first: once it is gone, a blob left behind is noise.
+        self.shred(file.record_id).await?;
+        self.delete_blob(&file.object_key).await
     }
 
     async fn delete_blob(&self, object_key: &str) -> Result<(), FilesError> {
@@ -370,7 +371,9 @@ impl FileCopies {
             .await?
         {
             Opened::Plain(bytes) | Opened::Decrypted(bytes) => Ok(Bytes::from(bytes)),
-            Opened::Expired => Err(FilesError::Unreadable("its key has been destroyed")),
+            Opened::Expired | Opened::Erased => {
+                Err(FilesError::Unreadable("its key has been destroyed"))
+            }
             Opened::Unreadable => Err(FilesError::Unreadable("it does not decrypt")),
         }
     }

@@ -10,7 +10,8 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
     /// Content rows and review items past their expiry before the cutoff
-    /// that no legal hold in force at the cutoff keeps.
+    /// that no legal hold in force at the cutoff keeps (a hold placed later
+    /// does not excuse what the sweeper should already have removed).
     ContentPastExpiry,
     /// Content rows received in the period in clear, written under a
     /// policy version with encryption on.
@@ -144,7 +145,8 @@ macro_rules! shared_sql {
     (held_at_cutoff) => {
         "EXISTS (SELECT 1 FROM legal_holds h WHERE h.tenant_id = c.tenant_id \
          AND (h.record_id IS NULL OR h.record_id = c.record_id) \
-         AND h.ends_at > p.cutoff AND (h.released_at IS NULL OR h.released_at > p.cutoff))"
+         AND h.created_at <= p.cutoff AND h.ends_at > p.cutoff \
+         AND (h.released_at IS NULL OR h.released_at > p.cutoff))"
     };
     (tenant c) => {
         "(p.tenant = '' OR c.tenant_id = p.tenant)"

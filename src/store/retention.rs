@@ -83,7 +83,15 @@ pub struct Erased {
     #[serde(skip)]
     pub files: Vec<ErasedFile>,
     pub file_copies: u64,
+    /// Copies whose rows went but whose blob or key could not be removed
+    /// (the blob store failed): their object keys, for the operator.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files_not_removed: Vec<String>,
     pub kept: Vec<KeptByHold>,
+    /// With encryption on: `destroyed` (every copy of the tenant's content,
+    /// backups included, is unreadable) or why the key was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

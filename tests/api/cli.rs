@@ -657,6 +657,10 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
     let (old_id, new_id) = (RecordId::new(), RecordId::new());
     let old_gateway = open(crate::helpers::TEST_KEK, &[]).await.unwrap();
     old_gateway.prepare(now, now).await.unwrap();
+    old_gateway
+        .prepare_tenants(std::slice::from_ref(&tenant))
+        .await
+        .unwrap();
     let old_sealed = seal(&old_gateway, old_id);
 
     // Rolled out: new KEK current, old one previous. It makes the next
@@ -686,7 +690,7 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
     let status = run(&["keys", "status"], &[]);
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(
-        stdout(&status).contains("(previous): 1 keys"),
+        stdout(&status).contains("(previous): 2 keys"),
         "{}",
         stdout(&status)
     );
@@ -699,7 +703,7 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
     let out = run(&["encryption-keys", "rotate-kek"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("re-wrapped 1 data keys"),
+        stdout(&out).contains("re-wrapped 2 data keys"),
         "{}",
         stdout(&out)
     );
@@ -736,7 +740,7 @@ async fn keys_rotate_kek_rewraps_the_key_store_while_gateways_run() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("re-wrapped 3 data keys"),
+        stdout(&out).contains("re-wrapped 4 data keys"),
         "{}",
         stdout(&out)
     );

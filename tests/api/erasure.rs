@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use custodian::domain::access::Role;
-use custodian::domain::audit::AuditEvent;
 use custodian::domain::clock::SystemClock;
-use custodian::domain::{RecordId, TenantId};
+use custodian::domain::RecordId;
 use custodian::store::AuditFilter;
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
@@ -49,29 +48,7 @@ async fn a_tenant_is_erased_but_what_a_hold_keeps(backend: Backend) {
     app.wait_for_records(5).await;
     assert!(!stored_objects(&app).is_empty(), "the fine-tune copy");
     let now = OffsetDateTime::now_utc();
-    let hold = app
-        .store
-        .add_hold(
-            &custodian::store::NewHold {
-                tenant: TenantId("acme".into()),
-                record: Some(held),
-                reason: "subpoena 42".into(),
-                created_by: "operator:counsel".into(),
-                created_at: now,
-                ends_at: now + Duration::days(30),
-            },
-            &AuditEvent {
-                at: now,
-                actor: "operator:counsel".into(),
-                action: "legal_hold.added".into(),
-                tenant: Some(TenantId("acme".into())),
-                subject: None,
-                source: "test".into(),
-                details: json!({}),
-            },
-        )
-        .await
-        .unwrap();
+    let hold = crate::attest::hold_record(app.store.as_ref(), held, "subpoena 42").await;
 
     let store = app.store.as_ref();
     let reviewer = principal_in(store, "rex", Role::Reviewer, None).await;
@@ -164,4 +141,65 @@ async fn a_tenant_is_erased_but_what_a_hold_keeps(backend: Backend) {
     assert!(report.holds, "{failing:?}");
 }
 
-both_stores!(a_tenant_is_erased_but_what_a_hold_keeps);
+/// With encryption on, erasing a tenant destroys its key: a backup taken
+/// before the erasure, restored, opens none of that tenant's content and
+/// all of the others' (`scripts/shred-proof.sh erased`, the real binary).
+async fn erasure_reaches_a_backup_taken_before(backend: Backend) {
+    use crate::encryption::{builder, operator_config, shred_proof, KeysIn, TestKeyStore};
+    let key_store = TestKeyStore::new(KeysIn::Dir).await;
+    let app = spawn_app_with(backend, builder(&key_store), Arc::new(SystemClock)).await;
+    chat(&app, MANAGED_KEY, "acme-marker").await;
+    chat(&app, PASSTHROUGH_KEY, "beta-marker").await;
+    app.wait_for_records(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = operator_config(dir.path(), &key_store, app._db.url());
+    let backup = dir.path().join("backup");
+    let (ok, text) = shred_proof(&["backup".as_ref(), config.as_os_str(), backup.as_os_str()]);
+    assert!(ok, "{text}");
+    let admin_url = crate::helpers::pg_admin_url();
+    let erased_check = || {
+        shred_proof(&[
+            "erased".as_ref(),
+            config.as_os_str(),
+            backup.as_os_str(),
+            "acme".as_ref(),
+            admin_url.as_ref(),
+        ])
+    };
+    let (ok, text) = erased_check();
+    assert!(!ok, "the control: acme not erased yet\n{text}");
+    assert!(
+        text.contains("bodies of erased tenant acme still readable: 1"),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "erase", "--tenant", "acme", "--reason", "GDPR 9", "--actor", "dpo",
+        ])
+        .env("TEST_KEK", TEST_KEK)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("tenant key destroyed"), "{said}");
+
+    let (ok, text) = erased_check();
+    assert!(ok, "{text}");
+    assert!(text.contains("erased (tenant key destroyed): 1"), "{text}");
+    assert!(
+        text.contains("readable with the key store: 1"),
+        "beta's row\n{text}"
+    );
+}
+
+both_stores!(
+    a_tenant_is_erased_but_what_a_hold_keeps,
+    erasure_reaches_a_backup_taken_before,
+);

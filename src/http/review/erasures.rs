@@ -42,6 +42,7 @@ pub(super) async fn erase(
         let erased = crate::erasure::erase(
             &state.store,
             state.files.as_ref(),
+            state.keys.as_deref(),
             &request,
             state.clock.now(),
         )

@@ -231,6 +231,12 @@ pub(super) async fn erase_tenant_in(
     audit: &AuditEvent,
 ) -> Result<Erased, StoreError> {
     let mut tx = pool.begin().await?;
+    // As `add_hold` does: a hold placed meanwhile waits for the erasure to
+    // commit, so no statement of it sees a hold the others do not.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SWEEP_LOCK)
+        .execute(&mut *tx)
+        .await?;
     let mut erased = Erased::default();
     for r in sqlx::query(erase_sql::KEPT)
         .bind(&e.tenant.0)

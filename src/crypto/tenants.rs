@@ -1,0 +1,254 @@
+//! Tenant keys. Each record's content key is derived (HKDF-SHA256) from
+//! the key of its content's expiry day and the key of its tenant, so that
+//! destroying either shreds it everywhere: a day's key when its content
+//! has expired, a tenant's key when the tenant is erased. The key store
+//! holds days + tenants keys, not days × tenants.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+use ring::hkdf;
+use sha2::{Digest, Sha256};
+
+use super::{ContentKeys, CryptoError, Derived};
+use crate::domain::TenantId;
+
+pub(super) const TENANT_PREFIX: &str = "tenant-";
+/// Which tenant key sealed a value (a tenant erased and keyed again is
+/// told apart): the first bytes of the key's SHA-256.
+pub(super) const TAG_LEN: usize = 4;
+
+/// The key store's name for a tenant's key: fixed length and safe as a
+/// file name whatever the tenant id.
+pub fn tenant_key_name(tenant: &TenantId) -> String {
+    let digest = hex::encode(Sha256::digest(tenant.0.as_bytes()));
+    format!("{TENANT_PREFIX}{}", &digest[..32])
+}
+
+/// A tenant's key in memory, with its stored form.
+#[derive(Clone)]
+pub(super) struct TenantKey {
+    pub(super) stored: Vec<u8>,
+    pub(super) raw: Arc<Vec<u8>>,
+    pub(super) tag: [u8; TAG_LEN],
+}
+
+impl TenantKey {
+    pub(super) fn new(stored: Vec<u8>, raw: Vec<u8>) -> Self {
+        let digest = Sha256::digest(&raw);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&digest[..TAG_LEN]);
+        Self {
+            stored,
+            raw: Arc::new(raw),
+            tag,
+        }
+    }
+}
+
+/// The content key of `tenant`'s content expiring on `day`.
+pub(super) fn derive(
+    day_raw: &[u8],
+    tenant_raw: &[u8],
+    day: i32,
+    tenant: &TenantId,
+) -> Result<LessSafeKey, CryptoError> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, day_raw).extract(tenant_raw);
+    let day = day.to_le_bytes();
+    let info: [&[u8]; 4] = [b"custodian/content/v2\0", &day, tenant.0.as_bytes(), b"\0"];
+    let okm = prk
+        .expand(&info, &AES_256_GCM)
+        .map_err(|_| CryptoError::Seal)?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+impl ContentKeys {
+    pub(super) async fn refresh_tenants(&self) -> Result<(), CryptoError> {
+        let listed = self.store.list(TENANT_PREFIX).await?;
+        let known = self
+            .tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut fresh = HashMap::with_capacity(listed.len());
+        let mut failure = None;
+        for wrapped in listed {
+            match known.get(&wrapped.name) {
+                Some(held) if held.stored == wrapped.wrapped => {
+                    fresh.insert(wrapped.name, held.clone());
+                }
+                _ => match self.keyring.unwrap(&wrapped) {
+                    Ok(raw) => {
+                        fresh.insert(wrapped.name, TenantKey::new(wrapped.wrapped, raw));
+                    }
+                    Err(e) => failure = Some(e),
+                },
+            }
+        }
+        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Make the keys of `tenants` that do not exist yet.
+    pub async fn prepare_tenants(&self, tenants: &[TenantId]) -> Result<(), CryptoError> {
+        let _upkeep = self.upkeep.lock().await;
+        for tenant in tenants {
+            let name = tenant_key_name(tenant);
+            if self.tenant_key(&name).is_some() {
+                continue;
+            }
+            let raw = self.new_raw_key()?;
+            let candidate = self.keyring.wrap(&name, &raw, &self.random)?;
+            let stored = self.store.insert_if_absent(candidate).await?;
+            let raw = self.keyring.unwrap(&stored)?;
+            self.tenants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, TenantKey::new(stored.wrapped, raw));
+        }
+        Ok(())
+    }
+
+    /// Crypto-shred one tenant (erasure): destroy its key, so that every
+    /// copy of its content, backups included, is noise; then make it a new
+    /// one for what comes next. Returns whether a key was destroyed.
+    pub async fn destroy_tenant(&self, tenant: &TenantId) -> Result<bool, CryptoError> {
+        let name = tenant_key_name(tenant);
+        let destroyed = {
+            let _upkeep = self.upkeep.lock().await;
+            let n = self.store.delete(vec![name.clone()]).await?;
+            self.tenants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            self.derived
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(_, t), _| t != tenant);
+            n > 0
+        };
+        self.prepare_tenants(std::slice::from_ref(tenant)).await?;
+        Ok(destroyed)
+    }
+
+    fn tenant_key(&self, name: &str) -> Option<TenantKey> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The content key of `tenant`'s content of `day`, derived once.
+    pub(super) fn content_key(&self, day: i32, tenant: &TenantId) -> Result<Derived, CryptoError> {
+        let cached = self
+            .derived
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(day, tenant.clone()))
+            .cloned();
+        if let Some(derived) = cached {
+            return Ok(derived);
+        }
+        let day_key = self.day_entry(day).ok_or(CryptoError::NoKey(day))?;
+        let tenant_key = self
+            .tenant_key(&tenant_key_name(tenant))
+            .ok_or_else(|| CryptoError::NoTenantKey(tenant.0.clone()))?;
+        let derived = Derived {
+            key: Arc::new(derive(&day_key.raw, &tenant_key.raw, day, tenant)?),
+            tag: tenant_key.tag,
+        };
+        self.derived
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((day, tenant.clone()), derived.clone());
+        Ok(derived)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Kek, KeyStore, Keyring, Opened};
+    use super::*;
+    use crate::domain::RecordId;
+    use time::macros::datetime;
+
+    const KEK: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    async fn keys(dir: &std::path::Path, tenants: &[&str]) -> ContentKeys {
+        let keyring = Keyring::new(Kek::from_hex(KEK).unwrap(), Vec::new());
+        let keys = ContentKeys::open(KeyStore::dir(dir, true).unwrap(), keyring)
+            .await
+            .unwrap();
+        let at = datetime!(2027-01-10 12:00 UTC);
+        keys.prepare(at, at).await.unwrap();
+        let tenants: Vec<TenantId> = tenants.iter().map(|t| TenantId((*t).into())).collect();
+        keys.prepare_tenants(&tenants).await.unwrap();
+        keys
+    }
+
+    #[tokio::test]
+    async fn erasing_a_tenant_shreds_its_content_and_no_one_elses() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = keys(dir.path(), &["acme", "beta"]).await;
+        let at = datetime!(2027-01-10 12:00 UTC);
+        let (acme, beta) = (TenantId("acme".into()), TenantId("beta".into()));
+        let id = RecordId::new();
+        let a = k.seal(at, id, &acme, "request", b"acme's prompt").unwrap();
+        let b = k.seal(at, id, &beta, "request", b"beta's prompt").unwrap();
+        assert!(k.destroy_tenant(&acme).await.unwrap());
+        assert_eq!(k.open_field(id, &acme, "request", &a), Opened::Erased);
+        assert_eq!(
+            k.open_field(id, &beta, "request", &b),
+            Opened::Decrypted(b"beta's prompt".to_vec())
+        );
+        // A fresh process (a restored backup's reader) sees the same.
+        let fresh = keys(dir.path(), &[]).await;
+        assert_eq!(fresh.open_field(id, &acme, "request", &a), Opened::Erased);
+        // The tenant goes on with a new key.
+        let again = k.seal(at, id, &acme, "request", b"after").unwrap();
+        assert_eq!(
+            fresh_open(dir.path(), id, &acme, &again).await,
+            Opened::Decrypted(b"after".to_vec())
+        );
+    }
+
+    async fn fresh_open(dir: &std::path::Path, id: RecordId, t: &TenantId, v: &[u8]) -> Opened {
+        keys(dir, &[]).await.open_field(id, t, "request", v)
+    }
+
+    #[tokio::test]
+    async fn a_value_needs_both_its_day_key_and_its_tenant_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = keys(dir.path(), &["acme"]).await;
+        let at = datetime!(2027-01-10 12:00 UTC);
+        let acme = TenantId("acme".into());
+        let id = RecordId::new();
+        let sealed = k.seal(at, id, &acme, "request", b"p").unwrap();
+        let err = k.seal(at, id, &TenantId("unknown".into()), "request", b"p");
+        assert!(matches!(err, Err(CryptoError::NoTenantKey(_))));
+        // Moved to another tenant's row it does not open (its tag is not
+        // that tenant's key's: it reads as erased, never as content).
+        k.prepare_tenants(&[TenantId("beta".into())]).await.unwrap();
+        assert_eq!(
+            k.open_field(id, &TenantId("beta".into()), "request", &sealed),
+            Opened::Erased
+        );
+        k.destroy_expired(at + time::Duration::days(2), &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(k.open_field(id, &acme, "request", &sealed), Opened::Expired);
+    }
+
+    #[test]
+    fn key_names_are_fixed_length_file_names() {
+        let long = TenantId("a/../b ".repeat(100));
+        let name = tenant_key_name(&long);
+        assert_eq!(name.len(), TENANT_PREFIX.len() + 32);
+        assert!(name[TENANT_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(name, tenant_key_name(&TenantId("acme".into())));
+    }
+}
