@@ -156,8 +156,9 @@ pub struct ContentKeys {
     days: RwLock<HashMap<i32, DayKey>>,
     /// Tenants' keys by their names in the key store.
     tenants: RwLock<HashMap<String, TenantKey>>,
-    /// Content keys derived so far, with the tag of the tenant key used.
-    derived: RwLock<HashMap<(i32, TenantId), Derived>>,
+    /// Content keys derived so far by tenant and day, with the tag of the
+    /// tenant key used (looked up by reference: no allocation per seal).
+    derived: RwLock<HashMap<TenantId, HashMap<i32, Derived>>>,
     /// Refresh, prepare and destroy one at a time, so that a refresh that
     /// listed the store before a key was made does not forget it.
     upkeep: tokio::sync::Mutex<()>,
@@ -444,10 +445,14 @@ impl ContentKeys {
         let keep = |day: &i32| *day >= today || held.contains(day);
         let mut days = self.days.write().unwrap_or_else(|p| p.into_inner());
         days.retain(|day, _| keep(day));
-        self.derived
+        for by_day in self
+            .derived
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(day, _), _| keep(day));
+            .values_mut()
+        {
+            by_day.retain(|day, _| keep(day));
+        }
         Ok(ended.into_iter().map(|(day, _)| day).collect())
     }
 

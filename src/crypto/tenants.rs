@@ -125,7 +125,7 @@ impl ContentKeys {
             self.derived
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|(_, t), _| t != tenant);
+                .remove(tenant);
             n > 0
         };
         self.prepare_tenants(std::slice::from_ref(tenant)).await?;
@@ -146,7 +146,8 @@ impl ContentKeys {
             .derived
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(day, tenant.clone()))
+            .get(tenant)
+            .and_then(|by_day| by_day.get(&day))
             .cloned();
         if let Some(derived) = cached {
             return Ok(derived);
@@ -162,7 +163,9 @@ impl ContentKeys {
         self.derived
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((day, tenant.clone()), derived.clone());
+            .entry(tenant.clone())
+            .or_default()
+            .insert(day, derived.clone());
         Ok(derived)
     }
 }
