@@ -115,6 +115,7 @@ fn flagged(i: usize, now: time::OffsetDateTime) -> Record {
             received_at,
             content_expires_at: None,
             expires_at: received_at + Duration::days(365),
+            end_user_hash: None,
         },
         content: None,
         review: ReviewFlag::from_verdicts(

@@ -143,6 +143,7 @@ fn record(i: usize, received_at: time::OffsetDateTime, repeat: usize) -> Record 
             received_at,
             content_expires_at: Some(content_expires_at),
             expires_at: received_at + Duration::days(365),
+            end_user_hash: None,
         },
         content: Some(RecordContent {
             request_body: request,

@@ -34,6 +34,9 @@ pub enum ErasureError {
 pub struct Request {
     pub tenant: TenantId,
     pub include_metadata: bool,
+    /// Only this end user's records (its keyed hash, `end_user_hash`):
+    /// live rows only, never backups (the key is the tenant's).
+    pub end_user_hash: Option<String>,
     pub reason: String,
     /// `operator:<name>` or `principal:<name>`.
     pub actor: String,
@@ -64,6 +67,7 @@ pub async fn erase(
         tenant: request.tenant.clone(),
         include_metadata: request.include_metadata,
         at: now,
+        end_user_hash: request.end_user_hash.clone(),
     };
     let mut erased = store.erase_tenant(&erasure, &audit).await?;
     if let Some(files) = files {
@@ -76,8 +80,17 @@ pub async fn erase(
             }
         }
     }
-    if let Some(keys) = keys {
-        erased.tenant_key = Some(shred_tenant(keys, &request.tenant, &erased).await?);
+    match (keys, &request.end_user_hash) {
+        (Some(keys), None) => {
+            erased.tenant_key = Some(shred_tenant(keys, &request.tenant, &erased).await?);
+        }
+        (Some(_), Some(_)) => {
+            erased.tenant_key = Some(
+                "kept: an end user's erasure reaches live rows, not backups (the key is the tenant's)"
+                    .to_owned(),
+            );
+        }
+        (None, _) => {}
     }
     tracing::info!(
         tenant = %request.tenant,

@@ -316,6 +316,7 @@ impl Wiring {
                 keys: self.keys.clone(),
                 files: Some(files),
                 tenants: self.config.tenants.iter().map(|t| t.id.clone()).collect(),
+                end_user_key: self.config.auth.end_user_key.clone(),
             },
         ));
         (proxy_router, admin_router)

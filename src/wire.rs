@@ -11,6 +11,157 @@ use crate::domain::records::Usage;
 struct ModelOnly<'a> {
     #[serde(borrow)]
     model: Option<std::borrow::Cow<'a, str>>,
+    /// OpenAI's end-user ids (`user` is the older spelling). Read
+    /// leniently: a value of another type is no id, and never costs the
+    /// record its model.
+    #[serde(borrow, default, deserialize_with = "lenient::string")]
+    safety_identifier: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::string")]
+    user: Option<std::borrow::Cow<'a, str>>,
+    /// Anthropic's: `metadata.user_id`.
+    #[serde(borrow, default, deserialize_with = "lenient::user_id")]
+    metadata: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Fields the gateway reads but the body's owner may spell oddly: anything
+/// but the expected shape reads as absent.
+mod lenient {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Text;
+
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    pub(super) fn string<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Cow<'de, str>>, D::Error> {
+        d.deserialize_any(Text)
+    }
+
+    /// `user_id` of an object; anything else is absent.
+    struct UserId;
+
+    impl<'de> Visitor<'de> for UserId {
+        type Value = Option<Cow<'de, str>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == "user_id" {
+                    found = map.next_value_seed(TextSeed)?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Text.visit_seq(seq)
+        }
+        fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    struct TextSeed;
+
+    impl<'de> serde::de::DeserializeSeed<'de> for TextSeed {
+        type Value = Option<Cow<'de, str>>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Text)
+        }
+    }
+
+    pub(super) fn user_id<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Cow<'de, str>>, D::Error> {
+        d.deserialize_any(UserId)
+    }
+}
+
+/// What the record keeps from a request body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFields {
+    pub model: Option<String>,
+    /// The caller's end user, as it named it (hashed before it is kept).
+    pub end_user: Option<String>,
+}
+
+/// `model` and the end-user id of a JSON request body, in one parse.
+pub fn request_fields(body: &[u8]) -> RequestFields {
+    let Ok(fields) = serde_json::from_slice::<ModelOnly<'_>>(body) else {
+        return RequestFields::default();
+    };
+    let end_user = fields
+        .safety_identifier
+        .or(fields.user)
+        .or(fields.metadata)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.into_owned());
+    RequestFields {
+        model: fields.model.map(|m| truncate(&m)),
+        end_user,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -43,10 +194,7 @@ pub struct Extracted {
 
 /// The `model` of a JSON request body.
 pub fn request_model(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<ModelOnly<'_>>(body)
-        .ok()?
-        .model
-        .map(|m| truncate(&m))
+    request_fields(body).model
 }
 
 /// Model and usage from a response: one JSON document, or an SSE stream whose
@@ -128,6 +276,33 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_user_id_in_each_spelling() {
+        let user = |body: &[u8]| request_fields(body).end_user;
+        assert_eq!(user(br#"{"model":"m","user":"u1"}"#).as_deref(), Some("u1"));
+        assert_eq!(
+            user(br#"{"user":"old","safety_identifier":"new"}"#).as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            user(br#"{"model":"claude","metadata":{"user_id":"u\u0032"}}"#).as_deref(),
+            Some("u2")
+        );
+        assert_eq!(user(br#"{"user":""}"#), None);
+        assert_eq!(
+            user(br#"{"user":7}"#),
+            None,
+            "not a string: nothing, no error"
+        );
+        let odd = request_fields(br#"{"model":"m","user":{"a":[1]},"metadata":"x"}"#);
+        assert_eq!((odd.model.as_deref(), odd.end_user), (Some("m"), None));
+        assert_eq!(
+            user(br#"{"metadata":{"other":[{"user_id":"no"}],"user_id":null}}"#),
+            None
+        );
+        assert_eq!(user(b"not json"), None);
+    }
 
     #[test]
     fn json_response_model_and_usage() {

@@ -212,6 +212,11 @@ pub struct HoldAddArgs {
 pub struct EraseArgs {
     #[arg(long)]
     pub tenant: String,
+    /// Only this end user's records (the id the caller sent as `user`,
+    /// `safety_identifier` or Anthropic `metadata.user_id`). Live rows
+    /// only: backups keep them until their retention ends.
+    #[arg(long)]
+    pub end_user: Option<String>,
     /// Remove the tenant's metadata too (kept by default, for billing and audit).
     #[arg(long)]
     pub include_metadata: bool,

@@ -156,6 +156,17 @@ pub(super) async fn erase(
         bail!("--actor must not be empty");
     }
     let tenant = known_tenant(&config, &args.tenant)?;
+    let end_user_hash = match (&args.end_user, &config.auth.end_user_key) {
+        (None, _) => None,
+        (Some(user), Some(key)) => Some(crate::domain::records::end_user_hash(
+            key.expose().as_bytes(),
+            &tenant,
+            user,
+        )),
+        (Some(_), None) => bail!(
+            "auth.end_user_key is not configured: end-user ids are not recorded, so none can be erased"
+        ),
+    };
     let store = open_store(&config).await?;
     let keys =
         crate::startup::load_content_keys(&config, Some(store.as_ref()), None, false).await?;
@@ -165,6 +176,7 @@ pub(super) async fn erase(
     let request = crate::erasure::Request {
         tenant,
         include_metadata: args.include_metadata,
+        end_user_hash,
         reason: args.reason,
         actor: format!("operator:{}", args.actor),
         source: cli_source(),

@@ -379,6 +379,8 @@ pub struct LoggingConfig {
 pub struct AuthConfig {
     pub default_tenant: Option<usize>,
     pub fingerprint_key: Option<Secret>,
+    /// Keys the hash kept for a caller's end-user id (none kept without it).
+    pub end_user_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

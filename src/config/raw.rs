@@ -281,6 +281,7 @@ impl Default for RawLogging {
 pub(super) struct RawAuth {
     pub(super) default_tenant: Option<Spanned<String>>,
     pub(super) fingerprint_key: Option<Spanned<RawSecretRef>>,
+    pub(super) end_user_key: Option<Spanned<RawSecretRef>>,
 }
 
 /// `[attest]`: what signs `custodian attest --out` reports.

@@ -52,6 +52,24 @@ pub struct RecordMeta {
     /// `None` when no content was stored (zero data retention).
     pub content_expires_at: Option<OffsetDateTime>,
     pub expires_at: OffsetDateTime,
+    /// The caller's end-user id (OpenAI `user`/`safety_identifier`,
+    /// Anthropic `metadata.user_id`) as a keyed hash ([`end_user_hash`]),
+    /// never in clear; `None` when none was sent or no key is configured.
+    #[serde(default)]
+    pub end_user_hash: Option<String>,
+}
+
+/// What stands for `end_user` of `tenant` on its records: HMAC-SHA256
+/// under the operator's key, so the id is never stored, and cannot be
+/// guessed back from the store without the key.
+pub fn end_user_hash(key: &[u8], tenant: &TenantId, end_user: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(tenant.0.as_bytes());
+    mac.update(b"\0");
+    mac.update(end_user.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// The captured bodies (content retention). Never written for ZDR tenants.

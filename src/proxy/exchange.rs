@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::abuse::classifier::{Job, Reservation};
 use crate::config::EffectivePolicy;
-use crate::domain::records::{Record, RecordContent, RecordMeta};
+use crate::domain::records::{end_user_hash, Record, RecordContent, RecordMeta};
 use crate::domain::review::ReviewFlag;
 use crate::domain::verdict::Verdict;
 use crate::domain::{KeyId, Outcome, RecordId, TenantId, TrainingTag};
@@ -46,6 +46,8 @@ pub struct ExchangeStart {
     pub compression_level: i32,
     /// Seals the content before the record leaves memory, when encryption is on.
     pub keys: Option<Arc<crate::crypto::ContentKeys>>,
+    /// Keys the end-user hash (`auth.end_user_key`).
+    pub end_user_key: Option<crate::config::Secret>,
 }
 
 pub struct Exchange {
@@ -264,7 +266,13 @@ impl State {
             None => Capture::new(0),
         };
         let fields = wire::response_fields(response.bytes(), streamed);
-        let model = wire::request_model(request.bytes()).or(fields.model);
+        let asked = wire::request_fields(request.bytes());
+        let model = asked.model.or(fields.model);
+        let end_user_hash = start
+            .end_user_key
+            .as_ref()
+            .zip(asked.end_user)
+            .map(|(key, user)| end_user_hash(key.expose().as_bytes(), &start.tenant, &user));
         let policy = &start.policy;
         let received_at = start.received_at;
         let zdr = policy.zero_data_retention;
@@ -299,6 +307,7 @@ impl State {
             received_at,
             content_expires_at,
             expires_at: expiry.metadata,
+            end_user_hash,
         };
         // Zero data retention: the bodies were only ever in memory, and go no further.
         let content = content_expires_at.map(|expires_at| {

@@ -178,6 +178,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         capture_cap: state.config.capture.max_body_bytes,
         compression_level: state.config.capture.compression_level,
         keys: state.keys.clone(),
+        end_user_key: state.config.auth.end_user_key.clone(),
     };
     let exchange = open_exchange(&state, start, &parts, admitted.slot, admitted.classifier);
     let file_op = file_op(

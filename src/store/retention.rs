@@ -68,6 +68,8 @@ pub struct Erasure {
     /// Metadata too (kept by default: billing and audit need it).
     pub include_metadata: bool,
     pub at: OffsetDateTime,
+    /// Only the records of this end user (its keyed hash).
+    pub end_user_hash: Option<String>,
 }
 
 /// What an erasure removed, and what legal holds kept.
@@ -110,8 +112,9 @@ pub struct KeptByHold {
     pub content_rows_kept: i64,
 }
 
-/// The statements of an erasure, in order, with `$1` the tenant and `$2`
-/// the instant holds are judged at; `t.{id}` is each table's record id.
+/// The statements of an erasure, in order, with `$1` the tenant, `$2` the
+/// instant holds are judged at and `$3` the end user's hash (`''`: every
+/// record of the tenant); `t.{id}` is each table's record id.
 pub(super) mod erase_sql {
     macro_rules! not_held {
         ($id:literal) => {
@@ -128,22 +131,38 @@ pub(super) mod erase_sql {
         WHERE c.tenant_id = h.tenant_id AND (h.record_id IS NULL OR h.record_id = c.record_id)) \
         FROM legal_holds h WHERE h.tenant_id = $1 AND h.released_at IS NULL AND h.ends_at > $2 \
         ORDER BY h.id";
+    macro_rules! of_end_user {
+        ($id:literal) => {
+            concat!(
+                "($3 = '' OR t.",
+                $id,
+                " IN (SELECT m.id FROM record_meta m WHERE m.tenant_id = $1 \
+                 AND m.end_user_hash = $3))"
+            )
+        };
+    }
     pub const CONTENT: &str = concat!(
         "DELETE FROM record_content AS t WHERE t.tenant_id = $1 AND ",
+        of_end_user!("record_id"),
+        " AND ",
         not_held!("record_id")
     );
     pub const REVIEW: &str = concat!(
         "DELETE FROM review_items AS t WHERE t.tenant_id = $1 AND ",
+        of_end_user!("record_id"),
+        " AND ",
         not_held!("record_id")
     );
     pub const FILES: &str = concat!(
         "DELETE FROM file_copies AS t WHERE t.tenant_id = $1 AND ",
+        of_end_user!("record_id"),
+        " AND ",
         not_held!("record_id"),
         " RETURNING object_key, record_id"
     );
     pub const EXPORT_MARKS: &str = concat!(
         "DELETE FROM training_exports WHERE record_id IN (SELECT t.id FROM record_meta t \
-         WHERE t.tenant_id = $1 AND ",
+         WHERE t.tenant_id = $1 AND ($3 = '' OR t.end_user_hash = $3) AND ",
         not_held!("id"),
         ")"
     );
@@ -152,7 +171,8 @@ pub(super) mod erase_sql {
     pub const OBJECTS: &str = "DELETE FROM upstream_objects WHERE tenant_id = $1 \
         AND deleted_at IS NOT NULL AND deleted_at <= $2";
     pub const META: &str = concat!(
-        "DELETE FROM record_meta AS t WHERE t.tenant_id = $1 AND ",
+        "DELETE FROM record_meta AS t WHERE t.tenant_id = $1 \
+         AND ($3 = '' OR t.end_user_hash = $3) AND ",
         not_held!("id")
     );
 }

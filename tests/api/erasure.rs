@@ -199,7 +199,103 @@ async fn erasure_reaches_a_backup_taken_before(backend: Backend) {
     );
 }
 
+/// The end-user id a caller sends is kept only as a keyed hash, and one end
+/// user's content can be erased by it, the tenant's other users untouched.
+async fn an_end_user_is_erased_by_the_id_the_caller_sent(backend: Backend) {
+    let builder = ConfigBuilder {
+        auth: "end_user_key = { env = \"TEST_KEK\" }".into(),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let send = |extra: Value| {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        app.chat(MANAGED_KEY, body)
+    };
+    let alice = "alice@example.com";
+    let first = RecordId(
+        record_id(&send(json!({"user": alice})).await)
+            .parse()
+            .unwrap(),
+    );
+    let second = RecordId(
+        record_id(&send(json!({"safety_identifier": alice})).await)
+            .parse()
+            .unwrap(),
+    );
+    let bob = RecordId(
+        record_id(&send(json!({"user": "bob"})).await)
+            .parse()
+            .unwrap(),
+    );
+    let nobody = RecordId(record_id(&send(json!({})).await).parse().unwrap());
+    app.wait_for_records(4).await;
+    let store = app.store.as_ref();
+    let hash_of = |id| async move {
+        store
+            .get_record(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .end_user_hash
+    };
+    let expected = custodian::domain::records::end_user_hash(
+        TEST_KEK.as_bytes(),
+        &custodian::domain::TenantId("acme".into()),
+        alice,
+    );
+    assert_eq!(hash_of(first).await.as_deref(), Some(expected.as_str()));
+    assert_eq!(hash_of(second).await, hash_of(first).await);
+    assert_ne!(hash_of(bob).await, hash_of(first).await);
+    assert_eq!(hash_of(nobody).await, None);
+    assert!(!expected.contains("alice"));
+
+    let admin = principal_in(store, "ada", Role::Admin, None).await;
+    let (status, answer) = erase_as(
+        &app,
+        &admin,
+        json!({"tenant": "acme", "reason": "DSAR 3", "end_user": alice}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["erased"]["content_rows"], 2, "{answer}");
+    for (id, kept) in [(first, false), (second, false), (bob, true), (nobody, true)] {
+        let record = store.get_record(id).await.unwrap().expect("metadata kept");
+        assert_eq!(record.content.is_some(), kept, "{id}");
+    }
+}
+
+/// Without `auth.end_user_key` no end-user id is kept, and an erasure by
+/// end user says why it cannot be done.
+async fn without_a_key_no_end_user_is_kept_or_erasable(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body =
+        json!({"model": "m", "user": "carol", "messages": [{"role": "user", "content": "x"}]});
+    let id = RecordId(
+        record_id(&app.chat(MANAGED_KEY, body).await)
+            .parse()
+            .unwrap(),
+    );
+    app.wait_for_records(1).await;
+    let record = app.store.get_record(id).await.unwrap().unwrap();
+    assert_eq!(record.meta.end_user_hash, None);
+    let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
+    let (status, answer) = erase_as(
+        &app,
+        &admin,
+        json!({"tenant": "acme", "reason": "DSAR 4", "end_user": "carol"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("end_user_key"), "{answer}");
+}
+
 both_stores!(
     a_tenant_is_erased_but_what_a_hold_keeps,
     erasure_reaches_a_backup_taken_before,
+    an_end_user_is_erased_by_the_id_the_caller_sent,
+    without_a_key_no_end_user_is_kept_or_erasable,
 );

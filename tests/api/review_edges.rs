@@ -110,7 +110,9 @@ async fn contractors_see_no_personal_data_behind_escapes_or_in_notes(backend: Ba
     let (status, shown) = call(&app, &contractor, "GET", &item, None).await;
     assert_eq!(status, StatusCode::OK);
     let (_, listed) = call(&app, &contractor, "GET", "/admin/v1/review/items", None).await;
-    for view in [shown.to_string(), listed.to_string()] {
+    // Everything a contractor reads but instants and ids, whose digits
+    // may spell "555" by chance.
+    for view in [without_instants(&shown), without_instants(&listed)] {
         for secret in ["4111", "0132", "jane", "555"] {
             assert!(
                 !view.contains(secret),
@@ -383,3 +385,25 @@ both_stores!(
     an_item_past_its_content_expiry_is_gone_unless_held,
     confirming_abuse_and_its_suspension_are_one_transaction,
 );
+
+/// `v` with the values of instants (`at`, `*_at`) and ids (`*_id`) nulled.
+fn without_instants(v: &serde_json::Value) -> String {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    if key == "at" || key.ends_with("_at") || key.ends_with("_id") {
+                        *value = serde_json::Value::Null;
+                    } else {
+                        strip(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = v.clone();
+    strip(&mut v);
+    v.to_string()
+}

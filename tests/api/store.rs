@@ -67,6 +67,7 @@ pub(crate) fn sample(
         received_at,
         content_expires_at: with_content.then(|| received_at + Duration::days(30)),
         expires_at: received_at + Duration::days(365),
+        end_user_hash: None,
     };
     let content = with_content.then(|| RecordContent {
         request_body: b"{\"a\":1}".to_vec(),

@@ -154,9 +154,15 @@ impl Validator<'_> {
                 "tenants list passthrough_fingerprints, so a fingerprint key is required",
             );
         }
+        let end_user_key = raw
+            .end_user_key
+            .as_ref()
+            .map(|s| self.secret("auth.end_user_key", s))
+            .transpose()?;
         Ok(AuthConfig {
             default_tenant,
             fingerprint_key,
+            end_user_key,
         })
     }
 }

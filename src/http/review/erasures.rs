@@ -9,6 +9,9 @@ pub(super) struct EraseBody {
     pub(super) reason: String,
     #[serde(default)]
     pub(super) include_metadata: bool,
+    /// Only this end user's records (live rows, not backups).
+    #[serde(default)]
+    pub(super) end_user: Option<String>,
 }
 
 pub(super) async fn erase(
@@ -23,6 +26,7 @@ pub(super) async fn erase(
             tenant,
             reason,
             include_metadata,
+            end_user,
         } = parse_body(&body)?;
         let tenant = state
             .tenants
@@ -32,9 +36,23 @@ pub(super) async fn erase(
             .ok_or_else(|| {
                 ApiError::InvalidRequest(format!("no tenant {tenant:?} is configured"))
             })?;
+        let end_user_hash = match (end_user, &state.end_user_key) {
+            (None, _) => None,
+            (Some(user), Some(key)) => Some(crate::domain::records::end_user_hash(
+                key.expose().as_bytes(),
+                &tenant,
+                &user,
+            )),
+            (Some(_), None) => {
+                return Err(ApiError::InvalidRequest(
+                    "auth.end_user_key is not configured: end-user ids are not recorded".into(),
+                ))
+            }
+        };
         let request = crate::erasure::Request {
             tenant,
             include_metadata,
+            end_user_hash,
             reason,
             actor: format!("principal:{}", principal.name),
             source: peer.to_string(),

@@ -62,6 +62,8 @@ pub struct ReviewState {
     pub files: Option<crate::objects::copies::FileCopies>,
     /// The configured tenants (an erasure names one of them).
     pub tenants: Arc<[crate::domain::TenantId]>,
+    /// Keys end-user hashes (`auth.end_user_key`), for erasure by end user.
+    pub end_user_key: Option<crate::config::Secret>,
 }
 
 pub fn router(state: ReviewState) -> Router {

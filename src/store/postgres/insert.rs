@@ -44,6 +44,7 @@ pub(super) async fn insert_metas(
         .bind(column(metas, |m| m.received_at))
         .bind(column(metas, |m| m.content_expires_at))
         .bind(column(metas, |m| m.expires_at))
+        .bind(column(metas, |m| m.end_user_hash.as_deref()))
         .execute(tx)
         .await
         .map(|_| ())

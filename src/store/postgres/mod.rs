@@ -43,11 +43,11 @@ use crate::domain::{ConsentEvent, KeyId, Outcome, RecordId, TenantId, TrainingBa
 const INSERT_META: &str = "INSERT INTO record_meta (id, request_id, tenant_id, key_id, route, method, path, \
     status, model, prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, \
     upstream_ttfb_us, upstream_total_us, request_bytes, response_bytes, training_usable, training_basis, \
-    profile, policy_version, zero_data_retention, received_at, content_expires_at, expires_at) \
+    profile, policy_version, zero_data_retention, received_at, content_expires_at, expires_at, end_user_hash) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
     $8::int[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::text[], $15::bigint[], \
     $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bool[], $21::text[], $22::text[], \
-    $23::text[], $24::bool[], $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])";
+    $23::text[], $24::bool[], $25::timestamptz[], $26::timestamptz[], $27::timestamptz[], $28::text[])";
 
 const INSERT_CONTENT: &str = "INSERT INTO record_content (record_id, tenant_id, request_body, \
     request_truncated, response_body, response_truncated, received_at, expires_at, sealed, compressed) \

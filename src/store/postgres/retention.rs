@@ -220,6 +220,7 @@ async fn erase_step(
     Ok(sqlx::query(sql)
         .bind(&e.tenant.0)
         .bind(e.at)
+        .bind(e.end_user_hash.as_deref().unwrap_or_default())
         .execute(&mut *tx)
         .await?
         .rows_affected())
@@ -256,6 +257,7 @@ pub(super) async fn erase_tenant_in(
     for r in sqlx::query(erase_sql::FILES)
         .bind(&e.tenant.0)
         .bind(e.at)
+        .bind(e.end_user_hash.as_deref().unwrap_or_default())
         .fetch_all(&mut *tx)
         .await?
     {
@@ -267,13 +269,22 @@ pub(super) async fn erase_tenant_in(
     erased.file_copies = erased.files.len() as u64;
     if e.include_metadata {
         erased.export_marks = erase_step(&mut tx, erase_sql::EXPORT_MARKS, e).await?;
-        erased.upstream_object_rows = erase_step(&mut tx, erase_sql::OBJECTS, e).await?;
+        if e.end_user_hash.is_none() {
+            // Objects are the tenant's, not any one end user's.
+            erased.upstream_object_rows = sqlx::query(erase_sql::OBJECTS)
+                .bind(&e.tenant.0)
+                .bind(e.at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         erased.metadata_rows = erase_step(&mut tx, erase_sql::META, e).await?;
     }
     let mut audit = audit.clone();
     audit.details = serde_json::json!({
         "details": audit.details,
         "include_metadata": e.include_metadata,
+        "end_user_hash": e.end_user_hash,
         "erased": &erased,
     });
     append_audit_in(&mut tx, &audit).await?;

@@ -6,7 +6,7 @@ pub(super) const META_COLUMNS: &str =
     "id, request_id, tenant_id, key_id, route, method, path, status, model, \
     prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, upstream_ttfb_us, \
     upstream_total_us, request_bytes, response_bytes, training_usable, training_basis, profile, \
-    policy_version, zero_data_retention, received_at, content_expires_at, expires_at";
+    policy_version, zero_data_retention, received_at, content_expires_at, expires_at, end_user_hash";
 
 pub(super) const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
@@ -126,6 +126,7 @@ pub(super) fn meta_from_row(r: &PgRow) -> Result<RecordMeta, StoreError> {
         received_at: r.try_get("received_at")?,
         content_expires_at: r.try_get("content_expires_at")?,
         expires_at: r.try_get("expires_at")?,
+        end_user_hash: r.try_get("end_user_hash")?,
     })
 }
 

@@ -37,7 +37,7 @@ const META_COLUMNS: &str =
     "id, request_id, tenant_id, key_id, route, method, path, status, model, \
     prompt_tokens, completion_tokens, total_tokens, streamed, outcome, total_us, upstream_ttfb_us, \
     upstream_total_us, request_bytes, response_bytes, training_usable, training_basis, profile, \
-    policy_version, zero_data_retention, received_at, content_expires_at, expires_at";
+    policy_version, zero_data_retention, received_at, content_expires_at, expires_at, end_user_hash";
 
 const CONTENT_COLUMNS: &str =
     "record_id, tenant_id, request_body, request_truncated, response_body, \
@@ -295,6 +295,7 @@ fn meta_from_row(r: &SqliteRow) -> Result<RecordMeta, StoreError> {
         received_at: from_micros(r.try_get("received_at")?)?,
         content_expires_at: content_expires_at.map(from_micros).transpose()?,
         expires_at: from_micros(r.try_get("expires_at")?)?,
+        end_user_hash: r.try_get("end_user_hash")?,
     })
 }
 

@@ -41,7 +41,8 @@ impl RecordStore for SqliteStore {
                 .push_bind(m.zero_data_retention)
                 .push_bind(to_micros(m.received_at))
                 .push_bind(m.content_expires_at.map(to_micros))
-                .push_bind(to_micros(m.expires_at));
+                .push_bind(to_micros(m.expires_at))
+                .push_bind(&m.end_user_hash);
         });
         qb.build().execute(&mut *tx).await?;
         let with_content: Vec<(&RecordMeta, &RecordContent)> = records
