@@ -99,6 +99,8 @@ fn supported(
         return true;
     }
     let (cutover, zero_data_retention) = match document {
+        // A profile the policy does not name supports no tag that allows training.
+        Some(doc) if !doc.profiles.contains_key(&record.profile) => return !usable,
         Some(doc) => {
             let profile = doc.profiles.get(&record.profile);
             let tenant_zdr = doc

@@ -205,12 +205,21 @@ pub async fn attest(
     now: OffsetDateTime,
 ) -> Result<Report, AttestError> {
     let interval = sources.config.sweeper.interval;
+    // What the last successful sweep (as of its start) should have removed,
+    // and never later than one interval ago: a sweep still running or
+    // within claim 6's tolerance is not a retention failure.
+    let last_sweep = sources
+        .store
+        .job_status(crate::jobs::sweeper::SWEEP_JOB)
+        .await?
+        .and_then(|s| s.last_ok_at);
     let scope = Scope {
         since: period.since,
         until: period.until.min(now),
-        cutoff: now - interval,
+        cutoff: last_sweep.map_or(now - interval, |at| at.min(now - interval)),
         tenant: period.tenant.clone(),
     };
+    let (versions_claim, versions) = policy_versions(sources, &scope).await?;
     let claims = vec![
         retention(sources, &scope).await?,
         shredding(sources, &scope).await?,
@@ -219,9 +228,8 @@ pub async fn attest(
         payload_reads(sources, &scope).await?,
         sweeper(sources, now, interval).await?,
         contractor_reads(sources, &scope).await?,
-        policy_versions(sources, &scope).await?.0,
+        versions_claim,
     ];
-    let versions = policy_versions(sources, &scope).await?.1;
     let backend = sources.store.backend();
     Ok(Report {
         format: FORMAT,
@@ -433,10 +441,7 @@ async fn policy_versions(
     sources: &Sources<'_>,
     scope: &Scope,
 ) -> Result<(Claim, Vec<PolicyEntry>), AttestError> {
-    let used = sources
-        .store
-        .policy_versions_used(scope.since, scope.until)
-        .await?;
+    let used = sources.store.policy_versions_used(scope).await?;
     let unresolved: Vec<&VersionUse> = used
         .iter()
         .filter(|u| {

@@ -1,8 +1,11 @@
-//! Signed reports: Ed25519 (ring) over the report's canonical JSON, so a
-//! report can be handed on and checked with the public key alone.
+//! Signed reports: Ed25519 (ring) over the report's exact bytes, which the
+//! signed file carries verbatim, so a report can be handed on and checked
+//! with the public key alone, by any tool that can cut those bytes out.
 
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// Bound into every signature: a signature over something else never
 /// verifies as a report's.
@@ -15,16 +18,32 @@ pub enum SignatureError {
     #[error("the public key must be 64 hex digits (an Ed25519 public key)")]
     BadPublicKey,
     #[error("not a signed report: {0}")]
-    Malformed(&'static str),
+    Malformed(String),
     #[error("the signature does not verify with this public key: the report was changed or signed by another key")]
     Invalid,
 }
 
-/// The report's bytes as signed: `serde_json`'s serialisation of the
-/// parsed value, which a reader reproduces from the file.
-fn signed_bytes(report: &Value) -> Vec<u8> {
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signature {
+    algorithm: String,
+    /// The signer's key, for the reader's information only: verification
+    /// uses the key the reader trusts.
+    public_key: String,
+    value: String,
+}
+
+/// The file: the report as it was signed, byte for byte, and the signature.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signed<R> {
+    report: R,
+    signature: Signature,
+}
+
+fn signed_bytes(report: &[u8]) -> Vec<u8> {
     let mut bytes = CONTEXT.to_vec();
-    bytes.extend_from_slice(&serde_json::to_vec(report).unwrap_or_default());
+    bytes.extend_from_slice(report);
     bytes
 }
 
@@ -38,82 +57,95 @@ pub fn public_key(seed_hex: &str) -> Result<String, SignatureError> {
     Ok(hex::encode(key_pair(seed_hex)?.public_key().as_ref()))
 }
 
-/// `report` wrapped with its signature.
-pub fn sign(report: &Value, seed_hex: &str) -> Result<Value, SignatureError> {
+/// The signed file for `report`.
+pub fn sign(report: &Value, seed_hex: &str) -> Result<Vec<u8>, SignatureError> {
     let pair = key_pair(seed_hex)?;
-    let signature = pair.sign(&signed_bytes(report));
-    Ok(json!({
-        "report": report,
-        "signature": {
-            "algorithm": "ed25519",
-            "public_key": hex::encode(pair.public_key().as_ref()),
-            "value": hex::encode(signature.as_ref()),
-        }
-    }))
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    let signature = pair.sign(&signed_bytes(text.as_bytes()));
+    let raw = RawValue::from_string(text).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    let file = Signed {
+        report: raw,
+        signature: Signature {
+            algorithm: "ed25519".into(),
+            public_key: hex::encode(pair.public_key().as_ref()),
+            value: hex::encode(signature.as_ref()),
+        },
+    };
+    let mut out =
+        serde_json::to_vec(&file).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
 }
 
-/// Check a signed report against `public_key_hex` (the key the reader
+/// Check a signed file against `public_key_hex` (the key the reader
 /// trusts, never the one the file names). Returns the report.
-pub fn verify<'a>(signed: &'a Value, public_key_hex: &str) -> Result<&'a Value, SignatureError> {
+pub fn verify(file: &[u8], public_key_hex: &str) -> Result<Value, SignatureError> {
     let public = hex::decode(public_key_hex.trim())
         .ok()
         .filter(|k| k.len() == 32)
         .ok_or(SignatureError::BadPublicKey)?;
-    let report = signed
-        .get("report")
-        .ok_or(SignatureError::Malformed("no \"report\""))?;
-    let signature = signed
-        .pointer("/signature/value")
-        .and_then(Value::as_str)
-        .and_then(|s| hex::decode(s).ok())
-        .ok_or(SignatureError::Malformed("no hex \"signature.value\""))?;
-    if signed
-        .pointer("/signature/algorithm")
-        .and_then(Value::as_str)
-        != Some("ed25519")
-    {
-        return Err(SignatureError::Malformed("the algorithm is not ed25519"));
+    let signed: Signed<Box<RawValue>> =
+        serde_json::from_slice(file).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    if signed.signature.algorithm != "ed25519" {
+        return Err(SignatureError::Malformed(
+            "the algorithm is not ed25519".into(),
+        ));
     }
+    let signature = hex::decode(&signed.signature.value)
+        .map_err(|_| SignatureError::Malformed("signature.value is not hex".into()))?;
+    let report = signed.report.get();
     UnparsedPublicKey::new(&ED25519, public)
-        .verify(&signed_bytes(report), &signature)
+        .verify(&signed_bytes(report.as_bytes()), &signature)
         .map_err(|_| SignatureError::Invalid)?;
-    Ok(report)
+    serde_json::from_str(report).map_err(|e| SignatureError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
     #[test]
-    fn a_signed_report_verifies_after_a_round_trip_through_text() {
+    fn a_signed_report_verifies_as_written() {
         let report = json!({"claims": [{"id": 1, "verdict": "holds"}], "holds": true});
-        let signed = sign(&report, SEED).unwrap();
-        let text = serde_json::to_string_pretty(&signed).unwrap();
-        let read: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(verify(&read, &public_key(SEED).unwrap()).unwrap(), &report);
+        let file = sign(&report, SEED).unwrap();
+        assert_eq!(verify(&file, &public_key(SEED).unwrap()).unwrap(), report);
     }
 
     #[test]
     fn any_change_to_the_report_or_another_key_fails() {
-        let signed = sign(&json!({"holds": false, "n": 1}), SEED).unwrap();
+        let file = sign(&json!({"holds": false, "n": 1}), SEED).unwrap();
         let public = public_key(SEED).unwrap();
-        let mut edited = signed.clone();
-        edited["report"]["holds"] = json!(true);
-        assert!(matches!(
-            verify(&edited, &public),
-            Err(SignatureError::Invalid)
-        ));
+        let text = String::from_utf8(file.clone()).unwrap();
+        // Even a change that means the same JSON: the bytes are signed.
+        for edited in [
+            text.replacen("false", "true", 1),
+            text.replacen("\"n\": 1", "\"n\":1", 1),
+        ] {
+            assert!(matches!(
+                verify(edited.as_bytes(), &public),
+                Err(SignatureError::Invalid)
+            ));
+        }
+        // A second report smuggled in beside the signed one.
+        let twice = text.replacen(
+            "{\"report\":",
+            "{\"report\":{\"holds\":true},\"report\":",
+            1,
+        );
+        assert!(verify(twice.as_bytes(), &public).is_err());
         let other = public_key(&"11".repeat(32)).unwrap();
         assert!(matches!(
-            verify(&signed, &other),
+            verify(&file, &other),
             Err(SignatureError::Invalid)
         ));
         assert!(matches!(
-            verify(&signed, "zz"),
+            verify(&file, "zz"),
             Err(SignatureError::BadPublicKey)
         ));
-        assert!(verify(&json!({"report": {}}), &public).is_err());
+        assert!(verify(b"{\"report\": {}}", &public).is_err());
     }
 }

@@ -94,13 +94,9 @@ pub trait ProofStore: Send + Sync {
     /// The records in `scope` with their tags, oldest first.
     fn tagged_records(&self, scope: &Scope) -> BoxStream<'_, Result<TaggedRecord, StoreError>>;
 
-    /// The policy versions records received in `[since, until)` carry,
-    /// with their documents.
-    async fn policy_versions_used(
-        &self,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<Vec<VersionUse>, StoreError>;
+    /// The policy versions the records in `scope` carry (and, for every
+    /// tenant, the versions first seen in its period), with their documents.
+    async fn policy_versions_used(&self, scope: &Scope) -> Result<Vec<VersionUse>, StoreError>;
 
     /// Store `document` for `version` unless it is stored already.
     async fn save_policy_document(

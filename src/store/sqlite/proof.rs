@@ -61,22 +61,19 @@ impl ProofStore for SqliteStore {
         .boxed()
     }
 
-    async fn policy_versions_used(
-        &self,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<Vec<VersionUse>, StoreError> {
+    async fn policy_versions_used(&self, scope: &Scope) -> Result<Vec<VersionUse>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.policy_version, u.first, u.last, u.records, d.document FROM ( \
              SELECT policy_version, min(received_at) AS first, max(received_at) AS last, \
              count(*) AS records FROM record_meta WHERE received_at >= ?1 AND received_at < ?2 \
-             GROUP BY policy_version \
+             AND (?3 = '' OR tenant_id = ?3) GROUP BY policy_version \
              UNION ALL SELECT policy_version, first_seen_at, first_seen_at, 0 FROM policy_documents \
-             WHERE first_seen_at >= ?1 AND first_seen_at < ?2) u \
+             WHERE first_seen_at >= ?1 AND first_seen_at < ?2 AND ?3 = '') u \
              LEFT JOIN policy_documents d ON d.policy_version = u.policy_version ORDER BY 2, 1",
         )
-        .bind(to_micros(since))
-        .bind(to_micros(until))
+        .bind(to_micros(scope.since))
+        .bind(to_micros(scope.until))
+        .bind(scope.tenant_param().to_owned())
         .fetch_all(&self.pool)
         .await?;
         let mut used = Vec::with_capacity(rows.len());
