@@ -121,6 +121,11 @@ async fn shred_tenant(
             holding.join(", ")
         ));
     }
-    keys.destroy_tenant(tenant).await?;
-    Ok("destroyed".to_owned())
+    match keys.destroy_tenant(tenant).await? {
+        true => Ok("destroyed".to_owned()),
+        false => Ok(
+            "not found: the key store holds no key for this tenant (is it the gateway's key store?)"
+                .to_owned(),
+        ),
+    }
 }

@@ -145,11 +145,12 @@ pub fn request_fields(body: &[u8]) -> RequestFields {
     let Ok(fields) = serde_json::from_slice::<ModelOnly<'_>>(body) else {
         return RequestFields::default();
     };
-    let end_user = fields
-        .safety_identifier
-        .or(fields.user)
-        .or(fields.metadata)
-        .filter(|u| !u.is_empty())
+    fn given(u: Option<std::borrow::Cow<'_, str>>) -> Option<std::borrow::Cow<'_, str>> {
+        u.filter(|u| !u.is_empty())
+    }
+    let end_user = given(fields.safety_identifier)
+        .or(given(fields.user))
+        .or(given(fields.metadata))
         .map(|u| u.into_owned());
     RequestFields {
         model: fields.model.map(|m| truncate(&m)),
@@ -283,6 +284,10 @@ mod tests {
             Some("u2")
         );
         assert_eq!(user(br#"{"user":""}"#), None);
+        assert_eq!(
+            user(br#"{"safety_identifier":"","user":"u3"}"#).as_deref(),
+            Some("u3")
+        );
         assert_eq!(
             user(br#"{"user":7}"#),
             None,

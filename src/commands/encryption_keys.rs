@@ -85,6 +85,9 @@ async fn keys_verify(path: &Path, erased: Option<TenantId>) -> anyhow::Result<()
             "bodies of erased tenant {tenant} still readable: {}",
             report.erased_readable
         );
+        if report.erased_tenant_rows == 0 {
+            bail!("this database holds no body of tenant {tenant}: the check proves nothing");
+        }
         if report.erased_readable > 0 {
             bail!(
                 "{} bodies of tenant {tenant} still open: sealed before tenant keys existed, \

@@ -664,6 +664,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn values_sealed_under_a_day_key_alone_still_open_until_their_day_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = datetime!(2027-01-10 12:00 UTC);
+        let k = prepared(dir.path(), KEK_A, at).await;
+        let (day, id, nonce) = (key_day(at), RecordId::new(), [7u8; NONCE_LEN]);
+        let mut body = b"old prompt".to_vec();
+        k.day_key(day)
+            .unwrap()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(id, &acme(), "request")),
+                &mut body,
+            )
+            .unwrap();
+        let v1 = [MAGIC.as_slice(), &day.to_le_bytes(), &nonce, &body].concat();
+        let old = || k.open_field(id, &acme(), "request", &v1);
+        assert_eq!(old(), Opened::Decrypted(b"old prompt".to_vec()));
+        // Erasing the tenant does not reach it (the README says so) ...
+        k.destroy_tenant(&acme()).await.unwrap();
+        assert_eq!(old(), Opened::Decrypted(b"old prompt".to_vec()));
+        // ... the end of its day does.
+        k.destroy_expired(at + time::Duration::days(2), &HashSet::new())
+            .await
+            .unwrap();
+        assert_eq!(old(), Opened::Expired);
+    }
+
+    #[tokio::test]
     async fn sealing_never_waits_for_the_key_store_and_refuses_an_unmade_day() {
         let dir = tempfile::tempdir().unwrap();
         let at = datetime!(2027-01-10 12:00 UTC);

@@ -33,7 +33,8 @@ pub struct ShredCheck {
     /// No key, though its day has not ended: not the key store that sealed
     /// it (or a key lost). A check against the wrong store proves nothing.
     pub key_missing_early: u64,
-    /// Bodies of the tenant said to be erased that still open.
+    /// Bodies of the tenant said to be erased, and how many still open.
+    pub erased_tenant_rows: u64,
     pub erased_readable: u64,
 }
 
@@ -83,8 +84,9 @@ impl ShredCheck {
         if opens && ended {
             self.past_expiry_readable += 1;
         }
-        if opens && erased == Some(&row.tenant) {
-            self.erased_readable += 1;
+        if erased == Some(&row.tenant) {
+            self.erased_tenant_rows += 1;
+            self.erased_readable += u64::from(opens);
         }
     }
 }

@@ -95,40 +95,48 @@ impl ContentKeys {
         let _upkeep = self.upkeep.lock().await;
         for tenant in tenants {
             let name = tenant_key_name(tenant);
-            if self.tenant_key(&name).is_some() {
-                continue;
+            if self.tenant_key(&name).is_none() {
+                self.make_tenant_key(name).await?;
             }
-            let raw = self.new_raw_key()?;
-            let candidate = self.keyring.wrap(&name, &raw, &self.random)?;
-            let stored = self.store.insert_if_absent(candidate).await?;
-            let raw = self.keyring.unwrap(&stored)?;
-            self.tenants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name, TenantKey::new(stored.wrapped, raw));
         }
         Ok(())
     }
 
+    /// Make (or, if another replica was first, take) the key `name` and
+    /// hold it. The caller holds the upkeep lock.
+    async fn make_tenant_key(&self, name: String) -> Result<(), CryptoError> {
+        let raw = self.new_raw_key()?;
+        let candidate = self.keyring.wrap(&name, &raw, &self.random)?;
+        let stored = self.store.insert_if_absent(candidate).await?;
+        let raw = self.keyring.unwrap(&stored)?;
+        // Replaces a destroyed key in one step: no seal finds none.
+        self.tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, TenantKey::new(stored.wrapped, raw));
+        Ok(())
+    }
+
     /// Crypto-shred one tenant (erasure): destroy its key, so that every
-    /// copy of its content, backups included, is noise; then make it a new
-    /// one for what comes next. Returns whether a key was destroyed.
+    /// copy of its content, backups included, is noise, and make it a new
+    /// one for what comes next, under one upkeep lock. Returns whether a
+    /// key was destroyed (`false`: the key store held none for the tenant).
+    /// A new key that cannot be made now is made by the next upkeep.
     pub async fn destroy_tenant(&self, tenant: &TenantId) -> Result<bool, CryptoError> {
         let name = tenant_key_name(tenant);
-        let destroyed = {
-            let _upkeep = self.upkeep.lock().await;
-            let n = self.store.delete(vec![name.clone()]).await?;
+        let _upkeep = self.upkeep.lock().await;
+        let destroyed = self.store.delete(vec![name.clone()]).await? > 0;
+        if let Err(e) = self.make_tenant_key(name.clone()).await {
+            tracing::error!(error = %e, tenant = %tenant, "no new key for an erased tenant yet");
             self.tenants
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&name);
-            self.derived
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(tenant);
-            n > 0
-        };
-        self.prepare_tenants(std::slice::from_ref(tenant)).await?;
+        }
+        self.derived
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
         Ok(destroyed)
     }
 
@@ -160,9 +168,19 @@ impl ContentKeys {
             key: Arc::new(derive(&day_key.raw, &tenant_key.raw, day, tenant)?),
             tag: tenant_key.tag,
         };
-        self.derived
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        // Keys change before the cache is cleared: checked again under the
+        // cache's lock, a key destroyed meanwhile is never cached (nor used).
+        let mut cache = self.derived.write().unwrap_or_else(|p| p.into_inner());
+        let tenant_still = self
+            .tenant_key(&tenant_key_name(tenant))
+            .is_some_and(|k| k.tag == tenant_key.tag);
+        let day_still = self
+            .day_entry(day)
+            .is_some_and(|d| Arc::ptr_eq(&d.raw, &day_key.raw));
+        if !(tenant_still && day_still) {
+            return Err(CryptoError::NoTenantKey(tenant.0.clone()));
+        }
+        cache
             .entry(tenant.clone())
             .or_default()
             .insert(day, derived.clone());
@@ -242,6 +260,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(k.open_field(id, &acme, "request", &sealed), Opened::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_replica_forgets_its_derived_key_once_it_sees_the_erasure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (
+            keys(dir.path(), &["acme"]).await,
+            keys(dir.path(), &["acme"]).await,
+        );
+        let at = datetime!(2027-01-10 12:00 UTC);
+        let acme = TenantId("acme".into());
+        let id = RecordId::new();
+        let sealed = one.seal(at, id, &acme, "request", b"p").unwrap();
+        // The replica has derived (and cached) the key by reading it.
+        assert_eq!(
+            two.open_field(id, &acme, "request", &sealed),
+            Opened::Decrypted(b"p".to_vec())
+        );
+        assert!(one.destroy_tenant(&acme).await.unwrap());
+        two.refresh().await.unwrap();
+        assert_eq!(
+            two.open_field(id, &acme, "request", &sealed),
+            Opened::Erased
+        );
+        // And seals for the tenant under its new key, which the other opens.
+        let after = two.seal(at, id, &acme, "request", b"q").unwrap();
+        assert_eq!(
+            one.open_field(id, &acme, "request", &after),
+            Opened::Decrypted(b"q".to_vec())
+        );
     }
 
     #[test]
