@@ -345,7 +345,7 @@ async fn payload_reads(sources: &Sources<'_>, scope: &Scope) -> Result<Claim, At
         ],
     );
     match chain {
-        Ok((entries, seq)) => {
+        Ok((entries, seq, _)) => {
             claim = claim.note(format!("chain intact: {entries} entries, head #{seq}"))
         }
         Err(why) => claim = claim.note(why),
@@ -353,8 +353,12 @@ async fn payload_reads(sources: &Sources<'_>, scope: &Scope) -> Result<Claim, At
     Ok(claim)
 }
 
-/// `(entries, head seq)`, or why the chain does not verify.
-async fn verify_chain(store: &dyn Store) -> Result<Result<(u64, i64), String>, AttestError> {
+/// The audit chain from its first entry to the head row: `(entries, head
+/// seq, head hash)`, or why it does not verify (`custodian audit verify`
+/// prints the same).
+pub async fn verify_chain(
+    store: &dyn Store,
+) -> Result<Result<(u64, i64, String), String>, StoreError> {
     let mut verifier = ChainVerifier::new();
     let mut after = 0;
     loop {
@@ -371,10 +375,11 @@ async fn verify_chain(store: &dyn Store) -> Result<Result<(u64, i64), String>, A
     let (seq, hash) = verifier.head().unwrap_or((0, GENESIS_HASH));
     if (seq, hash) != (head_seq, head_hash.as_str()) {
         return Ok(Err(format!(
-            "the log ends at entry {seq} but the head row records entry {head_seq}"
+            "the audit log ends at entry {seq} but its head records entry {head_seq}: \
+             entries are missing"
         )));
     }
-    Ok(Ok((verifier.checked(), seq)))
+    Ok(Ok((verifier.checked(), seq, hash.to_owned())))
 }
 
 async fn sweeper(

@@ -23,7 +23,7 @@ use crate::commands::cli::{
     ReviewCommand, SuspensionsCommand,
 };
 use crate::config::{self, Config};
-use crate::domain::audit::{AuditEvent, ChainVerifier};
+use crate::domain::audit::AuditEvent;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::RecordId;
 use crate::domain::{ConsentEvent, TenantId};
