@@ -86,6 +86,20 @@ pub struct TaggedRecord {
     pub zero_data_retention: bool,
 }
 
+impl From<RecordMeta> for TaggedRecord {
+    fn from(m: RecordMeta) -> Self {
+        Self {
+            id: m.id,
+            tenant: m.tenant,
+            received_at: m.received_at,
+            tag: m.training,
+            profile: m.profile,
+            policy_version: m.policy_version,
+            zero_data_retention: m.zero_data_retention,
+        }
+    }
+}
+
 #[async_trait]
 pub trait ProofStore: Send + Sync {
     /// Count what breaks `check` in `scope`.

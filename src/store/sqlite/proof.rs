@@ -47,18 +47,20 @@ impl ProofStore for SqliteStore {
     }
 
     fn tagged_records(&self, scope: &Scope) -> BoxStream<'_, Result<TaggedRecord, StoreError>> {
-        sqlx::query(
-            "SELECT id, tenant_id, received_at, training_usable, training_basis, profile, \
-             policy_version, zero_data_retention FROM record_meta \
-             WHERE received_at >= ?1 AND received_at < ?2 AND (?3 = '' OR tenant_id = ?3) \
-             ORDER BY received_at, id",
-        )
-        .bind(to_micros(scope.since))
-        .bind(to_micros(scope.until))
-        .bind(scope.tenant_param().to_owned())
-        .fetch(&self.pool)
-        .map(|row| tagged_from_row(&row?))
-        .boxed()
+        static TAGGED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {META_COLUMNS} FROM record_meta \
+                 WHERE received_at >= ?1 AND received_at < ?2 AND (?3 = '' OR tenant_id = ?3) \
+                 ORDER BY received_at, id"
+            )
+        });
+        sqlx::query(TAGGED.as_str())
+            .bind(to_micros(scope.since))
+            .bind(to_micros(scope.until))
+            .bind(scope.tenant_param().to_owned())
+            .fetch(&self.pool)
+            .map(|row| Ok(TaggedRecord::from(meta_from_row(&row?)?)))
+            .boxed()
     }
 
     async fn policy_versions_used(&self, scope: &Scope) -> Result<Vec<VersionUse>, StoreError> {
@@ -153,21 +155,4 @@ impl ProofStore for SqliteStore {
             runs: r.try_get(2)?,
         }))
     }
-}
-
-fn tagged_from_row(r: &SqliteRow) -> Result<TaggedRecord, StoreError> {
-    let basis: String = r.try_get("training_basis")?;
-    Ok(TaggedRecord {
-        id: RecordId(r.try_get("id")?),
-        tenant: TenantId(r.try_get("tenant_id")?),
-        received_at: from_micros(r.try_get("received_at")?)?,
-        tag: TrainingTag {
-            usable: r.try_get("training_usable")?,
-            basis: TrainingBasis::parse(&basis)
-                .ok_or_else(|| StoreError::Corrupt(format!("training basis {basis:?}")))?,
-        },
-        profile: r.try_get("profile")?,
-        policy_version: r.try_get("policy_version")?,
-        zero_data_retention: r.try_get("zero_data_retention")?,
-    })
 }
