@@ -281,6 +281,17 @@ impl Wiring {
         jobs
     }
 
+    /// The review desk both admin faces (API and console) act through.
+    fn desk(&self) -> crate::review::Desk {
+        crate::review::Desk::new(
+            Arc::clone(&self.config),
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.suspensions),
+            self.keys.clone(),
+        )
+    }
+
     /// The proxy listener's routes (the data path and tenant self-service)
     /// and the admin listener's (health, metrics, the review API).
     fn routers(
@@ -309,11 +320,7 @@ impl Wiring {
         })
         .merge(crate::http::review::router(
             crate::http::review::ReviewState {
-                store: Arc::clone(&self.store),
-                clock: Arc::clone(&self.clock),
-                suspensions: Arc::clone(&self.suspensions),
-                on_confirm: self.config.review.on_confirm,
-                keys: self.keys.clone(),
+                desk: self.desk(),
                 files: Some(files),
                 tenants: self.config.tenants.iter().map(|t| t.id.clone()).collect(),
                 end_user_key: self.config.auth.end_user_key.clone(),

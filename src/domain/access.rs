@@ -71,3 +71,24 @@ pub fn issue_token() -> String {
 pub fn token_hash(token: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
 }
+
+/// A web console session as stored (never its cookie: only its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id_hash: String,
+    pub principal_id: i64,
+    /// How it was opened: `token`, or `oidc:<subject>`.
+    pub via: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    /// Its absolute end, whatever the activity.
+    pub expires_at: OffsetDateTime,
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+impl ConsoleSession {
+    /// Live at `now`: not ended, not past its end, not idle for `idle` or longer.
+    pub fn is_live(&self, now: OffsetDateTime, idle: time::Duration) -> bool {
+        self.ended_at.is_none() && now < self.expires_at && now - self.last_seen_at < idle
+    }
+}

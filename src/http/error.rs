@@ -53,6 +53,23 @@ pub enum ApiError {
     ClientTimeout,
 }
 
+/// The review desk's refusals, as the admin API and the console answer them.
+impl From<crate::review::DeskError> for ApiError {
+    fn from(e: crate::review::DeskError) -> Self {
+        use crate::review::DeskError;
+        match e {
+            DeskError::Unauthenticated => Self::UnknownKey,
+            DeskError::Forbidden => Self::Forbidden,
+            DeskError::NotFound => Self::NotFound,
+            DeskError::Invalid(message) => Self::InvalidRequest(message),
+            DeskError::Store(e) => {
+                tracing::error!(error = %e, "the review desk could not reach the store");
+                Self::StoreUnavailable
+            }
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

@@ -15,6 +15,10 @@ pub enum Action {
     ReadAudit,
     /// Erase a tenant's data (admins only).
     EraseTenant,
+    /// Add, list and revoke principals (admins only).
+    ManagePrincipals,
+    /// Tenants' consent history, current tags, holds and suspensions (no payload).
+    ReadTenants,
 }
 
 /// Whether `role` may attempt `action` at all. Contractors are further
@@ -23,9 +27,9 @@ pub fn allowed(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
         Role::Admin => true,
-        Role::Reviewer => !matches!(action, ReadAudit | EraseTenant),
+        Role::Reviewer => !matches!(action, ReadAudit | EraseTenant | ManagePrincipals),
         Role::Contractor => matches!(action, ListItems | ReadItem | NoteItem | ResolveItem),
-        Role::Auditor => matches!(action, Counts | ReadAudit),
+        Role::Auditor => matches!(action, Counts | ReadAudit | ReadTenants),
     }
 }
 
@@ -55,9 +59,14 @@ mod tests {
             Counts,
             ReadAudit,
             EraseTenant,
+            ManagePrincipals,
+            ReadTenants,
         ];
         let allowed_for = |role| all.iter().filter(|a| allowed(role, **a)).count();
-        assert_eq!(allowed_for(Role::Admin), 9);
+        assert_eq!(allowed_for(Role::Admin), 11);
+        assert_eq!(allowed_for(Role::Contractor), 4);
+        assert!(!allowed(Role::Reviewer, ManagePrincipals) && allowed(Role::Reviewer, ReadTenants));
+        assert!(allowed(Role::Auditor, ReadTenants) && !allowed(Role::Contractor, ReadTenants));
         assert!(!allowed(Role::Reviewer, EraseTenant) && !allowed(Role::Auditor, EraseTenant));
         assert!(!allowed(Role::Reviewer, ReadAudit) && allowed(Role::Reviewer, ClaimItem));
         assert!(!allowed(Role::Contractor, ClaimItem) && !allowed(Role::Contractor, AssignItem));

@@ -12,6 +12,7 @@ mod records;
 pub mod registry;
 mod retention;
 mod review;
+mod sessions;
 mod sqlite;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
-use crate::domain::access::{Principal, Role};
+use crate::domain::access::{ConsoleSession, Principal, Role};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::objects::{FileCopy, UpstreamObject};
 use crate::domain::records::{Record, RecordContent, RecordMeta, StoredContent, Usage};
@@ -39,6 +40,7 @@ pub use proof::ProofStore;
 pub use records::RecordStore;
 pub use retention::{Erased, ErasedFile, Erasure, KeptByHold, RetentionStore};
 pub use review::ReviewStore;
+pub use sessions::{PendingSignIn, SessionStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +98,39 @@ pub struct ReviewFilter {
     pub assignee: Option<String>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
-    /// Items created after this `(created_at, record id)`.
-    pub after: Option<(OffsetDateTime, RecordId)>,
+    /// Items after this position in `order`: `(severity, created_at,
+    /// record id)`, the severity only in [`ReviewOrder::Severity`].
+    pub after: Option<(Option<Severity>, OffsetDateTime, RecordId)>,
+    pub order: ReviewOrder,
     pub limit: i64,
     /// Only items still live at this instant: not past their expiry, or
     /// kept by an active legal hold.
     pub live_at: Option<OffsetDateTime>,
+}
+
+/// The order review items are listed in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReviewOrder {
+    /// Oldest first.
+    #[default]
+    Created,
+    /// Most severe first, oldest first within a severity (the order
+    /// [`ReviewStore::claim_next_item`] claims in).
+    Severity,
+}
+
+/// SQL ranking a review item's severity, most severe first (0).
+pub(crate) const SEVERITY_RANK: &str = "CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
+     WHEN 'medium' THEN 2 ELSE 3 END";
+
+/// The rank [`SEVERITY_RANK`] gives `severity`.
+pub(crate) fn severity_rank(severity: Severity) -> i64 {
+    match severity {
+        Severity::Critical => 0,
+        Severity::High => 1,
+        Severity::Medium => 2,
+        Severity::Low => 3,
+    }
 }
 
 /// A change to a review item.
@@ -243,6 +272,7 @@ pub trait Store:
     + AccessStore
     + ObjectStore
     + ProofStore
+    + SessionStore
     + Send
     + Sync
     + 'static

@@ -21,6 +21,9 @@ pub enum RetentionClass {
     Audit,
     /// Fine-tune file copies: kept until the tenant deletes the file.
     Files,
+    /// Web console sessions and sign-ins under way: until they end (at
+    /// most the configured absolute timeout). No payload.
+    Session,
 }
 
 impl RetentionClass {
@@ -31,6 +34,7 @@ impl RetentionClass {
             Self::Review => "review",
             Self::Audit => "audit",
             Self::Files => "files",
+            Self::Session => "session",
         }
     }
 }
@@ -91,6 +95,16 @@ pub const TABLES: &[TableRetention] = &[
     table("policy_documents", RetentionClass::Audit, Expiry::Kept),
     table("job_status", RetentionClass::Audit, Expiry::Kept),
     table("file_copies", RetentionClass::Files, Expiry::UntilDeleted),
+    table(
+        "console_sessions",
+        RetentionClass::Session,
+        Expiry::ExpiresAt,
+    ),
+    table(
+        "console_sign_ins",
+        RetentionClass::Session,
+        Expiry::ExpiresAt,
+    ),
     // Who owns which upstream object: kept while the object lives, then for
     // the metadata retention.
     table(

@@ -1,46 +1,20 @@
-//! The audit log, for auditors and admins.
+//! The audit log and its chain check, for auditors and admins.
 
 use super::*;
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AuditQuery {
-    pub(super) actor: Option<String>,
-    pub(super) action: Option<String>,
-    pub(super) target: Option<String>,
-    pub(super) since: Option<String>,
-    pub(super) until: Option<String>,
-    pub(super) after: Option<i64>,
-    pub(super) limit: Option<i64>,
-}
+use crate::review::audit::{AuditParams, ChainCheck};
 
 pub(super) async fn audit_entries(
     State(state): State<ReviewState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     async {
-        authorize(&state, &headers, Action::ReadAudit).await?;
-        let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-        let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-        let filter = AuditFilter {
-            actor: q.actor,
-            action: q.action,
-            subject: q.target,
-            since: instant_param("since", q.since.as_deref())?,
-            until: instant_param("until", q.until.as_deref())?,
-            after: q.after.unwrap_or(0),
-            limit,
-        };
-        let entries = state
-            .store
-            .query_audit(&filter)
-            .await
-            .map_err(unavailable)?;
-        let next = (entries.len() as i64 == limit)
-            .then(|| entries.last().map(|e| e.seq))
-            .flatten();
-        let data: Vec<Value> = entries
+        let caller = caller_for(&state, &headers, peer, Action::ReadAudit).await?;
+        let Query(params) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+        let page = state.desk.audit_log(&caller, &params).await?;
+        let data: Vec<Value> = page
+            .entries
             .iter()
             .map(|e| {
                 json!({
@@ -51,7 +25,28 @@ pub(super) async fn audit_entries(
                 })
             })
             .collect();
-        Ok::<_, ApiError>(Json(json!({"data": data, "next_after": next})).into_response())
+        Ok::<_, ApiError>(
+            Json(json!({"data": data, "next_after": page.next_after})).into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(fail)
+}
+
+pub(super) async fn verify(
+    State(state): State<ReviewState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    async {
+        let caller = authenticate(&state, &headers, peer).await?;
+        let body = match state.desk.verify_audit_chain(&caller).await? {
+            ChainCheck::Verified { entries, head_seq } => {
+                json!({"verified": true, "entries": entries, "head_seq": head_seq})
+            }
+            ChainCheck::Broken(why) => json!({"verified": false, "error": why}),
+        };
+        Ok::<_, ApiError>(Json(body).into_response())
     }
     .await
     .unwrap_or_else(fail)

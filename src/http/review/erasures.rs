@@ -21,7 +21,7 @@ pub(super) async fn erase(
     body: axum::body::Bytes,
 ) -> Response {
     async {
-        let principal = authorize(&state, &headers, Action::EraseTenant).await?;
+        let caller = caller_for(&state, &headers, peer, Action::EraseTenant).await?;
         let EraseBody {
             tenant,
             reason,
@@ -54,15 +54,15 @@ pub(super) async fn erase(
             include_metadata,
             end_user_hash,
             reason,
-            actor: format!("principal:{}", principal.name),
+            actor: format!("principal:{}", caller.principal.name),
             source: peer.to_string(),
         };
         let erased = crate::erasure::erase(
-            &state.store,
+            state.desk.store(),
             state.files.as_ref(),
-            state.keys.as_deref(),
+            state.desk.keys(),
             &request,
-            state.clock.now(),
+            state.desk.now(),
         )
         .await
         .map_err(|e| match e {

@@ -11,6 +11,7 @@ mod records;
 mod retention;
 mod review;
 mod rows;
+mod sessions;
 mod sweep;
 
 use insert::*;
@@ -30,10 +31,11 @@ use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
 use super::{
-    tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
-    NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag,
-    ReviewItem, Store, StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport,
-    TableStats, TagCount, UpstreamObject, Usage,
+    severity_rank, tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange,
+    LegalHold, NewHold, NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta,
+    ReviewFilter, ReviewFlag, ReviewItem, ReviewOrder, Store, StoreError, StoredConsentEvent,
+    StoredContent, Suspension, SweepReport, TableStats, TagCount, UpstreamObject, Usage,
+    SEVERITY_RANK,
 };
 use crate::config::DatabaseConfig;
 use crate::domain::access::{Principal, Role};

@@ -48,15 +48,26 @@ impl ReviewStore for PgStore {
                 .push_bind(now)
                 .push(" AND h.tenant_id = t.tenant_id AND (h.record_id IS NULL OR h.record_id = t.record_id)))");
         }
-        if let Some((at, id)) = f.after {
-            q.push(" AND (created_at, record_id) > (")
-                .push_bind(at)
-                .push(", ")
-                .push_bind(id.0)
-                .push(")");
+        // Row comparisons carry the cursor: the position after the last item shown.
+        let rank = match f.order {
+            ReviewOrder::Created => "",
+            ReviewOrder::Severity => SEVERITY_RANK,
+        };
+        if let Some((severity, at, id)) = f.after {
+            match (f.order, severity) {
+                (ReviewOrder::Severity, Some(severity)) => q
+                    .push(format!(" AND ({rank}, created_at, record_id) > ("))
+                    .push_bind(severity_rank(severity))
+                    .push(", "),
+                _ => q.push(" AND (created_at, record_id) > ("),
+            };
+            q.push_bind(at).push(", ").push_bind(id.0).push(")");
         }
-        q.push(" ORDER BY created_at, record_id LIMIT ")
-            .push_bind(f.limit);
+        let order_by = match f.order {
+            ReviewOrder::Created => " ORDER BY created_at, record_id LIMIT ".to_owned(),
+            ReviewOrder::Severity => format!(" ORDER BY {rank}, created_at, record_id LIMIT "),
+        };
+        q.push(order_by).push_bind(f.limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(item_from_row).collect()
     }
@@ -100,8 +111,7 @@ impl ReviewStore for PgStore {
              WHERE status = 'open' AND (t.expires_at > $2 OR EXISTS (SELECT 1 FROM legal_holds h \
              WHERE h.released_at IS NULL AND h.ends_at > $2 AND h.tenant_id = t.tenant_id \
              AND (h.record_id IS NULL OR h.record_id = t.record_id))) \
-             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
-             WHEN 'medium' THEN 2 ELSE 3 END, created_at, record_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             ORDER BY {SEVERITY_RANK}, created_at, record_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING {ITEM_COLUMNS}"
         ))
         .bind(assignee)

@@ -116,6 +116,14 @@ pub(super) async fn sweep_locked(
     )
     .await?;
     report.add("upstream_objects", n);
+    for (table, key) in [
+        ("console_sessions", "id_hash"),
+        ("console_sign_ins", "id_hash"),
+    ] {
+        let selection = format!("FROM {table} x WHERE x.expires_at <= $1");
+        let n = remove_rows(conn, table, key, &selection, now, dry_run, batch).await?;
+        report.add(table, n);
+    }
     Ok(report)
 }
 

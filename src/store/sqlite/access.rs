@@ -61,6 +61,15 @@ impl AccessStore for SqliteStore {
         .rows_affected()
             == 1;
         if revoked {
+            // Its console sessions end with it, at once.
+            sqlx::query(
+                "UPDATE console_sessions SET ended_at = ?2 WHERE ended_at IS NULL \
+                 AND principal_id = (SELECT id FROM principals WHERE name = ?1)",
+            )
+            .bind(name)
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await?;
             let mut audit = audit.clone();
             audit.subject = Some(format!("principal:{name}"));
             append_audit_in(&mut tx, &audit).await?;

@@ -8,6 +8,7 @@ mod proof;
 mod records;
 mod retention;
 mod review;
+mod sessions;
 
 use std::str::FromStr;
 
@@ -23,10 +24,11 @@ use futures_util::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
 use super::{
-    tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange, LegalHold, NewHold,
-    NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta, ReviewFilter, ReviewFlag,
-    ReviewItem, Store, StoreError, StoredConsentEvent, StoredContent, Suspension, SweepReport,
-    TableStats, TagCount, UpstreamObject, Usage,
+    severity_rank, tag_count, AuditFilter, ExportCandidate, ExportQuery, FileCopy, ItemChange,
+    LegalHold, NewHold, NewPrincipal, NewSuspension, Record, RecordContent, RecordMeta,
+    ReviewFilter, ReviewFlag, ReviewItem, ReviewOrder, Store, StoreError, StoredConsentEvent,
+    StoredContent, Suspension, SweepReport, TableStats, TagCount, UpstreamObject, Usage,
+    SEVERITY_RANK,
 };
 use crate::config::DatabaseConfig;
 use crate::domain::access::{Principal, Role};
@@ -112,7 +114,7 @@ fn held(id: &str) -> String {
 /// Per swept table, in order: the `FROM … WHERE` selecting rows to remove
 /// (`?1` is now). Content and metadata skip rows a legal hold covers; an
 /// export mark goes once its record's metadata is gone.
-fn sweep_selections() -> [(&'static str, String); 5] {
+fn sweep_selections() -> [(&'static str, String); 7] {
     [
         (
             "record_content",
@@ -144,6 +146,14 @@ fn sweep_selections() -> [(&'static str, String); 5] {
         (
             "upstream_objects",
             "FROM upstream_objects t WHERE t.expires_at <= ?1".to_owned(),
+        ),
+        (
+            "console_sessions",
+            "FROM console_sessions t WHERE t.expires_at <= ?1".to_owned(),
+        ),
+        (
+            "console_sign_ins",
+            "FROM console_sign_ins t WHERE t.expires_at <= ?1".to_owned(),
         ),
     ]
 }
