@@ -14,6 +14,7 @@ pub mod abuse;
 pub mod attest;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod domain;
 pub mod erasure;

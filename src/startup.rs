@@ -326,6 +326,14 @@ impl Wiring {
                 end_user_key: self.config.auth.end_user_key.clone(),
             },
         ));
+        // The console shares the admin listener (never the proxy's).
+        let admin_router = match self.config.console.enabled {
+            true => admin_router.merge(crate::console::router(crate::console::ConsoleState::new(
+                self.desk(),
+                self.config.console.clone(),
+            ))),
+            false => admin_router,
+        };
         (proxy_router, admin_router)
     }
 }

@@ -271,20 +271,20 @@ impl Worker {
     fn verdicts(&self, scores: &[(String, f64)]) -> Vec<Verdict> {
         scores
             .iter()
-            .filter(|(category, score)| {
+            .filter_map(|(category, score)| {
                 let threshold = self
                     .config
                     .thresholds
                     .get(category)
                     .copied()
                     .unwrap_or(self.config.threshold);
-                *score >= threshold
-            })
-            .map(|(category, _)| Verdict {
-                rule: format!("moderation:{category}"),
-                severity: self.config.severity,
-                action: RuleAction::Flag,
-                reason: None,
+                // The score is kept with the verdict: reviewers weigh it.
+                (*score >= threshold).then(|| Verdict {
+                    rule: format!("moderation:{category}"),
+                    severity: self.config.severity,
+                    action: RuleAction::Flag,
+                    reason: Some(format!("score {score:.3} (threshold {threshold:.3})")),
+                })
             })
             .collect()
     }

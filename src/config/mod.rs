@@ -3,6 +3,7 @@
 //! [`Config`]. Secrets never live in the file: only references to an
 //! environment variable or a file that holds them.
 
+mod console;
 mod env;
 mod raw;
 mod secret;
@@ -27,6 +28,7 @@ use url::Url;
 use crate::domain::TenantId;
 use crate::policy::{Retention, RetentionError};
 
+pub use console::{ClaimMapping, ConsoleConfig, OidcConfig, OIDC_CALLBACK_PATH};
 use env::*;
 use raw::*;
 pub use raw::{parse_duration, parse_instant};
@@ -117,6 +119,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub attest: AttestConfig,
+    pub console: ConsoleConfig,
     pub routes: Vec<Route>,
     pub profiles: BTreeMap<String, Profile>,
     pub tenants: Vec<Tenant>,

@@ -51,6 +51,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) attest: RawAttest,
     #[serde(default)]
+    pub(super) console: RawConsole,
+    #[serde(default)]
     pub(super) auth: RawAuth,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
@@ -289,6 +291,59 @@ pub(super) struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAttest {
     pub(super) signing_key: Option<Spanned<RawSecretRef>>,
+}
+
+/// `[console]`: the reviewers' web console on the admin listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawConsole {
+    pub(super) enabled: bool,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) idle_timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) absolute_timeout: Duration,
+    /// `None`: `Secure` unless the admin listener is on loopback.
+    pub(super) secure_cookies: Option<bool>,
+    pub(super) token_sign_in: bool,
+    pub(super) oidc: Option<RawOidc>,
+}
+
+impl Default for RawConsole {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3_600),
+            secure_cookies: None,
+            token_sign_in: true,
+            oidc: None,
+        }
+    }
+}
+
+/// `[console.oidc]`: single sign-on through the company's OpenID provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOidc {
+    pub(super) issuer: Spanned<String>,
+    pub(super) client_id: String,
+    pub(super) client_secret: Spanned<RawSecretRef>,
+    pub(super) redirect_url: Spanned<String>,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    pub(super) claim: Spanned<String>,
+    #[serde(default)]
+    pub(super) display_name: Option<String>,
+    #[serde(default)]
+    pub(super) principals: Vec<RawClaimMapping>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClaimMapping {
+    pub(super) value: Spanned<String>,
+    pub(super) principal: Spanned<String>,
+    pub(super) role: Spanned<String>,
 }
 
 /// A reference to a secret: exactly one of `env` or `file`.

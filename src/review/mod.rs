@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod conversation;
+mod decisions;
 pub mod desk;
 pub mod payload;
 pub mod principals;

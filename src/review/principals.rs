@@ -19,6 +19,17 @@ impl Desk {
         Ok(self.store.list_principals().await?)
     }
 
+    /// Whom an item may be assigned to: active principals other than auditors.
+    pub async fn assignees(&self, caller: &Caller) -> Result<Vec<Principal>, DeskError> {
+        self.gate(caller, Action::AssignItem)?;
+        let now = self.now();
+        let all = self.store.list_principals().await?;
+        Ok(all
+            .into_iter()
+            .filter(|p| p.is_active(now) && p.role != Role::Auditor)
+            .collect())
+    }
+
     /// Add a principal; returns its bearer token, which is never stored.
     pub async fn add_principal(
         &self,

@@ -2,6 +2,7 @@
 //! that name the file, line and key.
 
 mod abuse;
+mod console;
 mod routes;
 mod secrets;
 mod tenants;
@@ -48,6 +49,7 @@ impl Validator<'_> {
         let classifier = self.classifier(raw.classifier.as_ref(), &profiles)?;
         let encryption = self.encryption(&raw.encryption)?;
         let attest = self.attest(&raw.attest)?;
+        let console = self.console(&raw.console, raw.server.admin_listen)?;
         self.positive(&raw)?;
         self.capture(&raw)?;
         let trusted_proxies = self.trusted_proxies(&raw.server.trusted_proxies)?;
@@ -124,6 +126,7 @@ impl Validator<'_> {
             },
             auth,
             attest,
+            console,
             routes,
             profiles,
             tenants,

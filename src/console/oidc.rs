@@ -1,0 +1,506 @@
+//! Single sign-on through the company's OpenID provider: the authorization
+//! code flow with PKCE (`openidconnect`). The state, nonce and PKCE
+//! verifier of a sign-in wait in the store, bound to the browser that
+//! started it by a cookie, and are taken once by the callback. The ID
+//! token's signature, issuer, audience, expiry (on the gateway's clock)
+//! and nonce are checked; then one claim (`email`, `groups`, …) is mapped
+//! to a configured principal, whose role must be the one the mapping names
+//! and whose expiry and revocation still apply.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use cookie::SameSite;
+use http::request::Parts;
+use http::{header, StatusCode};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    UserInfoClaims,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::session;
+use super::{see_other, sign_in, ConsoleState};
+use crate::config::OidcConfig;
+use crate::domain::access::token_hash;
+use crate::store::PendingSignIn;
+
+/// Binds a sign-in under way to the browser that started it. `Lax`: the
+/// identity provider's redirect back is a cross-site navigation.
+const SIGN_IN_COOKIE: &str = "custodian_oidc";
+const SIGN_IN_PATH: &str = "/console/oidc";
+/// How long a sign-in may take at the identity provider.
+const SIGN_IN_TTL: time::Duration = time::Duration::minutes(10);
+/// The provider's metadata and keys are fetched again after this long (or
+/// at once when a token names a key they lack).
+const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
+
+type SsoClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Every claim the token carries beyond the standard ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OtherClaims {
+    #[serde(flatten)]
+    all: BTreeMap<String, Value>,
+}
+
+impl AdditionalClaims for OtherClaims {}
+
+type SsoIdToken = IdToken<
+    OtherClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+/// The configured provider, discovered when first needed (the gateway
+/// starts even when the identity provider is down).
+pub struct Provider {
+    config: OidcConfig,
+    http: openidconnect::reqwest::Client,
+    discovered: tokio::sync::Mutex<Option<(Instant, Arc<SsoClient>)>>,
+}
+
+/// Why a sign-in was refused: a code (in the audit entry) and its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    ProviderUnreachable,
+    NoSignInUnderWay,
+    StateMismatch,
+    ProviderRefused,
+    TokenExchange,
+    WrongAudience,
+    WrongIssuer,
+    NonceMismatch,
+    Expired,
+    BadSignature,
+    InvalidToken,
+    NoClaim,
+    NoMapping,
+    UnknownPrincipal,
+    PrincipalInactive,
+    RoleMismatch,
+}
+
+impl Failure {
+    fn code(self) -> &'static str {
+        match self {
+            Self::ProviderUnreachable => "provider_unreachable",
+            Self::NoSignInUnderWay => "no_sign_in_under_way",
+            Self::StateMismatch => "state_mismatch",
+            Self::ProviderRefused => "provider_refused",
+            Self::TokenExchange => "token_exchange_failed",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::NonceMismatch => "nonce_mismatch",
+            Self::Expired => "token_expired",
+            Self::BadSignature => "bad_signature",
+            Self::InvalidToken => "invalid_token",
+            Self::NoClaim => "claim_missing",
+            Self::NoMapping => "no_access",
+            Self::UnknownPrincipal => "unknown_principal",
+            Self::PrincipalInactive => "principal_inactive",
+            Self::RoleMismatch => "role_mismatch",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Self::ProviderUnreachable => {
+                "The identity provider could not be reached. Try again shortly."
+            }
+            Self::NoSignInUnderWay | Self::StateMismatch => {
+                "This sign-in was not started here, was used already or took too long. Start again."
+            }
+            Self::ProviderRefused => "The identity provider did not sign you in.",
+            Self::TokenExchange => "The identity provider's answer could not be used. Start again.",
+            Self::WrongAudience
+            | Self::WrongIssuer
+            | Self::NonceMismatch
+            | Self::Expired
+            | Self::BadSignature
+            | Self::InvalidToken => "The identity provider's token was refused. Start again.",
+            Self::NoClaim | Self::NoMapping => "Your account has no access to this console.",
+            Self::UnknownPrincipal | Self::RoleMismatch => {
+                "Your account maps to no usable principal. Ask an administrator."
+            }
+            Self::PrincipalInactive => "Your access to this console has ended.",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Self::ProviderUnreachable | Self::TokenExchange => StatusCode::BAD_GATEWAY,
+            Self::NoClaim | Self::NoMapping | Self::UnknownPrincipal | Self::RoleMismatch => {
+                StatusCode::FORBIDDEN
+            }
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl Provider {
+    pub fn new(config: OidcConfig) -> Self {
+        // No redirects (the crate's advice against SSRF), bounded waits.
+        let http = openidconnect::reqwest::Client::builder()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            http,
+            discovered: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        &self.config.display_name
+    }
+
+    /// The client, discovered again when `fresh` or when it is old.
+    async fn client(&self, fresh: bool) -> Result<Arc<SsoClient>, String> {
+        let mut cached = self.discovered.lock().await;
+        if let Some((at, client)) = cached.as_ref() {
+            if !fresh && at.elapsed() < DISCOVERY_TTL {
+                return Ok(Arc::clone(client));
+            }
+        }
+        let issuer = IssuerUrl::new(self.config.issuer.as_str().trim_end_matches('/').to_owned())
+            .map_err(|e| e.to_string())?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| e.to_string())?;
+        let redirect =
+            RedirectUrl::new(self.config.redirect_url.to_string()).map_err(|e| e.to_string())?;
+        let client = Arc::new(
+            CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(self.config.client_id.clone()),
+                Some(ClientSecret::new(
+                    self.config.client_secret.expose().to_owned(),
+                )),
+            )
+            .set_redirect_uri(redirect),
+        );
+        *cached = Some((Instant::now(), Arc::clone(&client)));
+        Ok(client)
+    }
+}
+
+/// `GET /console/oidc/start`: off to the identity provider.
+pub(super) async fn start(State(state): State<ConsoleState>, parts: Parts) -> Response {
+    let Some(provider) = state.oidc.clone() else {
+        return super::error_page(&crate::http::error::ApiError::NotFound);
+    };
+    let client = match provider.client(false).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "OpenID provider discovery failed");
+            return refuse(&state, &parts, Failure::ProviderUnreachable, None).await;
+        }
+    };
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client.authorize_url(
+        CoreAuthenticationFlow::AuthorizationCode,
+        CsrfToken::new_random,
+        Nonce::new_random,
+    );
+    for scope in &provider.config.scopes {
+        request = request.add_scope(Scope::new(scope.clone()));
+    }
+    let (url, csrf, nonce) = request.set_pkce_challenge(challenge).url();
+    let cookie = session::random_token();
+    let now = state.desk.now();
+    let pending = PendingSignIn {
+        id_hash: token_hash(&cookie),
+        state: csrf.secret().clone(),
+        nonce: nonce.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+        created_at: now,
+        expires_at: now + SIGN_IN_TTL,
+    };
+    if let Err(e) = state.desk.store().begin_sign_in(&pending).await {
+        return super::refused(crate::review::DeskError::from(e).into());
+    }
+    let secure = state.config.secure_cookies;
+    let set = session::set_cookie(
+        SIGN_IN_COOKIE,
+        cookie,
+        SIGN_IN_PATH,
+        SameSite::Lax,
+        Some(SIGN_IN_TTL),
+        secure,
+    );
+    let mut response = see_other(url.as_str());
+    if let Ok(v) = set.parse() {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /console/oidc/callback`: the provider sends the browser back.
+pub(super) async fn callback(
+    State(state): State<ConsoleState>,
+    parts: Parts,
+    query: Result<Query<Callback>, QueryRejection>,
+) -> Response {
+    let Some(provider) = state.oidc.clone() else {
+        return super::error_page(&crate::http::error::ApiError::NotFound);
+    };
+    let query = query.map(|q| q.0).unwrap_or_default();
+    match verify(&state, &provider, &parts, query).await {
+        Ok(Verified {
+            principal,
+            subject,
+            value,
+        }) => {
+            let via = format!("oidc:{subject}");
+            let details =
+                json!({"subject": subject, "claim": provider.config.claim, "value": value});
+            let source = session::peer(&parts);
+            let opened = sign_in::open(&state, &principal, via, source, details).await;
+            let mut response = opened.unwrap_or_else(|page| page);
+            clear_sign_in_cookie(&state, &mut response);
+            response
+        }
+        Err((failure, subject)) => refuse(&state, &parts, failure, subject).await,
+    }
+}
+
+struct Verified {
+    principal: crate::domain::access::Principal,
+    subject: String,
+    value: String,
+}
+
+type Refusal = (Failure, Option<String>);
+
+/// Everything the callback checks, in order.
+async fn verify(
+    state: &ConsoleState,
+    provider: &Provider,
+    parts: &Parts,
+    query: Callback,
+) -> Result<Verified, Refusal> {
+    let now = state.desk.now();
+    let cookie = session::read_cookie(&parts.headers, SIGN_IN_COOKIE)
+        .ok_or((Failure::NoSignInUnderWay, None))?;
+    let pending = state
+        .desk
+        .store()
+        .take_sign_in(&token_hash(&cookie), now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not read a sign-in under way");
+            (Failure::NoSignInUnderWay, None)
+        })?
+        .ok_or((Failure::NoSignInUnderWay, None))?;
+    let returned = query.state.unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        returned.as_bytes(),
+        pending.state.as_bytes(),
+    )) {
+        return Err((Failure::StateMismatch, None));
+    }
+    if query.error.is_some() {
+        return Err((Failure::ProviderRefused, None));
+    }
+    let code = query.code.ok_or((Failure::ProviderRefused, None))?;
+    let client = provider
+        .client(false)
+        .await
+        .map_err(|_| (Failure::ProviderUnreachable, None))?;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .map_err(|_| (Failure::TokenExchange, None))?
+        .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier))
+        .request_async(&provider.http)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "OpenID token exchange failed");
+            (Failure::TokenExchange, None)
+        })?;
+    let id_token: SsoIdToken = tokens
+        .id_token()
+        .ok_or((Failure::InvalidToken, None))?
+        .to_string()
+        .parse()
+        .map_err(|_| (Failure::InvalidToken, None))?;
+    let nonce = Nonce::new(pending.nonce);
+    let (client, claims) = match checked_claims(state, &client, &id_token, &nonce) {
+        // A key the cached metadata lacks: the provider rotated its keys.
+        Err(Failure::BadSignature) => {
+            let fresh = provider
+                .client(true)
+                .await
+                .map_err(|_| (Failure::ProviderUnreachable, None))?;
+            let claims = checked_claims(state, &fresh, &id_token, &nonce).map_err(|f| (f, None))?;
+            (fresh, claims)
+        }
+        other => (client, other.map_err(|f| (f, None))?),
+    };
+    let subject = claims.subject().to_string();
+    let mut values = claim_values(&claims.additional_claims().all, &provider.config.claim);
+    if values.is_empty() {
+        values = user_info_values(
+            provider,
+            &client,
+            tokens.access_token().clone(),
+            claims.subject().clone(),
+        )
+        .await;
+    }
+    let refused = |f| (f, Some(subject.clone()));
+    if values.is_empty() {
+        return Err(refused(Failure::NoClaim));
+    }
+    let mapping = provider
+        .config
+        .principals
+        .iter()
+        .find(|m| values.contains(&m.value))
+        .ok_or_else(|| refused(Failure::NoMapping))?;
+    let principal = state
+        .desk
+        .store()
+        .list_principals()
+        .await
+        .map_err(|_| refused(Failure::UnknownPrincipal))?
+        .into_iter()
+        .find(|p| p.name == mapping.principal)
+        .ok_or_else(|| refused(Failure::UnknownPrincipal))?;
+    if principal.role != mapping.role {
+        return Err(refused(Failure::RoleMismatch));
+    }
+    if !principal.is_active(now) {
+        return Err(refused(Failure::PrincipalInactive));
+    }
+    Ok(Verified {
+        principal,
+        value: mapping.value.clone(),
+        subject,
+    })
+}
+
+type SsoClaims = openidconnect::IdTokenClaims<OtherClaims, CoreGenderClaim>;
+
+/// The token's claims once its signature, issuer, audience, expiry (on the
+/// gateway's clock) and nonce are checked.
+fn checked_claims(
+    state: &ConsoleState,
+    client: &SsoClient,
+    id_token: &SsoIdToken,
+    nonce: &Nonce,
+) -> Result<SsoClaims, Failure> {
+    let desk = state.desk.clone();
+    let verifier = client.id_token_verifier().set_time_fn(move || {
+        let now = desk.now();
+        chrono::DateTime::from_timestamp(now.unix_timestamp(), now.nanosecond()).unwrap_or_default()
+    });
+    match id_token.claims(&verifier, nonce) {
+        Ok(claims) => Ok(claims.clone()),
+        Err(e) => {
+            tracing::warn!(error = %e, "an ID token was refused");
+            Err(match e {
+                ClaimsVerificationError::InvalidAudience(_) => Failure::WrongAudience,
+                ClaimsVerificationError::InvalidIssuer(_) => Failure::WrongIssuer,
+                ClaimsVerificationError::InvalidNonce(_) => Failure::NonceMismatch,
+                ClaimsVerificationError::Expired(_) => Failure::Expired,
+                ClaimsVerificationError::SignatureVerification(_) => Failure::BadSignature,
+                _ => Failure::InvalidToken,
+            })
+        }
+    }
+}
+
+/// The mapped claim's values: a string, or an array of strings.
+fn claim_values(claims: &BTreeMap<String, Value>, name: &str) -> Vec<String> {
+    match claims.get(name) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The claim from the userinfo endpoint (providers put `groups` or `email`
+/// there rather than in the ID token), its subject checked against the token's.
+async fn user_info_values(
+    provider: &Provider,
+    client: &SsoClient,
+    access_token: openidconnect::AccessToken,
+    subject: openidconnect::SubjectIdentifier,
+) -> Vec<String> {
+    let Ok(request) = client.user_info(access_token, Some(subject)) else {
+        return Vec::new();
+    };
+    let info: Result<UserInfoClaims<OtherClaims, CoreGenderClaim>, _> =
+        request.request_async(&provider.http).await;
+    match info {
+        Ok(info) => {
+            let mut values = claim_values(&info.additional_claims().all, &provider.config.claim);
+            if values.is_empty() && provider.config.claim == "email" {
+                values.extend(info.email().map(|e| e.to_string()));
+            }
+            values
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the OpenID userinfo request failed");
+            Vec::new()
+        }
+    }
+}
+
+/// Refuse the sign-in: audited, then the sign-in page saying why.
+async fn refuse(
+    state: &ConsoleState,
+    parts: &Parts,
+    failure: Failure,
+    subject: Option<String>,
+) -> Response {
+    let actor = subject
+        .as_ref()
+        .map_or("anonymous".to_owned(), |s| format!("oidc:{s}"));
+    let details = json!({"via": "oidc", "reason": failure.code(), "subject": subject});
+    sign_in::audit_failure(state, actor, session::peer(parts), details).await;
+    let mut response = sign_in::login_page(state, failure.status(), None, Some(failure.text()));
+    clear_sign_in_cookie(state, &mut response);
+    response
+}
+
+fn clear_sign_in_cookie(state: &ConsoleState, response: &mut Response) {
+    let cleared = session::clear_cookie(SIGN_IN_COOKIE, SIGN_IN_PATH, state.config.secure_cookies);
+    if let Ok(v) = cleared.parse() {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
