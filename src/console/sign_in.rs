@@ -203,12 +203,10 @@ pub(super) async fn open(
         html! { meta http-equiv="refresh" content="0;url=/console/"; },
         html! { main.login { p { "Signed in as " (principal.name) ". " a href="/console/" { "Continue" } } } },
     );
-    Ok((
-        StatusCode::OK,
-        [(header::SET_COOKIE, set), (header::SET_COOKIE, cleared)],
-        Html(body.into_string()),
-    )
-        .into_response())
+    // Appended: a header array would keep only the last Set-Cookie.
+    let cookies =
+        axum::response::AppendHeaders([(header::SET_COOKIE, set), (header::SET_COOKIE, cleared)]);
+    Ok((StatusCode::OK, cookies, Html(body.into_string())).into_response())
 }
 
 /// Audit a refused sign-in; a store that cannot take it is logged.

@@ -13,6 +13,7 @@ mod attest;
 mod classifier;
 mod cli;
 mod consent;
+mod console;
 mod crash;
 mod data_sharing;
 mod egress_proxy;

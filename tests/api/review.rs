@@ -199,6 +199,30 @@ async fn every_endpoint_answers_each_role_as_specified(backend: Backend) {
             None,
             [S::NO_CONTENT, S::NO_CONTENT, S::FORBIDDEN, S::FORBIDDEN],
         ),
+        (
+            "GET",
+            "/admin/v1/audit/verify".into(),
+            None,
+            [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK],
+        ),
+        (
+            "GET",
+            "/admin/v1/tenants".into(),
+            None,
+            [S::OK, S::OK, S::FORBIDDEN, S::OK],
+        ),
+        (
+            "GET",
+            "/admin/v1/principals".into(),
+            None,
+            [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN],
+        ),
+        (
+            "POST",
+            "/admin/v1/principals/nobody/revoke".into(),
+            None,
+            [S::NOT_FOUND, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN],
+        ),
     ];
     for (method, path, body, expected) in &matrix {
         for (token, want) in [&admin, &reviewer, &contractor, &auditor]
@@ -526,4 +550,72 @@ async fn the_openapi_document_is_served_and_checked_in() {
     let file: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
     assert_eq!(served, file);
     assert_eq!(served["openapi"], "3.0.3");
+}
+
+/// Principals over the API: an admin adds one (its token works, only once
+/// shown), lists and revokes it; bad input is refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_principals_over_the_api() {
+    let app = app(Backend::Sqlite).await;
+    let admin = principal(&app, "ada", Role::Admin, None).await;
+    let (status, body) = call(
+        &app,
+        Some(&admin),
+        "POST",
+        "/admin/v1/principals",
+        Some(json!({"name": "cora", "role": "contractor", "expires_at": "2999-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&app, Some(&token), "GET", "/admin/v1/review/items", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = call(&app, Some(&admin), "GET", "/admin/v1/principals", None).await;
+    let cora = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cora")
+        .unwrap();
+    assert_eq!(
+        (cora["role"].as_str(), cora["state"].as_str()),
+        (Some("contractor"), Some("active"))
+    );
+    assert!(!list.to_string().contains(&token));
+    for bad in [
+        json!({"name": "cora", "role": "reviewer"}),
+        json!({"name": "", "role": "reviewer"}),
+        json!({"name": "x", "role": "emperor"}),
+        json!({"name": "x", "role": "reviewer", "expires_at": "2001-01-01T00:00:00Z"}),
+        json!({"name": "x", "role": "reviewer", "extra": 1}),
+    ] {
+        let (status, body) = call(
+            &app,
+            Some(&admin),
+            "POST",
+            "/admin/v1/principals",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _) = call(
+        &app,
+        Some(&admin),
+        "POST",
+        "/admin/v1/principals/cora/revoke",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&app, Some(&token), "GET", "/admin/v1/review/items", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, tenants) = call(&app, Some(&admin), "GET", "/admin/v1/tenants", None).await;
+    let acme = tenants["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .unwrap();
+    assert_eq!(acme["routes"][0]["basis"], "default_opt_out");
 }

@@ -347,3 +347,132 @@ async fn writer_isolates_a_record_the_store_refuses() {
     assert!(store.get_record(good_a.meta.id).await.unwrap().is_some());
     assert!(store.get_record(good_b.meta.id).await.unwrap().is_some());
 }
+
+/// Console sessions and OpenID sign-ins under way, on both backends: a
+/// session reads back with its principal, is touched and ended once (its
+/// audit entry with it), ends with its principal's revocation, and is
+/// swept at its end; a sign-in is taken once, and never after its expiry.
+async fn console_sessions_and_sign_ins_keep_their_contract(backend: Backend) {
+    use custodian::domain::access::{token_hash, ConsoleSession, Role};
+    use custodian::store::PendingSignIn;
+    let (_db, store) = open(backend).await;
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    crate::review::principal_in(store.as_ref(), "rex", Role::Reviewer, None).await;
+    let principal = store.list_principals().await.unwrap().remove(0);
+    let audit = |action: &str| custodian::domain::audit::AuditEvent {
+        at: now,
+        actor: "principal:rex".into(),
+        action: action.into(),
+        tenant: None,
+        subject: None,
+        source: "test".into(),
+        details: serde_json::json!({}),
+    };
+    let session = |cookie: &str| ConsoleSession {
+        id_hash: token_hash(cookie),
+        principal_id: principal.id,
+        via: "token".into(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + time::Duration::hours(12),
+        ended_at: None,
+    };
+    let (one, two) = (session("one"), session("two"));
+    store
+        .open_session(&one, &audit("console.signed_in"))
+        .await
+        .unwrap();
+    store
+        .open_session(&two, &audit("console.signed_in"))
+        .await
+        .unwrap();
+    let (read, who) = store.session(&one.id_hash).await.unwrap().unwrap();
+    assert_eq!((read, who), (one.clone(), principal.clone()));
+    assert!(store
+        .session(&token_hash("nobody"))
+        .await
+        .unwrap()
+        .is_none());
+
+    let later = now + time::Duration::minutes(5);
+    store.touch_session(&one.id_hash, later).await.unwrap();
+    // Never backwards.
+    store.touch_session(&one.id_hash, now).await.unwrap();
+    assert_eq!(
+        store
+            .session(&one.id_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .last_seen_at,
+        later
+    );
+
+    let signed_out = audit("console.signed_out");
+    assert!(store
+        .end_session(&one.id_hash, later, Some(&signed_out))
+        .await
+        .unwrap());
+    assert!(!store
+        .end_session(&one.id_hash, later, Some(&signed_out))
+        .await
+        .unwrap());
+    let ends = store
+        .query_audit(&custodian::store::AuditFilter {
+            action: Some("console.signed_out".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ends.len(), 1, "an ended session is audited once");
+
+    // Revoking the principal ends its other session in the same transaction.
+    assert!(store
+        .revoke_principal("rex", later, &audit("principal.revoked"))
+        .await
+        .unwrap());
+    let (two_now, who) = store.session(&two.id_hash).await.unwrap().unwrap();
+    assert_eq!(two_now.ended_at, Some(later));
+    assert!(who.revoked_at.is_some());
+
+    let pending = PendingSignIn {
+        id_hash: token_hash("browser"),
+        state: "s".into(),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        created_at: now,
+        expires_at: now + time::Duration::minutes(10),
+    };
+    store.begin_sign_in(&pending).await.unwrap();
+    assert_eq!(
+        store.take_sign_in(&pending.id_hash, now).await.unwrap(),
+        Some(pending.clone())
+    );
+    assert_eq!(
+        store.take_sign_in(&pending.id_hash, now).await.unwrap(),
+        None,
+        "taken once"
+    );
+    store.begin_sign_in(&pending).await.unwrap();
+    let too_late = now + time::Duration::minutes(11);
+    assert_eq!(
+        store
+            .take_sign_in(&pending.id_hash, too_late)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Swept at their end, like every row with an expiry.
+    store.begin_sign_in(&pending).await.unwrap();
+    let report = crate::helpers::sweep_at(store.as_ref(), now + time::Duration::hours(13)).await;
+    assert_eq!(report.rows.get("console_sessions"), Some(&2));
+    assert_eq!(report.rows.get("console_sign_ins"), Some(&1));
+    assert!(store.session(&two.id_hash).await.unwrap().is_none());
+}
+
+both_stores!(console_sessions_and_sign_ins_keep_their_contract);

@@ -80,9 +80,17 @@ pub(in crate::console) async fn page(
     signed: Signed,
     query: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Response {
-    let query = query.map(|q| q.0).unwrap_or_default();
+    let mut query = query.map(|q| q.0).unwrap_or_default();
     let desk = &state.desk;
     let caller = &signed.caller;
+    // Open items by default; a contractor's are assigned to it, so claimed.
+    let default_status = match crate::policy::access::sees_only_assigned(caller.principal.role) {
+        true => "claimed",
+        false => "open",
+    };
+    query
+        .status
+        .get_or_insert_with(|| default_status.to_owned());
     let counts = match desk.may(caller, Action::Counts) {
         true => match desk.counts(caller).await {
             Ok(c) => Some(c),
@@ -110,12 +118,13 @@ pub(in crate::console) async fn page(
                         button #claim-next type="submit" data-key="c" { "Claim next" }
                     }
                 }
+                a #mine href={ "/console/?" (query_string(&[("status", Some("claimed")), ("assignee", Some(&caller.principal.name))])) } { "My claimed items" }
                 span.muted { "Press " kbd { "?" } " for keys." }
             }
             (filters(&query))
             (table(&page.items, now))
             div.pager {
-                @if query.cursor.is_some() { a href="/console/" { "First page" } }
+                @if query.cursor.is_some() { a href=(query.with_cursor("")) { "First page" } }
                 @if let Some(next) = &page.next_cursor { a #next-page href=(query.with_cursor(next)) { "Next page" } }
             }
         } @else {
