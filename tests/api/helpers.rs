@@ -116,6 +116,8 @@ pub struct ConfigBuilder {
     pub auth: String,
     /// More keys for the `[server]` table.
     pub server: String,
+    /// `server.admin_listen` (port 0 by default).
+    pub admin_listen: Option<String>,
     /// `files.location`; `spawn_app_with` points it at a temporary directory.
     pub files_location: Option<String>,
     /// `spool.dir`; `spawn_app_with` points it at a temporary directory.
@@ -138,6 +140,8 @@ pub const UPSTREAM_SECRET: &str = "sk-upstream-real-credential";
 /// A tenant's own upstream credential (`TEST_TENANT_UPSTREAM_KEY`).
 pub const TENANT_UPSTREAM_SECRET: &str = "sk-upstream-own-credential-of-a-tenant";
 pub const FINGERPRINT_SECRET: &str = "fp-secret-for-tests";
+/// The console's OpenID client secret (`TEST_OIDC_SECRET`).
+pub const OIDC_CLIENT_SECRET: &str = "a-test-client-secret-of-the-console";
 /// The key-encryption key tests that turn encryption on use.
 pub const TEST_KEK: &str = "5c3f0e8a1b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
 
@@ -151,6 +155,7 @@ impl Default for ConfigBuilder {
             extra: String::new(),
             auth: String::new(),
             server: String::new(),
+            admin_listen: None,
             files_location: None,
             spool_dir: None,
             spool: String::new(),
@@ -225,7 +230,7 @@ upstream_key = {{ env = "TEST_UPSTREAM_KEY" }}
             r#"
 [server]
 listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
+admin_listen = "{admin_listen}"
 max_request_body_bytes = 65536
 shutdown_drain = "5s"
 {server}
@@ -268,6 +273,7 @@ dir = "{spool_dir}"
             auth = self.auth,
             capture = self.capture,
             server = self.server,
+            admin_listen = self.admin_listen.as_deref().unwrap_or("127.0.0.1:0"),
             files = self
                 .files_location
                 .as_deref()
@@ -292,6 +298,7 @@ dir = "{spool_dir}"
                 "TEST_TENANT_UPSTREAM_KEY".to_owned(),
                 TENANT_UPSTREAM_SECRET.to_owned(),
             ),
+            ("TEST_OIDC_SECRET".to_owned(), OIDC_CLIENT_SECRET.to_owned()),
         ];
         Config::from_toml(Path::new("test.toml"), &text, env)
             .unwrap_or_else(|e| panic!("{e}\n{text}"))

@@ -96,9 +96,15 @@ impl Browser {
     }
 
     pub async fn get(&mut self, path: &str) -> Page {
+        let url = format!("{}{path}", self.admin);
+        self.get_url(&url).await
+    }
+
+    /// A GET of any address, with this browser's cookies.
+    pub async fn get_url(&mut self, url: &str) -> Page {
         let response = self
             .client
-            .get(format!("{}{path}", self.admin))
+            .get(url)
             .header(COOKIE, self.cookie_header())
             .send()
             .await
@@ -121,9 +127,13 @@ impl Browser {
         fields: &[(&str, &str)],
         headers: &[(&str, &str)],
     ) -> Page {
+        let url = match path.starts_with("http") {
+            true => path.to_owned(),
+            false => format!("{}{path}", self.admin),
+        };
         let mut request = self
             .client
-            .post(format!("{}{path}", self.admin))
+            .post(url)
             .header(COOKIE, self.cookie_header())
             .form(fields);
         for (k, v) in headers {
