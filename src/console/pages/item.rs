@@ -56,10 +56,10 @@ pub(in crate::console) async fn page(
             div.grid {
                 div { (payload_section(content)) }
                 div {
-                    (actions(&state, &signed, shown, meta, &assignees))
-                    (metadata(shown, meta, content))
                     (verdicts(shown))
+                    (actions(&state, &signed, shown, meta, &assignees))
                     (notes(&signed, shown))
+                    (metadata(shown, meta, content))
                 }
             }
         }
