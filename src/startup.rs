@@ -90,7 +90,7 @@ impl Gateway {
             .with_keys(wiring.keys.clone());
         let proxy_state = wiring.proxy_state(files.clone(), sink)?;
         let background = wiring.spawn_jobs(files, &proxy_state);
-        let (proxy_router, admin_router) = wiring.routers(proxy_state, metrics);
+        let (proxy_router, admin_router) = wiring.routers(proxy_state, metrics)?;
         let (proxy_listener, admin_listener) = bind(&wiring.config).await?;
         let proxy_addr = proxy_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
@@ -298,7 +298,7 @@ impl Wiring {
         &self,
         proxy_state: ProxyState,
         metrics: Option<PrometheusHandle>,
-    ) -> (Router, Router) {
+    ) -> anyhow::Result<(Router, Router)> {
         let data_sharing_state = DataSharingState {
             config: Arc::clone(&self.config),
             api_keys: Arc::clone(&proxy_state.api_keys),
@@ -328,13 +328,15 @@ impl Wiring {
         ));
         // The console shares the admin listener (never the proxy's).
         let admin_router = match self.config.console.enabled {
-            true => admin_router.merge(crate::console::router(crate::console::ConsoleState::new(
-                self.desk(),
-                self.config.console.clone(),
-            ))),
+            true => {
+                let console =
+                    crate::console::ConsoleState::new(self.desk(), self.config.console.clone())
+                        .context("building the console's OpenID client")?;
+                admin_router.merge(crate::console::router(console))
+            }
             false => admin_router,
         };
-        (proxy_router, admin_router)
+        Ok((proxy_router, admin_router))
     }
 }
 

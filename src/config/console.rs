@@ -28,7 +28,9 @@ pub const OIDC_CALLBACK_PATH: &str = "/console/oidc/callback";
 /// Single sign-on (`[console.oidc]`): the authorization code flow with PKCE.
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
-    pub issuer: Url,
+    /// Exactly as configured: the provider's metadata must name the same
+    /// string (a trailing slash included or not).
+    pub issuer: String,
     pub client_id: String,
     pub client_secret: Secret,
     pub redirect_url: Url,

@@ -213,3 +213,103 @@ fn capture_compression_is_a_known_level_and_the_cap_one_the_codec_reads_back() {
         "{err}"
     );
 }
+
+#[test]
+fn the_console_section_is_checked_where_it_is_wrong() {
+    let load = |section: &str| {
+        let env = vec![("SECRET".to_owned(), "s3cret-value".to_owned())];
+        let text = format!("{MINIMAL}\n{section}\n");
+        Config::from_toml(Path::new("test.toml"), &text, env)
+    };
+    let oidc = |issuer: &str, redirect: &str, mapping: &str| {
+        format!(
+            "[console.oidc]\nissuer = \"{issuer}\"\nclient_id = \"c\"\nclient_secret = {{ env = \"SECRET\" }}\n\
+             redirect_url = \"{redirect}\"\nclaim = \"groups\"\n{mapping}"
+        )
+    };
+    let map =
+        "[[console.oidc.principals]]\nvalue = \"g\"\nprincipal = \"p\"\nrole = \"reviewer\"\n";
+    let ok = load(&oidc(
+        "https://idp.example/",
+        "https://admin.example/console/oidc/callback",
+        map,
+    ))
+    .unwrap();
+    let console = ok.console;
+    assert!(
+        console.enabled && console.token_sign_in && !console.secure_cookies,
+        "loopback admin listener"
+    );
+    let oidc_config = console.oidc.unwrap();
+    // The issuer is kept exactly: its metadata must name the same string.
+    assert_eq!(oidc_config.issuer, "https://idp.example/");
+    assert_eq!(
+        oidc_config.principals[0].role,
+        crate::domain::access::Role::Reviewer
+    );
+    assert!(!format!("{oidc_config:?}").contains("s3cret-value"));
+    let loopback = load(&oidc(
+        "http://127.0.0.1:5556",
+        "http://localhost:9090/console/oidc/callback",
+        map,
+    ));
+    assert!(
+        loopback.is_ok(),
+        "plain HTTP on loopback is for tests and one-machine setups"
+    );
+    let public = load("[server]\nadmin_listen = \"0.0.0.0:9090\"\n").unwrap();
+    assert!(public.console.secure_cookies, "Secure off loopback");
+    for (section, key) in [
+        (
+            oidc(
+                "http://idp.example",
+                "https://a.example/console/oidc/callback",
+                map,
+            ),
+            "console.oidc.issuer",
+        ),
+        (
+            oidc(
+                "https://idp.example",
+                "http://a.example/console/oidc/callback",
+                map,
+            ),
+            "console.oidc.redirect_url",
+        ),
+        (
+            oidc("https://idp.example", "https://a.example/elsewhere", map),
+            "console.oidc.redirect_url",
+        ),
+        (
+            oidc(
+                "https://idp.example",
+                "https://a.example/console/oidc/callback",
+                "",
+            ),
+            "console.oidc.principals",
+        ),
+        (
+            oidc(
+                "https://idp.example",
+                "https://a.example/console/oidc/callback",
+                &map.replace("reviewer", "emperor"),
+            ),
+            "console.oidc.principals.role",
+        ),
+        (
+            "[console]\nidle_timeout = \"10s\"".to_owned(),
+            "console.idle_timeout",
+        ),
+        (
+            "[console]\nidle_timeout = \"2h\"\nabsolute_timeout = \"1h\"".to_owned(),
+            "console.idle_timeout",
+        ),
+        (
+            "[console]\ntoken_sign_in = false".to_owned(),
+            "console.token_sign_in",
+        ),
+    ] {
+        let err = load(&section).unwrap_err().to_string();
+        assert!(err.contains(key), "{section}: {err}");
+    }
+}

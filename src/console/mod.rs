@@ -5,13 +5,14 @@
 //! Connect sign-in) and renders.
 //!
 //! Every console route passes, in order:
-//! 1. `guard`: a state-changing request whose `Origin` or `Sec-Fetch-Site`
+//! 1. `headers` (on the way out): a strict Content-Security-Policy (no
+//!    inline script or style), no framing, no referrer, no caching of pages;
+//! 2. `guard`: a state-changing request whose `Origin` or `Sec-Fetch-Site`
 //!    says another site sent it is refused (403) before anything reads it;
-//! 2. the handler: [`session::Signed`] resolves the session cookie to an
+//! 3. the handler: [`session::Signed`] resolves the session cookie to an
 //!    active principal (or sends the browser to sign in), and
-//!    [`session::Posted`] adds the CSRF token check every form post needs;
-//! 3. `headers`: a strict Content-Security-Policy (no inline script or
-//!    style), no framing, no referrer, no caching of pages.
+//!    [`session::Posted`] adds the CSRF token check every form post needs.
+//!    Sign-in attempts are bounded per address and minute.
 
 mod oidc;
 mod pages;
@@ -23,11 +24,12 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use maud::{html, Markup, DOCTYPE};
 
+use crate::abuse::rate::RateCounter;
 use crate::config::ConsoleConfig;
 use crate::domain::audit::AuditEvent;
 use crate::http::error::ApiError;
@@ -41,16 +43,37 @@ pub struct ConsoleState {
     config: Arc<ConsoleConfig>,
     /// Single sign-on, when `[console.oidc]` is configured.
     oidc: Option<Arc<Provider>>,
+    /// Sign-in attempts per peer address and minute.
+    sign_in_attempts: Arc<RateCounter>,
 }
 
+/// Sign-in attempts (token posts, single sign-on starts and callbacks) one
+/// address may make in a minute; more are answered 429.
+const SIGN_INS_PER_MINUTE: u64 = 30;
+
 impl ConsoleState {
-    pub fn new(desk: Desk, config: ConsoleConfig) -> Self {
-        let oidc = config.oidc.clone().map(|o| Arc::new(Provider::new(o)));
-        Self {
+    pub fn new(desk: Desk, config: ConsoleConfig) -> Result<Self, openidconnect::reqwest::Error> {
+        let oidc = config
+            .oidc
+            .clone()
+            .map(Provider::new)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Self {
             desk,
             config: Arc::new(config),
             oidc,
-        }
+            sign_in_attempts: Arc::new(RateCounter::default()),
+        })
+    }
+
+    /// Whether `peer` may try to sign in again this minute (unauthenticated
+    /// requests that write to the store or the audit log are bounded).
+    fn may_try_sign_in(&self, peer: &str) -> bool {
+        let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+        self.sign_in_attempts
+            .hit(ip, self.desk.now().unix_timestamp())
+            <= SIGN_INS_PER_MINUTE
     }
 
     /// An audit entry for a sign-in event (no principal acting yet).
@@ -102,9 +125,13 @@ pub fn router(state: ConsoleState) -> Router {
         .route(crate::config::OIDC_CALLBACK_PATH, get(oidc::callback))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
-        .fallback(|| async { error_page(&ApiError::NotFound) })
-        .layer(middleware::from_fn(headers))
+        .route(
+            "/console/{*rest}",
+            any(|| async { error_page(&ApiError::NotFound) }),
+        )
+        // `headers` outermost: the guard's refusals carry them too.
         .layer(middleware::from_fn(guard))
+        .layer(middleware::from_fn(headers))
         .with_state(state)
 }
 
@@ -248,6 +275,17 @@ fn refused(e: ApiError) -> Response {
         }
         e => error_page(&e),
     }
+}
+
+/// Too many sign-in attempts from one address this minute.
+fn too_many_attempts() -> Response {
+    let mut page = message_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts from your address. Wait a minute and try again.",
+    );
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    page
 }
 
 /// A successful form post: back to a page (303, so a reload does not post again).

@@ -45,6 +45,7 @@ const SIGN_IN_TTL: time::Duration = time::Duration::minutes(10);
 /// The provider's metadata and keys are fetched again after this long (or
 /// at once when a token names a key they lack).
 const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
+const REDISCOVERY_AFTER: Duration = Duration::from_secs(60);
 
 type SsoClient = CoreClient<
     EndpointSet,
@@ -83,6 +84,10 @@ pub struct Provider {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     ProviderUnreachable,
+    StoreUnavailable,
+    /// A callback without the cookie of a sign-in started in this browser
+    /// (not audited: anyone can send one).
+    NotStartedHere,
     NoSignInUnderWay,
     StateMismatch,
     ProviderRefused,
@@ -94,6 +99,8 @@ enum Failure {
     BadSignature,
     InvalidToken,
     NoClaim,
+    /// The mapped claim is `email` and the provider does not vouch for it.
+    EmailUnverified,
     NoMapping,
     UnknownPrincipal,
     PrincipalInactive,
@@ -104,6 +111,8 @@ impl Failure {
     fn code(self) -> &'static str {
         match self {
             Self::ProviderUnreachable => "provider_unreachable",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::NotStartedHere => "not_started_here",
             Self::NoSignInUnderWay => "no_sign_in_under_way",
             Self::StateMismatch => "state_mismatch",
             Self::ProviderRefused => "provider_refused",
@@ -115,6 +124,7 @@ impl Failure {
             Self::BadSignature => "bad_signature",
             Self::InvalidToken => "invalid_token",
             Self::NoClaim => "claim_missing",
+            Self::EmailUnverified => "email_unverified",
             Self::NoMapping => "no_access",
             Self::UnknownPrincipal => "unknown_principal",
             Self::PrincipalInactive => "principal_inactive",
@@ -127,7 +137,8 @@ impl Failure {
             Self::ProviderUnreachable => {
                 "The identity provider could not be reached. Try again shortly."
             }
-            Self::NoSignInUnderWay | Self::StateMismatch => {
+            Self::StoreUnavailable => "The gateway's store is unavailable; try again shortly.",
+            Self::NotStartedHere | Self::NoSignInUnderWay | Self::StateMismatch => {
                 "This sign-in was not started here, was used already or took too long. Start again."
             }
             Self::ProviderRefused => "The identity provider did not sign you in.",
@@ -138,7 +149,9 @@ impl Failure {
             | Self::Expired
             | Self::BadSignature
             | Self::InvalidToken => "The identity provider's token was refused. Start again.",
-            Self::NoClaim | Self::NoMapping => "Your account has no access to this console.",
+            Self::NoClaim | Self::EmailUnverified | Self::NoMapping => {
+                "Your account has no access to this console."
+            }
             Self::UnknownPrincipal | Self::RoleMismatch => {
                 "Your account maps to no usable principal. Ask an administrator."
             }
@@ -149,44 +162,49 @@ impl Failure {
     fn status(self) -> StatusCode {
         match self {
             Self::ProviderUnreachable | Self::TokenExchange => StatusCode::BAD_GATEWAY,
-            Self::NoClaim | Self::NoMapping | Self::UnknownPrincipal | Self::RoleMismatch => {
-                StatusCode::FORBIDDEN
-            }
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoClaim
+            | Self::EmailUnverified
+            | Self::NoMapping
+            | Self::UnknownPrincipal
+            | Self::RoleMismatch => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 }
 
 impl Provider {
-    pub fn new(config: OidcConfig) -> Self {
+    pub fn new(config: OidcConfig) -> Result<Self, openidconnect::reqwest::Error> {
         // No redirects (the crate's advice against SSRF), bounded waits.
         let http = openidconnect::reqwest::Client::builder()
             .redirect(openidconnect::reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .unwrap_or_default();
-        Self {
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
             config,
             http,
             discovered: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     pub fn display_name(&self) -> &str {
         &self.config.display_name
     }
 
-    /// The client, discovered again when `fresh` or when it is old.
+    /// The client, discovered again when it is old, or when `fresh` and it
+    /// is more than a minute old (a token naming a key the provider rotated
+    /// in; a flood of bad tokens cannot make the gateway rediscover at will).
+    /// One discovery at a time: the others wait for its answer.
     async fn client(&self, fresh: bool) -> Result<Arc<SsoClient>, String> {
         let mut cached = self.discovered.lock().await;
         if let Some((at, client)) = cached.as_ref() {
-            if !fresh && at.elapsed() < DISCOVERY_TTL {
+            let age = at.elapsed();
+            if age < DISCOVERY_TTL && !(fresh && age > REDISCOVERY_AFTER) {
                 return Ok(Arc::clone(client));
             }
         }
-        let issuer = IssuerUrl::new(self.config.issuer.as_str().trim_end_matches('/').to_owned())
-            .map_err(|e| e.to_string())?;
+        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| e.to_string())?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| e.to_string())?;
@@ -212,6 +230,9 @@ pub(super) async fn start(State(state): State<ConsoleState>, parts: Parts) -> Re
     let Some(provider) = state.oidc.clone() else {
         return super::error_page(&crate::http::error::ApiError::NotFound);
     };
+    if !state.may_try_sign_in(&session::peer(&parts)) {
+        return super::too_many_attempts();
+    }
     let client = match provider.client(false).await {
         Ok(c) => c,
         Err(e) => {
@@ -274,6 +295,9 @@ pub(super) async fn callback(
     let Some(provider) = state.oidc.clone() else {
         return super::error_page(&crate::http::error::ApiError::NotFound);
     };
+    if !state.may_try_sign_in(&session::peer(&parts)) {
+        return super::too_many_attempts();
+    }
     let query = query.map(|q| q.0).unwrap_or_default();
     match verify(&state, &provider, &parts, query).await {
         Ok(Verified {
@@ -285,7 +309,8 @@ pub(super) async fn callback(
             let details =
                 json!({"subject": subject, "claim": provider.config.claim, "value": value});
             let source = session::peer(&parts);
-            let opened = sign_in::open(&state, &principal, via, source, details).await;
+            let opened =
+                sign_in::open(&state, &parts.headers, &principal, via, source, details).await;
             let mut response = opened.unwrap_or_else(|page| page);
             clear_sign_in_cookie(&state, &mut response);
             response
@@ -311,7 +336,7 @@ async fn verify(
 ) -> Result<Verified, Refusal> {
     let now = state.desk.now();
     let cookie = session::read_cookie(&parts.headers, SIGN_IN_COOKIE)
-        .ok_or((Failure::NoSignInUnderWay, None))?;
+        .ok_or((Failure::NotStartedHere, None))?;
     let pending = state
         .desk
         .store()
@@ -319,7 +344,7 @@ async fn verify(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not read a sign-in under way");
-            (Failure::NoSignInUnderWay, None)
+            (Failure::StoreUnavailable, None)
         })?
         .ok_or((Failure::NoSignInUnderWay, None))?;
     let returned = query.state.unwrap_or_default();
@@ -367,20 +392,25 @@ async fn verify(
         other => (client, other.map_err(|f| (f, None))?),
     };
     let subject = claims.subject().to_string();
-    let mut values = claim_values(&claims.additional_claims().all, &provider.config.claim);
-    if values.is_empty() {
-        values = user_info_values(
-            provider,
-            &client,
-            tokens.access_token().clone(),
-            claims.subject().clone(),
-        )
-        .await;
-    }
     let refused = |f| (f, Some(subject.clone()));
-    if values.is_empty() {
-        return Err(refused(Failure::NoClaim));
-    }
+    let claim = &provider.config.claim;
+    let found = match mapped_claim(
+        claims.additional_claims(),
+        claims.email(),
+        claims.email_verified(),
+        claim,
+    ) {
+        Found::Nothing => {
+            let token = tokens.access_token().clone();
+            user_info_claim(provider, &client, token, claims.subject().clone()).await
+        }
+        found => found,
+    };
+    let values = match found {
+        Found::Values(values) => values,
+        Found::Unverified => return Err(refused(Failure::EmailUnverified)),
+        Found::Nothing => return Err(refused(Failure::NoClaim)),
+    };
     let mapping = provider
         .config
         .principals
@@ -392,7 +422,7 @@ async fn verify(
         .store()
         .list_principals()
         .await
-        .map_err(|_| refused(Failure::UnknownPrincipal))?
+        .map_err(|_| refused(Failure::StoreUnavailable))?
         .into_iter()
         .find(|p| p.name == mapping.principal)
         .ok_or_else(|| refused(Failure::UnknownPrincipal))?;
@@ -441,8 +471,31 @@ fn checked_claims(
 }
 
 /// The mapped claim's values: a string, or an array of strings.
-fn claim_values(claims: &BTreeMap<String, Value>, name: &str) -> Vec<String> {
-    match claims.get(name) {
+/// What a token's or userinfo's claims say of the mapped claim.
+enum Found {
+    Values(Vec<String>),
+    /// The claim is `email` and the provider does not say it verified it.
+    Unverified,
+    Nothing,
+}
+
+/// The mapped claim's values: a string, or an array of strings. An e-mail
+/// address counts only when the provider vouches for it (`email_verified`):
+/// some providers let users set it to anyone's.
+fn mapped_claim(
+    other: &OtherClaims,
+    email: Option<&openidconnect::EndUserEmail>,
+    email_verified: Option<bool>,
+    name: &str,
+) -> Found {
+    if name == "email" {
+        return match (email, email_verified) {
+            (Some(email), Some(true)) => Found::Values(vec![email.to_string()]),
+            (Some(_), _) => Found::Unverified,
+            (None, _) => Found::Nothing,
+        };
+    }
+    let values: Vec<String> = match other.all.get(name) {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
@@ -450,33 +503,36 @@ fn claim_values(claims: &BTreeMap<String, Value>, name: &str) -> Vec<String> {
             .map(str::to_owned)
             .collect(),
         _ => Vec::new(),
+    };
+    match values.is_empty() {
+        true => Found::Nothing,
+        false => Found::Values(values),
     }
 }
 
 /// The claim from the userinfo endpoint (providers put `groups` or `email`
 /// there rather than in the ID token), its subject checked against the token's.
-async fn user_info_values(
+async fn user_info_claim(
     provider: &Provider,
     client: &SsoClient,
     access_token: openidconnect::AccessToken,
     subject: openidconnect::SubjectIdentifier,
-) -> Vec<String> {
+) -> Found {
     let Ok(request) = client.user_info(access_token, Some(subject)) else {
-        return Vec::new();
+        return Found::Nothing;
     };
     let info: Result<UserInfoClaims<OtherClaims, CoreGenderClaim>, _> =
         request.request_async(&provider.http).await;
     match info {
-        Ok(info) => {
-            let mut values = claim_values(&info.additional_claims().all, &provider.config.claim);
-            if values.is_empty() && provider.config.claim == "email" {
-                values.extend(info.email().map(|e| e.to_string()));
-            }
-            values
-        }
+        Ok(info) => mapped_claim(
+            info.additional_claims(),
+            info.email(),
+            info.email_verified(),
+            &provider.config.claim,
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "the OpenID userinfo request failed");
-            Vec::new()
+            Found::Nothing
         }
     }
 }
@@ -492,7 +548,11 @@ async fn refuse(
         .as_ref()
         .map_or("anonymous".to_owned(), |s| format!("oidc:{s}"));
     let details = json!({"via": "oidc", "reason": failure.code(), "subject": subject});
-    sign_in::audit_failure(state, actor, session::peer(parts), details).await;
+    // A stray callback (no sign-in started in this browser) is anyone's to
+    // send: it is refused without growing the audit log.
+    if failure != Failure::NotStartedHere {
+        sign_in::audit_failure(state, actor, session::peer(parts), details).await;
+    }
     let mut response = sign_in::login_page(state, failure.status(), None, Some(failure.text()));
     clear_sign_in_cookie(state, &mut response);
     response

@@ -105,6 +105,10 @@ pub(super) async fn with_token(
     if !state.config.token_sign_in {
         return super::error_page(&crate::http::error::ApiError::NotFound);
     }
+    let source = session::peer(&parts);
+    if !state.may_try_sign_in(&source) {
+        return super::too_many_attempts();
+    }
     let Ok(form) = serde_urlencoded::from_bytes::<TokenForm>(&body) else {
         return login_page(
             &state,
@@ -122,9 +126,17 @@ pub(super) async fn with_token(
     {
         return session::csrf_refused();
     }
-    let source = session::peer(&parts);
     match state.desk.principal_for_token(&form.token).await {
-        Ok(principal) => match open(&state, &principal, "token".into(), source, json!({})).await {
+        Ok(principal) => match open(
+            &state,
+            &parts.headers,
+            &principal,
+            "token".into(),
+            source,
+            json!({}),
+        )
+        .await
+        {
             Ok(response) => response,
             Err(response) => response,
         },
@@ -151,12 +163,25 @@ pub(super) async fn with_token(
 /// its cookie and go to the console. `Err` is the page to show instead.
 pub(super) async fn open(
     state: &ConsoleState,
+    headers: &http::HeaderMap,
     principal: &Principal,
     via: String,
     source: String,
     mut details: serde_json::Value,
 ) -> Result<Response, Response> {
     let now = state.desk.now();
+    let secure = state.config.secure_cookies;
+    // A browser signing in again leaves no session of its own behind.
+    if let Some(previous) = session::read_cookie(headers, session::cookie_name(secure)) {
+        if let Err(e) = state
+            .desk
+            .store()
+            .end_session(&token_hash(&previous), now, None)
+            .await
+        {
+            tracing::warn!(error = %e, "could not end the session a sign-in replaces");
+        }
+    }
     let absolute = time::Duration::try_from(state.config.absolute_timeout)
         .unwrap_or(time::Duration::hours(12));
     let cookie = session::random_token();
@@ -184,7 +209,6 @@ pub(super) async fn open(
     if let Err(e) = state.desk.store().open_session(&session, &event).await {
         return Err(super::refused(crate::review::DeskError::from(e).into()));
     }
-    let secure = state.config.secure_cookies;
     let set = session::set_cookie(
         session::cookie_name(secure),
         cookie,

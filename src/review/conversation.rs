@@ -76,8 +76,13 @@ pub enum Part {
 }
 
 impl Conversation {
-    /// Apply `f` to every text a caller or model wrote (roles excepted).
+    /// Apply `f` to every text a caller or model wrote, roles included
+    /// (a caller may write anything there).
     pub fn map_text(&mut self, f: impl Fn(&str) -> String) {
+        let turns = self.request.iter_mut().chain(self.answer.iter_mut());
+        for turn in turns.flatten() {
+            turn.role = f(&turn.role);
+        }
         let turns = self.request.iter_mut().chain(self.answer.iter_mut());
         for part in turns.flatten().flat_map(|t| t.parts.iter_mut()) {
             match part {
@@ -695,14 +700,14 @@ mod tests {
     }
 
     #[test]
-    fn map_text_reaches_every_text_but_roles() {
+    fn map_text_reaches_every_text_roles_included() {
         let request = bytes(
             json!({"messages": [{"role": "user", "content": "a@b.example"}, {"role": "tool", "tool_call_id": "x", "content": "secret"}]}),
         );
         let mut c = read("/v1/chat/completions", false, &request, b"");
         c.map_text(|t| t.to_uppercase());
         let turns = c.request.unwrap();
-        assert_eq!(turns[0], turn("user", vec![text("A@B.EXAMPLE")]));
+        assert_eq!(turns[0], turn("USER", vec![text("A@B.EXAMPLE")]));
         assert_eq!(
             turns[1].parts,
             vec![Part::ToolResult {

@@ -330,6 +330,13 @@ impl Desk {
             .read_review_item(shown.item.record_id, &event)
             .await?
             .ok_or(DeskError::NotFound)?;
+        // Reassigned between the check and the read: the attempt is audited,
+        // the payload withheld.
+        if access::sees_only_assigned(caller.principal.role)
+            && item.assignee.as_deref() != Some(caller.principal.name.as_str())
+        {
+            return Err(DeskError::NotFound);
+        }
         let content = Content::open(&record, redacted, self.keys.as_deref());
         Ok(ItemRead {
             shown: Shown {

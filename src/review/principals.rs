@@ -75,8 +75,14 @@ impl Desk {
             created_at: now,
             expires_at,
         };
-        self.store.add_principal(&principal, &event).await?;
-        Ok(token)
+        match self.store.add_principal(&principal, &event).await {
+            Ok(_) => Ok(token),
+            // Another admin took the name meanwhile.
+            Err(e) if e.is_unique_violation() => {
+                Err(DeskError::Invalid(format!("a principal {name:?} exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Revoke an active principal (never oneself: an admin cannot lock the

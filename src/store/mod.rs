@@ -58,6 +58,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when a write broke a unique constraint (a name taken meanwhile).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+
     /// True when retrying the same write cannot succeed (bad data, a
     /// constraint, a statement the database refuses), as opposed to a
     /// connection or resource problem that may pass.

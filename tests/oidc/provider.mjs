@@ -14,7 +14,7 @@
 //   foreign-key     the token is signed by a key that is not the provider's
 //
 // Environment: CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, ACCOUNTS (JSON:
-// {"alice": {"email": "...", "groups": ["..."]}}), MODE, CLAIMS_IN_ID_TOKEN=1
+// {"alice": {"email": "...", "email_verified": true, "groups": ["..."]}}), MODE, CLAIMS_IN_ID_TOKEN=1
 // (claims in the ID token rather than only at userinfo), ID_TOKEN_TTL (s).
 import http from "node:http";
 import { randomBytes } from "node:crypto";
@@ -58,7 +58,7 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email: account.email, email_verified: true, groups: account.groups ?? [] };
+        return { sub: id, email: account.email, email_verified: account.email_verified ?? true, groups: account.groups ?? [] };
       },
     };
   },

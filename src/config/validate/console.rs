@@ -45,11 +45,20 @@ impl Validator<'_> {
     }
 
     fn oidc(&self, raw: &RawOidc) -> Result<OidcConfig, ConfigError> {
+        // https, or http to a loopback address (a provider or a console on
+        // this machine): the client secret, the code and the provider's keys
+        // must not cross a network in clear.
         let http_url = |key: &str, value: &Spanned<String>| match Url::parse(value.get_ref()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
-            _ => self.err(Some(value.span()), key, "must be an http(s) URL"),
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(u),
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => Ok(u),
+            _ => self.err(
+                Some(value.span()),
+                key,
+                "must be an https URL (http only to a loopback address)",
+            ),
         };
-        let issuer = http_url("console.oidc.issuer", &raw.issuer)?;
+        http_url("console.oidc.issuer", &raw.issuer)?;
+        let issuer = raw.issuer.get_ref().clone();
         let redirect_url = http_url("console.oidc.redirect_url", &raw.redirect_url)?;
         if redirect_url.path() != OIDC_CALLBACK_PATH || redirect_url.query().is_some() {
             return self.err(
@@ -121,5 +130,14 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "single sign-on".to_owned()),
             principals,
         })
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }

@@ -38,6 +38,8 @@
   }
 
   function press(key) {
+    // Only the keys the pages name: a pressed quote never reaches the selector.
+    if (!/^[a-z\/]$/.test(key)) return false;
     const target = document.querySelector('[data-key="' + key + '"]');
     if (!target) return false;
     if (typing(target)) target.focus();

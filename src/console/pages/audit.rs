@@ -25,7 +25,11 @@ pub(in crate::console) async fn page(
     signed: Signed,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Response {
-    let q = query.map(|q| q.0).unwrap_or_default();
+    // A filter that does not parse is refused, never silently dropped.
+    let q = match query {
+        Ok(q) => q.0,
+        Err(e) => return refused(crate::http::error::ApiError::InvalidRequest(e.body_text())),
+    };
     let params = AuditParams {
         actor: q.actor.clone(),
         action: q.action.clone(),

@@ -80,7 +80,11 @@ pub(in crate::console) async fn page(
     signed: Signed,
     query: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Response {
-    let mut query = query.map(|q| q.0).unwrap_or_default();
+    // A filter that does not parse is refused, never silently dropped.
+    let mut query = match query {
+        Ok(q) => q.0,
+        Err(e) => return refused(crate::http::error::ApiError::InvalidRequest(e.body_text())),
+    };
     let desk = &state.desk;
     let caller = &signed.caller;
     // Open items by default; a contractor's are assigned to it, so claimed.

@@ -694,3 +694,87 @@ async fn a_store_that_goes_away_gives_an_error_page_not_a_crash() {
         "signing in needs no store to show its page"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_are_bounded_and_the_rest_of_the_admin_listener_is_untouched() {
+    let app = app(Backend::Sqlite).await;
+    let token = principal_in(app.store.as_ref(), "rex", Role::Reviewer, None).await;
+    let mut browser = Browser::new(&app.admin);
+    browser.get("/console/login").await;
+    let mut statuses = Vec::new();
+    for _ in 0..31 {
+        let page = browser
+            .post("/console/login", &[("token", "cstp_wrong")])
+            .await;
+        statuses.push(page.status);
+    }
+    assert!(
+        statuses[..30]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[30], StatusCode::TOO_MANY_REQUESTS);
+    // Refused before anything is written: the audit log holds the 30 only.
+    assert_eq!(entries(&app, "console.sign_in_failed").await.len(), 30);
+    let page = browser.post("/console/login", &[("token", &token)]).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.headers.contains_key("retry-after"));
+
+    // The console's pages do not answer for the rest of the admin listener.
+    let unknown = app
+        .client
+        .get(format!("{}/admin/v1/nothing", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(!unknown.text().await.unwrap().contains("<html"));
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_browsers_old_session_and_bad_filters_are_refused() {
+    let app = app(Backend::Postgres).await;
+    let token = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
+    let mut browser = Browser::new(&app.admin);
+    browser.sign_in(&token).await;
+    let old = browser.cookies.clone();
+    browser.sign_in(&token).await;
+    assert_ne!(
+        old.get("custodian_session"),
+        browser.cookies.get("custodian_session")
+    );
+    let mut stale = Browser::new(&app.admin);
+    stale.cookies = old;
+    assert_eq!(stale.get("/console/").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.get("/console/").await.status, StatusCode::OK);
+
+    for path in [
+        "/console/?severity=extreme",
+        "/console/?cursor=zz",
+        "/console/audit?after=abc",
+        "/console/audit?since=yesterday",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(page.headers.contains_key("content-security-policy"));
+    }
+    // The guard's refusal carries the same headers.
+    let csrf = browser.csrf.clone().unwrap();
+    let page = browser
+        .post_raw(
+            "/console/claim",
+            &[("csrf", &csrf)],
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.headers.contains_key("content-security-policy"));
+}

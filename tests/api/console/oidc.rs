@@ -72,7 +72,8 @@ const ACCOUNTS: &str = r#"{
   "alice": {"email": "alice@corp.example", "groups": ["staff", "abuse-reviewers"]},
   "carol": {"email": "carol@vendor.example", "groups": ["acme-contractors"]},
   "bob": {"email": "bob@corp.example", "groups": ["operators"]},
-  "mallory": {"email": "mallory@corp.example", "groups": ["staff"]}
+  "mallory": {"email": "mallory@corp.example", "groups": ["staff"]},
+  "erin": {"email": "alice@corp.example", "email_verified": false, "groups": []}
 }"#;
 
 pub(crate) async fn start_idp(redirect: &str, mode: &str, claims_in_id_token: bool) -> Idp {
@@ -251,7 +252,9 @@ async fn a_reviewer_signs_in_through_the_identity_provider_by_group() {
     assert!(login.body.contains("Sign in with Corp SSO"));
 
     // Groups come from userinfo here (the provider keeps them out of the ID token).
-    let (page, callback) = sso_sign_in(&mut browser, &idp.issuer, "alice").await;
+    let callback = through_the_provider(&mut browser, &idp.issuer, "alice").await;
+    let before_callback = browser.cookies.clone();
+    let page = browser.get_url(&callback).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(has_session(&page));
     let queue = browser.get("/console/").await;
@@ -276,8 +279,7 @@ async fn a_reviewer_signs_in_through_the_identity_provider_by_group() {
 
     // The same callback again (a replay, or the back button): refused, no session.
     let mut replay = Browser::new(&app.admin);
-    replay.cookies.clone_from(&browser.cookies);
-    replay.cookies.remove("custodian_session");
+    replay.cookies = before_callback;
     let again = replay.get_url(&callback).await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED);
     assert!(!has_session(&again));
@@ -285,9 +287,12 @@ async fn a_reviewer_signs_in_through_the_identity_provider_by_group() {
         .await
         .iter()
         .any(|d| d.contains("no_sign_in_under_way")));
-    // A callback with no sign-in started in this browser is refused too.
+    // A callback with no sign-in started in this browser is refused too,
+    // without growing the audit log (anyone can send one).
+    let audited = failures(&app).await.len();
     let stranger = Browser::new(&app.admin).get_url(&callback).await;
     assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(failures(&app).await.len(), audited);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,6 +307,19 @@ async fn the_mapped_claim_can_be_the_id_tokens_email() {
     // Bob's e-mail maps to nobody.
     let (page, _) = sso_sign_in(&mut Browser::new(&app.admin), &idp.issuer, "bob").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
+    // Erin set her address to Alice's, and the provider does not vouch for it.
+    let (page, _) = sso_sign_in(&mut Browser::new(&app.admin), &idp.issuer, "erin").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!has_session(&page));
+    assert!(failures(&app)
+        .await
+        .iter()
+        .any(|d| d.contains("email_unverified") && d.contains("erin")));
+    assert_eq!(
+        entries(&app, "console.signed_in").await.len(),
+        1,
+        "alice's only"
+    );
 }
 
 /// Each hostile token: refused with its reason, audited, no session.
