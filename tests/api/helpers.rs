@@ -587,3 +587,39 @@ pub async fn append_consent(
     };
     store.record_consent(event, &audit).await
 }
+
+/// One `npm ci` at a time in this test binary.
+static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The Node packages of `tests/{source}` installed into `target/{target}`
+/// from its lock file (again only when the lock file changed), with `files`
+/// copied beside them; the folder. Needs Node.js, npm and the registry.
+pub fn npm_installed(source: &str, target: &str, files: &[&str]) -> std::path::PathBuf {
+    let _one = NPM.lock().unwrap_or_else(|p| p.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (source, dir) = (
+        root.join("tests").join(source),
+        root.join("target").join(target),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["package.json", "package-lock.json"].iter().chain(files) {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let lock = std::fs::read_to_string(source.join("package-lock.json")).unwrap();
+    let ready = dir.join(".installed");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(lock.as_str()) {
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run npm (Node.js and npm are needed): {e}"));
+        assert!(
+            out.status.success(),
+            "npm ci failed in {} (it needs Node.js, npm and the registry):\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&ready, lock).unwrap();
+    }
+    dir
+}

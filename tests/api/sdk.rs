@@ -37,32 +37,10 @@ fn sdk_python() -> PathBuf {
     python
 }
 
-/// The Node SDK's folder under target/, installed from the lock file
-/// (again only when the lock file changed), with the check script beside it.
+/// The Node SDK's folder under target/, installed from the lock file,
+/// with the check script beside it.
 fn sdk_node() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = root.join("tests/sdk/node");
-    let dir = root.join("target/sdk-node");
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["package.json", "package-lock.json", "check_sdk.mjs"] {
-        std::fs::copy(source.join(file), dir.join(file)).unwrap();
-    }
-    let lock = std::fs::read_to_string(source.join("package-lock.json")).unwrap();
-    let ready = dir.join(".installed");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(lock.as_str()) {
-        let out = Command::new("npm")
-            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run npm: {e}"));
-        assert!(
-            out.status.success(),
-            "npm ci failed (the Node SDK test needs Node.js, npm and the registry):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&ready, lock).unwrap();
-    }
-    dir.join("check_sdk.mjs")
+    npm_installed("sdk/node", "sdk-node", &["check_sdk.mjs"]).join("check_sdk.mjs")
 }
 
 /// Run `program script` against a fresh gateway; every call that reached a

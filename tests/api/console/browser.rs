@@ -208,6 +208,17 @@ impl Chrome {
     }
 }
 
+async fn app_with_rules(
+    backend: Backend,
+    clock: Arc<dyn custodian::domain::clock::Clock>,
+) -> TestApp {
+    let builder = ConfigBuilder {
+        extra: RULES.into(),
+        ..ConfigBuilder::default()
+    };
+    spawn_app_with(backend, builder, clock).await
+}
+
 async fn chat(app: &TestApp, text: &str) -> String {
     let response = app
         .chat(
@@ -385,11 +396,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_a_real_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contractor_sees_its_items_redacted_until_its_access_ends() {
     let (clock, shared) = manual_clock(time::OffsetDateTime::now_utc());
-    let builder = ConfigBuilder {
-        extra: RULES.into(),
-        ..ConfigBuilder::default()
-    };
-    let app = spawn_app_with(Backend::Postgres, builder, shared).await;
+    let app = app_with_rules(Backend::Postgres, shared).await;
     let admin = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
     let token = principal_in(
         app.store.as_ref(),
@@ -458,11 +465,7 @@ async fn a_contractor_sees_its_items_redacted_until_its_access_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_sees_the_audit_log_and_no_payload_anywhere() {
-    let builder = ConfigBuilder {
-        extra: RULES.into(),
-        ..ConfigBuilder::default()
-    };
-    let app = spawn_app_with(Backend::Sqlite, builder, Arc::new(SystemClock)).await;
+    let app = app_with_rules(Backend::Sqlite, Arc::new(SystemClock)).await;
     let reviewer = principal_in(app.store.as_ref(), "rex", Role::Reviewer, None).await;
     let auditor = principal_in(app.store.as_ref(), "aud", Role::Auditor, None).await;
     let id = flagged(&app, "secret-payload-words").await;
@@ -505,11 +508,7 @@ async fn an_auditor_sees_the_audit_log_and_no_payload_anywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_in_a_payload_is_shown_as_text_and_never_runs() {
-    let builder = ConfigBuilder {
-        extra: RULES.into(),
-        ..ConfigBuilder::default()
-    };
-    let app = spawn_app_with(Backend::Sqlite, builder, Arc::new(SystemClock)).await;
+    let app = app_with_rules(Backend::Sqlite, Arc::new(SystemClock)).await;
     let token = principal_in(app.store.as_ref(), "rex", Role::Reviewer, None).await;
     let hostile =
         "</pre><script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> \

@@ -7,9 +7,9 @@
 //! leave no session.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use custodian::domain::access::Role;
 use custodian::domain::clock::{Clock, SystemClock};
@@ -22,36 +22,8 @@ use crate::review::{flagged, principal_in, RULES};
 
 const CLIENT_ID: &str = "custodian-console";
 
-/// `npm ci` once per lock file, one test at a time.
-static INSTALL: Mutex<()> = Mutex::new(());
-
 fn provider_script() -> PathBuf {
-    let _once = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = root.join("tests/oidc");
-    let dir = root.join("target/oidc-node");
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["package.json", "package-lock.json", "provider.mjs"] {
-        std::fs::copy(source.join(file), dir.join(file)).unwrap();
-    }
-    let lock = std::fs::read_to_string(source.join("package-lock.json")).unwrap();
-    let ready = dir.join(".installed");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(lock.as_str()) {
-        let out = Command::new("npm")
-            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run npm (the OIDC tests need Node.js and npm): {e}")
-            });
-        assert!(
-            out.status.success(),
-            "npm ci failed (the OIDC tests need Node.js, npm and the registry):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&ready, lock).unwrap();
-    }
-    dir.join("provider.mjs")
+    npm_installed("oidc", "oidc-node", &["provider.mjs"]).join("provider.mjs")
 }
 
 /// A running provider, stopped with the test.
