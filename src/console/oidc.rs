@@ -334,30 +334,7 @@ async fn verify(
     parts: &Parts,
     query: Callback,
 ) -> Result<Verified, Refusal> {
-    let now = state.desk.now();
-    let cookie = session::read_cookie(&parts.headers, SIGN_IN_COOKIE)
-        .ok_or((Failure::NotStartedHere, None))?;
-    let pending = state
-        .desk
-        .store()
-        .take_sign_in(&token_hash(&cookie), now)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not read a sign-in under way");
-            (Failure::StoreUnavailable, None)
-        })?
-        .ok_or((Failure::NoSignInUnderWay, None))?;
-    let returned = query.state.unwrap_or_default();
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        returned.as_bytes(),
-        pending.state.as_bytes(),
-    )) {
-        return Err((Failure::StateMismatch, None));
-    }
-    if query.error.is_some() {
-        return Err((Failure::ProviderRefused, None));
-    }
-    let code = query.code.ok_or((Failure::ProviderRefused, None))?;
+    let (pending, code) = take_pending(state, parts, query).await?;
     let client = provider
         .client(false)
         .await
@@ -392,13 +369,11 @@ async fn verify(
         other => (client, other.map_err(|f| (f, None))?),
     };
     let subject = claims.subject().to_string();
-    let refused = |f| (f, Some(subject.clone()));
-    let claim = &provider.config.claim;
     let found = match mapped_claim(
         claims.additional_claims(),
         claims.email(),
         claims.email_verified(),
-        claim,
+        &provider.config.claim,
     ) {
         Found::Nothing => {
             let token = tokens.access_token().clone();
@@ -406,6 +381,51 @@ async fn verify(
         }
         found => found,
     };
+    principal_for(state, provider, found, subject).await
+}
+
+/// The sign-in this browser started (taken: a replay finds nothing), its
+/// state checked, and the code the provider sent.
+async fn take_pending(
+    state: &ConsoleState,
+    parts: &Parts,
+    query: Callback,
+) -> Result<(PendingSignIn, String), Refusal> {
+    let cookie = session::read_cookie(&parts.headers, SIGN_IN_COOKIE)
+        .ok_or((Failure::NotStartedHere, None))?;
+    let pending = state
+        .desk
+        .store()
+        .take_sign_in(&token_hash(&cookie), state.desk.now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not read a sign-in under way");
+            (Failure::StoreUnavailable, None)
+        })?
+        .ok_or((Failure::NoSignInUnderWay, None))?;
+    let returned = query.state.unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        returned.as_bytes(),
+        pending.state.as_bytes(),
+    )) {
+        return Err((Failure::StateMismatch, None));
+    }
+    if query.error.is_some() {
+        return Err((Failure::ProviderRefused, None));
+    }
+    let code = query.code.ok_or((Failure::ProviderRefused, None))?;
+    Ok((pending, code))
+}
+
+/// The principal the claim maps to: first mapping in the file's order, a
+/// principal with the role the mapping names, still active.
+async fn principal_for(
+    state: &ConsoleState,
+    provider: &Provider,
+    found: Found,
+    subject: String,
+) -> Result<Verified, Refusal> {
+    let refused = |f| (f, Some(subject.clone()));
     let values = match found {
         Found::Values(values) => values,
         Found::Unverified => return Err(refused(Failure::EmailUnverified)),
@@ -429,7 +449,7 @@ async fn verify(
     if principal.role != mapping.role {
         return Err(refused(Failure::RoleMismatch));
     }
-    if !principal.is_active(now) {
+    if !principal.is_active(state.desk.now()) {
         return Err(refused(Failure::PrincipalInactive));
     }
     Ok(Verified {
