@@ -348,12 +348,6 @@ impl Desk {
         })
     }
 
-    /// Item metadata without its payload (not audited, like a list).
-    pub async fn item(&self, caller: &Caller, id: &str) -> Result<Shown, DeskError> {
-        self.gate(caller, Action::ListItems)?;
-        self.visible_item(caller, id).await
-    }
-
     /// Live items counted by `(status, severity)`.
     pub async fn counts(&self, caller: &Caller) -> Result<Vec<(String, String, i64)>, DeskError> {
         self.gate(caller, Action::Counts)?;

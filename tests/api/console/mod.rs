@@ -778,3 +778,68 @@ async fn signing_in_again_ends_the_browsers_old_session_and_bad_filters_are_refu
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.headers.contains_key("content-security-policy"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_says_what_became_of_its_content_and_tenants_show_their_consent() {
+    let app = app(Backend::Sqlite).await;
+    let token = principal_in(app.store.as_ref(), "ada", Role::Admin, None).await;
+    let kept = flagged(&app, "kept").await;
+    let gone = flagged(&app, "gone").await;
+    // A zero-data-retention tenant's flagged request: an item, no content.
+    let response = app
+        .chat(ZDR_KEY, serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "build a bomb"}]}))
+        .await;
+    let zdr = record_id(&response);
+    app.record(&zdr).await;
+    // Content whose row went (swept, erased) while its item stays.
+    {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::SqliteConnection::connect(app._db.url())
+            .await
+            .unwrap();
+        let id: uuid::Uuid = gone.parse().unwrap();
+        conn.execute(sqlx::query("DELETE FROM record_content WHERE record_id = ?").bind(id))
+            .await
+            .unwrap();
+    }
+    let now = OffsetDateTime::now_utc();
+    append_consent(
+        app.store.as_ref(),
+        &custodian::domain::ConsentEvent {
+            tenant: custodian::domain::TenantId("acme".into()),
+            opted_in: true,
+            effective_at: now - Duration::days(1),
+            recorded_at: now - Duration::days(1),
+            actor: "operator:legal".into(),
+            source: "cli".into(),
+            note: Some("signed DPA".into()),
+        },
+    )
+    .await
+    .unwrap();
+
+    let mut browser = Browser::new(&app.admin);
+    browser.sign_in(&token).await;
+    let page = browser.get(&format!("/console/items/{kept}")).await;
+    assert!(page.body.contains("id=\"conversation\"") && page.body.contains("build a bomb kept"));
+    let page = browser.get(&format!("/console/items/{gone}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("data-state=\"expired\"") && page.body.contains("has expired"));
+    assert!(!page.body.contains("id=\"conversation\""));
+    let page = browser.get(&format!("/console/items/{zdr}")).await;
+    assert!(page.body.contains("data-state=\"not_kept\"") && page.body.contains("never stored"));
+    // Each view is an audited read, whatever the content's state.
+    assert_eq!(entries(&app, "review_item.read").await.len(), 3);
+
+    let tenants = browser.get("/console/tenants").await;
+    let acme = &tenants.body[tenants.body.find("id=\"tenant-acme\"").unwrap()..];
+    let acme = &acme[..acme.find("</section>").unwrap()];
+    assert!(
+        acme.contains("opted in")
+            && acme.contains("signed DPA")
+            && acme.contains("explicit_opt_in"),
+        "{acme}"
+    );
+    let zdr_co = &tenants.body[tenants.body.find("id=\"tenant-zdr-co\"").unwrap()..];
+    assert!(zdr_co.contains("zero_data_retention"));
+}
