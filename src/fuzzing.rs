@@ -16,13 +16,19 @@ pub fn config(data: &[u8]) {
 }
 
 /// SSE bodies as the upstream streams them: usage extraction, the reviewer's
-/// reassembled text and the training line rebuilt from the deltas.
+/// reassembled text and conversation, and the training line rebuilt from the deltas.
 pub fn sse(data: &[u8]) {
     for event in crate::wire::sse_data(data) {
         assert!(!event.is_empty() && event != b"[DONE]");
     }
     let _ = crate::wire::response_fields(data, true);
     let request = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    // The console's conversation view of a streamed answer, redacted as a
+    // contractor reads it.
+    for path in ["/v1/chat/completions", "/anthropic/v1/messages", "/v1/responses"] {
+        let mut conversation = crate::review::conversation::read(path, true, request, data);
+        conversation.map_text(crate::review::redact::redact);
+    }
     for path in ["/v1/chat/completions", "/anthropic/v1/messages"] {
         let _ = crate::export::finetune::answer_text(path, true, data);
         let captured = crate::export::finetune::Captured {
@@ -75,6 +81,10 @@ pub fn json_fields(data: &[u8]) {
     }
     let _ = crate::review::redact::redact(&text);
     let _ = crate::review::redact::redact(&String::from_utf8_lossy(data));
+    // The console's conversation view of the body as request and as answer.
+    for path in ["/v1/chat/completions", "/anthropic/v1/messages", "/v1/responses"] {
+        let _ = crate::review::conversation::read(path, false, data, data);
+    }
     const CAP: usize = 64 * 1024;
     let limits = scan::Limits {
         max_scan_bytes: CAP,
