@@ -7,6 +7,13 @@ use std::path::Path;
 
 use crate::recording::spool::segment;
 
+/// The APIs the console lays out as conversations.
+const CONVERSATION_PATHS: [&str; 3] = [
+    "/v1/chat/completions",
+    "/anthropic/v1/messages",
+    "/v1/responses",
+];
+
 /// The configuration file (operators make typos; the loader must explain,
 /// never panic).
 pub fn config(data: &[u8]) {
@@ -25,7 +32,7 @@ pub fn sse(data: &[u8]) {
     let request = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
     // The console's conversation view of a streamed answer, redacted as a
     // contractor reads it.
-    for path in ["/v1/chat/completions", "/anthropic/v1/messages", "/v1/responses"] {
+    for path in CONVERSATION_PATHS {
         let mut conversation = crate::review::conversation::read(path, true, request, data);
         conversation.map_text(crate::review::redact::redact);
     }
@@ -82,7 +89,7 @@ pub fn json_fields(data: &[u8]) {
     let _ = crate::review::redact::redact(&text);
     let _ = crate::review::redact::redact(&String::from_utf8_lossy(data));
     // The console's conversation view of the body as request and as answer.
-    for path in ["/v1/chat/completions", "/anthropic/v1/messages", "/v1/responses"] {
+    for path in CONVERSATION_PATHS {
         let _ = crate::review::conversation::read(path, false, data, data);
     }
     const CAP: usize = 64 * 1024;

@@ -37,6 +37,16 @@ pub(super) fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
+/// The session cookie's path: `/` as `__Host-` requires; otherwise only the
+/// console's paths, so that the cookie never goes with a request to the
+/// proxy listener on the same host (cookies ignore ports).
+pub(super) fn cookie_path(secure: bool) -> &'static str {
+    match secure {
+        true => "/",
+        false => "/console",
+    }
+}
+
 /// A new random value for a cookie (256 bits, hex).
 pub(super) fn random_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())

@@ -212,7 +212,7 @@ pub(super) async fn open(
     let set = session::set_cookie(
         session::cookie_name(secure),
         cookie,
-        "/",
+        session::cookie_path(secure),
         SameSite::Strict,
         None,
         secure,
@@ -263,8 +263,10 @@ pub(super) async fn sign_out(State(state): State<ConsoleState>, posted: Posted<E
         return super::refused(crate::review::DeskError::from(e).into());
     }
     let secure = state.config.secure_cookies;
+    let name = session::cookie_name(secure);
+    let cleared = session::clear_cookie(name, session::cookie_path(secure), secure);
     let mut response = see_other("/console/login?signed_out=1");
-    if let Ok(v) = session::clear_cookie(session::cookie_name(secure), "/", secure).parse() {
+    if let Ok(v) = cleared.parse() {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response

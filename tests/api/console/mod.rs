@@ -220,7 +220,7 @@ async fn a_reviewer_signs_in_with_a_token_and_works_an_item(backend: Backend) {
         .into_iter()
         .find(|c| c.starts_with("custodian_session="))
         .expect("a session cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
         assert!(session.contains(attribute), "{session}");
     }
     assert!(!session.contains("Secure"), "loopback listener: {session}");
