@@ -4,20 +4,11 @@ use super::views::item_json;
 use super::*;
 use crate::review::desk::Resolution;
 
-pub(super) async fn claim(
-    State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    async {
-        let caller = authenticate(&state, &headers, peer).await?;
-        Ok::<_, ApiError>(match state.desk.claim_next(&caller).await? {
-            Some(shown) => Json(item_json(&shown)).into_response(),
-            None => http::StatusCode::NO_CONTENT.into_response(),
-        })
-    }
-    .await
-    .unwrap_or_else(fail)
+pub(super) async fn claim(State(state): State<ReviewState>, Authed(caller): Authed) -> ApiResult {
+    Ok(match state.desk.claim_next(&caller).await? {
+        Some(shown) => Json(item_json(&shown)).into_response(),
+        None => http::StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,52 +33,37 @@ struct ResolveBody {
 
 pub(super) async fn assign(
     State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(caller): Authed,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    async {
-        let caller = caller_for(&state, &headers, peer, Action::AssignItem).await?;
-        let AssignBody { assignee } = parse_body(&body)?;
-        let shown = state.desk.assign(&caller, &id, &assignee).await?;
-        Ok::<_, ApiError>(Json(item_json(&shown)).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+) -> ApiResult {
+    state.desk.gate(&caller, Action::AssignItem)?;
+    let AssignBody { assignee } = parse_body(&body)?;
+    let shown = state.desk.assign(&caller, &id, &assignee).await?;
+    Ok(Json(item_json(&shown)).into_response())
 }
 
 pub(super) async fn note(
     State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(caller): Authed,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    async {
-        let caller = caller_for(&state, &headers, peer, Action::NoteItem).await?;
-        let NoteBody { text } = parse_body(&body)?;
-        let shown = state.desk.note(&caller, &id, text).await?;
-        Ok::<_, ApiError>(Json(item_json(&shown)).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+) -> ApiResult {
+    state.desk.gate(&caller, Action::NoteItem)?;
+    let NoteBody { text } = parse_body(&body)?;
+    let shown = state.desk.note(&caller, &id, text).await?;
+    Ok(Json(item_json(&shown)).into_response())
 }
 
 pub(super) async fn resolve(
     State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(caller): Authed,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    async {
-        let caller = caller_for(&state, &headers, peer, Action::ResolveItem).await?;
-        let ResolveBody { resolution, note } = parse_body(&body)?;
-        let resolution = Resolution::parse(&resolution)?;
-        let shown = state.desk.resolve(&caller, &id, resolution, note).await?;
-        Ok::<_, ApiError>(Json(item_json(&shown)).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+) -> ApiResult {
+    state.desk.gate(&caller, Action::ResolveItem)?;
+    let ResolveBody { resolution, note } = parse_body(&body)?;
+    let resolution = Resolution::parse(&resolution)?;
+    let shown = state.desk.resolve(&caller, &id, resolution, note).await?;
+    Ok(Json(item_json(&shown)).into_response())
 }

@@ -16,66 +16,58 @@ pub(super) struct EraseBody {
 
 pub(super) async fn erase(
     State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(caller): Authed,
     body: axum::body::Bytes,
-) -> Response {
-    async {
-        let caller = caller_for(&state, &headers, peer, Action::EraseTenant).await?;
-        let EraseBody {
-            tenant,
-            reason,
-            include_metadata,
-            end_user,
-        } = parse_body(&body)?;
-        let tenant = state
-            .tenants
-            .iter()
-            .find(|t| t.0 == tenant)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::InvalidRequest(format!("no tenant {tenant:?} is configured"))
-            })?;
-        let end_user_hash = match (end_user, &state.end_user_key) {
-            (None, _) => None,
-            (Some(user), Some(key)) => Some(crate::domain::records::end_user_hash(
-                key.expose().as_bytes(),
-                &tenant,
-                &user,
-            )),
-            (Some(_), None) => {
-                return Err(ApiError::InvalidRequest(
-                    "auth.end_user_key is not configured: end-user ids are not recorded".into(),
-                ))
-            }
-        };
-        let request = crate::erasure::Request {
-            tenant,
-            include_metadata,
-            end_user_hash,
-            reason,
-            actor: format!("principal:{}", caller.principal.name),
-            source: peer.to_string(),
-        };
-        let erased = crate::erasure::erase(
-            state.desk.store(),
-            state.files.as_ref(),
-            state.desk.keys(),
-            &request,
-            state.desk.now(),
-        )
-        .await
-        .map_err(|e| match e {
-            crate::erasure::ErasureError::NoReason => ApiError::InvalidRequest(e.to_string()),
-            e => {
-                tracing::error!(error = %e, "erasure failed");
-                ApiError::StoreUnavailable
-            }
-        })?;
-        Ok::<_, ApiError>(
-            Json(json!({"tenant": request.tenant.0, "erased": erased})).into_response(),
-        )
-    }
+) -> ApiResult {
+    state.desk.gate(&caller, Action::EraseTenant)?;
+    let EraseBody {
+        tenant,
+        reason,
+        include_metadata,
+        end_user,
+    } = parse_body(&body)?;
+    let tenant = state
+        .tenants
+        .iter()
+        .find(|t| t.0 == tenant)
+        .cloned()
+        .ok_or_else(|| ApiError::InvalidRequest(format!("no tenant {tenant:?} is configured")))?;
+    let end_user_hash = match (end_user, &state.end_user_key) {
+        (None, _) => None,
+        (Some(user), Some(key)) => Some(crate::domain::records::end_user_hash(
+            key.expose().as_bytes(),
+            &tenant,
+            &user,
+        )),
+        (Some(_), None) => {
+            return Err(ApiError::InvalidRequest(
+                "auth.end_user_key is not configured: end-user ids are not recorded".into(),
+            )
+            .into())
+        }
+    };
+    let request = crate::erasure::Request {
+        tenant,
+        include_metadata,
+        end_user_hash,
+        reason,
+        actor: format!("principal:{}", caller.principal.name),
+        source: caller.source.clone(),
+    };
+    let erased = crate::erasure::erase(
+        state.desk.store(),
+        state.files.as_ref(),
+        state.desk.keys(),
+        &request,
+        state.desk.now(),
+    )
     .await
-    .unwrap_or_else(fail)
+    .map_err(|e| match e {
+        crate::erasure::ErasureError::NoReason => ApiError::InvalidRequest(e.to_string()),
+        e => {
+            tracing::error!(error = %e, "erasure failed");
+            ApiError::StoreUnavailable
+        }
+    })?;
+    Ok(Json(json!({"tenant": request.tenant.0, "erased": erased})).into_response())
 }

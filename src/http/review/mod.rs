@@ -16,11 +16,12 @@ mod views;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::{header, HeaderMap};
+use http::header;
+use http::request::Parts;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -72,42 +73,54 @@ pub fn router(state: ReviewState) -> Router {
         .with_state(state)
 }
 
-fn fail(e: ApiError) -> Response {
-    e.to_response(Flavor::Openai)
+/// What a handler answers: its response, or the error in the OpenAI shape.
+type ApiResult = Result<Response, Failed>;
+
+/// An error as the admin API answers it.
+struct Failed(ApiError);
+
+impl<E: Into<ApiError>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
 }
 
-/// The caller its bearer token names, if that is an active principal.
-async fn authenticate(
-    state: &ReviewState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<Caller, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::MissingKey)?;
-    let principal = state.desk.principal_for_token(token).await?;
-    Ok(Caller {
-        principal,
-        source: peer.to_string(),
-        via: None,
-    })
+impl IntoResponse for Failed {
+    fn into_response(self) -> Response {
+        self.0.to_response(Flavor::Openai)
+    }
 }
 
-/// Authenticate, then ask the desk's gate (before reading the request's
-/// body or query, so that a refusal never depends on them).
-async fn caller_for(
-    state: &ReviewState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    action: Action,
-) -> Result<Caller, ApiError> {
-    let caller = authenticate(state, headers, peer).await?;
-    state.desk.gate(&caller, action)?;
-    Ok(caller)
+/// The caller its bearer token names, if that is an active principal (401
+/// otherwise, before anything else of the request is read).
+struct Authed(Caller);
+
+impl FromRequestParts<ReviewState> for Authed {
+    type Rejection = Failed;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ReviewState) -> Result<Self, Failed> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::MissingKey)?;
+        let principal = state.desk.principal_for_token(token).await?;
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        Ok(Self(Caller {
+            principal,
+            source,
+            via: None,
+        }))
+    }
 }
 
+/// A JSON body, once the desk's gate has let the caller through (a refusal
+/// never depends on the body).
 pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(format!("bad body: {e}")))
 }

@@ -21,95 +21,66 @@ pub(super) fn principal_state(p: &Principal, now: time::OffsetDateTime) -> &'sta
     }
 }
 
-pub(super) async fn list(
-    State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    async {
-        let caller = authenticate(&state, &headers, peer).await?;
-        let now = state.desk.now();
-        let data: Vec<Value> = state
-            .desk
-            .principals(&caller)
-            .await?
-            .iter()
-            .map(|p| {
-                json!({
-                    "name": p.name, "role": p.role, "state": principal_state(p, now),
-                    "created_at": format_instant(p.created_at),
-                    "expires_at": p.expires_at.map(format_instant),
-                    "revoked_at": p.revoked_at.map(format_instant),
-                })
+pub(super) async fn list(State(state): State<ReviewState>, Authed(caller): Authed) -> ApiResult {
+    let now = state.desk.now();
+    let data: Vec<Value> = state
+        .desk
+        .principals(&caller)
+        .await?
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name, "role": p.role, "state": principal_state(p, now),
+                "created_at": format_instant(p.created_at),
+                "expires_at": p.expires_at.map(format_instant),
+                "revoked_at": p.revoked_at.map(format_instant),
             })
-            .collect();
-        Ok::<_, ApiError>(Json(json!({ "data": data })).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
 }
 
 pub(super) async fn add(
     State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(caller): Authed,
     body: axum::body::Bytes,
-) -> Response {
-    async {
-        let caller = caller_for(&state, &headers, peer, Action::ManagePrincipals).await?;
-        let AddBody {
-            name,
-            role,
-            expires_at,
-        } = parse_body(&body)?;
-        let role = Role::parse(&role).ok_or_else(|| {
-            ApiError::InvalidRequest("role is admin, reviewer, contractor or auditor".into())
-        })?;
-        let expires_at = crate::review::desk::instant_param("expires_at", expires_at.as_deref())?;
-        let token = state
-            .desk
-            .add_principal(&caller, &name, role, expires_at)
-            .await?;
-        let body = json!({"name": name.trim(), "role": role, "token": token});
-        Ok::<_, ApiError>((http::StatusCode::CREATED, Json(body)).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+) -> ApiResult {
+    state.desk.gate(&caller, Action::ManagePrincipals)?;
+    let AddBody {
+        name,
+        role,
+        expires_at,
+    } = parse_body(&body)?;
+    let role = Role::parse(&role).ok_or_else(|| {
+        ApiError::InvalidRequest("role is admin, reviewer, contractor or auditor".into())
+    })?;
+    let expires_at = crate::review::desk::instant_param("expires_at", expires_at.as_deref())?;
+    let token = state
+        .desk
+        .add_principal(&caller, &name, role, expires_at)
+        .await?;
+    let body = json!({"name": name.trim(), "role": role, "token": token});
+    Ok((http::StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub(super) async fn revoke(
     State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Authed(caller): Authed,
     Path(name): Path<String>,
-) -> Response {
-    async {
-        let caller = authenticate(&state, &headers, peer).await?;
-        state.desk.revoke_principal(&caller, &name).await?;
-        Ok::<_, ApiError>(Json(json!({"name": name, "revoked": true})).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+) -> ApiResult {
+    state.desk.revoke_principal(&caller, &name).await?;
+    Ok(Json(json!({"name": name, "revoked": true})).into_response())
 }
 
-pub(super) async fn tenants(
-    State(state): State<ReviewState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    async {
-        let caller = authenticate(&state, &headers, peer).await?;
-        let data: Vec<Value> = state
-            .desk
-            .tenants(&caller, None)
-            .await?
-            .iter()
-            .map(tenant_json)
-            .collect();
-        Ok::<_, ApiError>(Json(json!({ "data": data })).into_response())
-    }
-    .await
-    .unwrap_or_else(fail)
+pub(super) async fn tenants(State(state): State<ReviewState>, Authed(caller): Authed) -> ApiResult {
+    let data: Vec<Value> = state
+        .desk
+        .tenants(&caller, None)
+        .await?
+        .iter()
+        .map(tenant_json)
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
 }
 
 fn tenant_json(t: &TenantOverview) -> Value {
