@@ -4,8 +4,10 @@ use super::*;
 use crate::domain::access::ConsoleSession;
 use crate::store::{PendingSignIn, SessionStore};
 
-const SESSION_COLUMNS: &str =
-    "s.id_hash, s.principal_id, s.via, s.created_at, s.last_seen_at, s.expires_at, s.ended_at";
+/// A session's columns, named apart from its principal's (which the join
+/// selects under their own names, for `principal_from_row`).
+const SESSION_COLUMNS: &str = "s.id_hash, s.principal_id, s.via, s.created_at AS s_created_at, \
+     s.last_seen_at, s.expires_at AS s_expires_at, s.ended_at";
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -38,42 +40,27 @@ impl SessionStore for SqliteStore {
         id_hash: &str,
     ) -> Result<Option<(ConsoleSession, Principal)>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS}, p.id, p.name, p.role, p.created_at AS p_created_at, \
-             p.expires_at AS p_expires_at, p.revoked_at FROM console_sessions s \
+            "SELECT {SESSION_COLUMNS}, p.id, p.name, p.role, p.created_at, p.expires_at, \
+             p.revoked_at FROM console_sessions s \
              JOIN principals p ON p.id = s.principal_id WHERE s.id_hash = ?1"
         ))
         .bind(id_hash)
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = row else { return Ok(None) };
-        let role: String = r.try_get("role")?;
         let session = ConsoleSession {
             id_hash: r.try_get("id_hash")?,
             principal_id: r.try_get("principal_id")?,
             via: r.try_get("via")?,
-            created_at: from_micros(r.try_get("created_at")?)?,
+            created_at: from_micros(r.try_get("s_created_at")?)?,
             last_seen_at: from_micros(r.try_get("last_seen_at")?)?,
-            expires_at: from_micros(r.try_get("expires_at")?)?,
+            expires_at: from_micros(r.try_get("s_expires_at")?)?,
             ended_at: r
                 .try_get::<Option<i64>, _>("ended_at")?
                 .map(from_micros)
                 .transpose()?,
         };
-        let principal = Principal {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            role: Role::parse(&role)
-                .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
-            created_at: from_micros(r.try_get("p_created_at")?)?,
-            expires_at: r
-                .try_get::<Option<i64>, _>("p_expires_at")?
-                .map(from_micros)
-                .transpose()?,
-            revoked_at: r
-                .try_get::<Option<i64>, _>("revoked_at")?
-                .map(from_micros)
-                .transpose()?,
-        };
+        let principal = principal_from_row(&r)?;
         Ok(Some((session, principal)))
     }
 
