@@ -124,7 +124,8 @@ pub enum ReviewOrder {
     Severity,
 }
 
-/// SQL ranking a review item's severity, most severe first (0).
+/// SQL ranking a review item's severity, most severe first (0). Migration
+/// 0015 indexes exactly this expression: change both together.
 pub(crate) const SEVERITY_RANK: &str = "CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
      WHEN 'medium' THEN 2 ELSE 3 END";
 
