@@ -843,3 +843,27 @@ async fn an_item_says_what_became_of_its_content_and_tenants_show_their_consent(
     let zdr_co = &tenants.body[tenants.body.find("id=\"tenant-zdr-co\"").unwrap()..];
     assert!(zdr_co.contains("zero_data_retention"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_turned_off_is_not_there() {
+    let app = app_with(
+        Backend::Sqlite,
+        "[console]\nenabled = false",
+        Arc::new(SystemClock),
+    )
+    .await;
+    for path in ["/console/", "/console/login", "/console/assets/console.js"] {
+        let page = Browser::new(&app.admin).get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // The API beside it is untouched.
+    let token = principal_in(app.store.as_ref(), "rex", Role::Reviewer, None).await;
+    let api = app
+        .client
+        .get(format!("{}/admin/v1/review/items", app.admin))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+}
