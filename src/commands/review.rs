@@ -54,11 +54,7 @@ pub(super) async fn principals(path: &Path, command: PrincipalsCommand) -> anyho
             let mut out = std::io::stdout().lock();
             writeln!(out, "name\trole\tstate\texpires_at\tcreated_at")?;
             for p in store.list_principals().await? {
-                let state = match (p.revoked_at, p.is_active(now)) {
-                    (Some(_), _) => "revoked",
-                    (None, true) => "active",
-                    (None, false) => "expired",
-                };
+                let state = p.state(now);
                 writeln!(
                     out,
                     "{}\t{}\t{state}\t{}\t{}",

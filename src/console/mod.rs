@@ -270,9 +270,7 @@ fn message_page(status: StatusCode, message: &str) -> Response {
 /// principal ended meanwhile, otherwise its error page.
 fn refused(e: ApiError) -> Response {
     match e {
-        ApiError::UnknownKey | ApiError::MissingKey => {
-            Redirect::to("/console/login?ended=1").into_response()
-        }
+        ApiError::UnknownKey => Redirect::to("/console/login?ended=1").into_response(),
         e => error_page(&e),
     }
 }

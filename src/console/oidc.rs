@@ -309,9 +309,8 @@ pub(super) async fn callback(
             let details =
                 json!({"subject": subject, "claim": provider.config.claim, "value": value});
             let source = session::peer(&parts);
-            let opened =
+            let mut response =
                 sign_in::open(&state, &parts.headers, &principal, via, source, details).await;
-            let mut response = opened.unwrap_or_else(|page| page);
             clear_sign_in_cookie(&state, &mut response);
             response
         }
@@ -490,7 +489,6 @@ fn checked_claims(
     }
 }
 
-/// The mapped claim's values: a string, or an array of strings.
 /// What a token's or userinfo's claims say of the mapped claim.
 enum Found {
     Values(Vec<String>),

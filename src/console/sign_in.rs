@@ -22,9 +22,7 @@ const LOGIN_PATH: &str = "/console/login";
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct LoginQuery {
-    #[serde(default)]
     ended: Option<String>,
-    #[serde(default)]
     signed_out: Option<String>,
 }
 
@@ -127,19 +125,10 @@ pub(super) async fn with_token(
         return session::csrf_refused();
     }
     match state.desk.principal_for_token(&form.token).await {
-        Ok(principal) => match open(
-            &state,
-            &parts.headers,
-            &principal,
-            "token".into(),
-            source,
-            json!({}),
-        )
-        .await
-        {
-            Ok(response) => response,
-            Err(response) => response,
-        },
+        Ok(principal) => {
+            let via = "token".to_owned();
+            open(&state, &parts.headers, &principal, via, source, json!({})).await
+        }
         Err(crate::review::DeskError::Unauthenticated) => {
             audit_failure(
                 &state,
@@ -160,7 +149,7 @@ pub(super) async fn with_token(
 }
 
 /// Open a session for `principal` (audited as `console.signed_in`), set
-/// its cookie and go to the console. `Err` is the page to show instead.
+/// its cookie and go to the console (or the page saying why not).
 pub(super) async fn open(
     state: &ConsoleState,
     headers: &http::HeaderMap,
@@ -168,7 +157,7 @@ pub(super) async fn open(
     via: String,
     source: String,
     mut details: serde_json::Value,
-) -> Result<Response, Response> {
+) -> Response {
     let now = state.desk.now();
     let secure = state.config.secure_cookies;
     // A browser signing in again leaves no session of its own behind.
@@ -207,7 +196,7 @@ pub(super) async fn open(
         details,
     );
     if let Err(e) = state.desk.store().open_session(&session, &event).await {
-        return Err(super::refused(crate::review::DeskError::from(e).into()));
+        return super::refused(crate::review::DeskError::from(e).into());
     }
     let set = session::set_cookie(
         session::cookie_name(secure),
@@ -230,7 +219,7 @@ pub(super) async fn open(
     // Appended: a header array would keep only the last Set-Cookie.
     let cookies =
         axum::response::AppendHeaders([(header::SET_COOKIE, set), (header::SET_COOKIE, cleared)]);
-    Ok((StatusCode::OK, cookies, Html(body.into_string())).into_response())
+    (StatusCode::OK, cookies, Html(body.into_string())).into_response()
 }
 
 /// Audit a refused sign-in; a store that cannot take it is logged.

@@ -60,6 +60,15 @@ impl Principal {
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
     }
+
+    /// `active`, `expired` or `revoked`, as listings show it.
+    pub fn state(&self, now: OffsetDateTime) -> &'static str {
+        match (self.revoked_at, self.is_active(now)) {
+            (Some(_), _) => "revoked",
+            (None, true) => "active",
+            (None, false) => "expired",
+        }
+    }
 }
 
 /// A new bearer token: shown once, stored only as its hash.

@@ -65,7 +65,8 @@ pub struct Verdict {
     pub rule: String,
     pub severity: Severity,
     pub action: RuleAction,
-    /// Why, when the rule's name does not say it all (an unreadable body).
+    /// Why, when the rule's name does not say it all (an unreadable body,
+    /// a classifier category's score against its threshold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -6,7 +6,7 @@
 //! block it does not know is shown by its kind, and a body it cannot read
 //! at all is left to the raw view.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::wire::sse_data;
 
@@ -247,7 +247,6 @@ fn chat_answer(response: &[u8], streamed: bool) -> Option<Vec<Turn>> {
         let message = body.pointer("/choices/0/message")?;
         return Some(vec![chat_message(message)]);
     }
-    let mut message = Map::new();
     let mut content = String::new();
     let mut refusal = String::new();
     // Tool calls come in pieces named by their index.
@@ -305,21 +304,19 @@ fn chat_answer(response: &[u8], streamed: bool) -> Option<Vec<Turn>> {
     if !seen {
         return None;
     }
-    message.insert("role".into(), "assistant".into());
-    message.insert("content".into(), content.into());
-    if !refusal.is_empty() {
-        message.insert("refusal".into(), refusal.into());
+    let mut parts = Vec::new();
+    if !content.is_empty() {
+        parts.push(Part::Text(content));
     }
-    let mut answer = chat_message(&Value::Object(message));
-    answer
-        .parts
-        .retain(|p| !matches!(p, Part::Text(t) if t.is_empty()));
-    answer.parts.extend(
+    if !refusal.is_empty() {
+        parts.push(Part::Text(format!("[refusal] {refusal}")));
+    }
+    parts.extend(
         calls
             .into_iter()
             .map(|(name, arguments)| Part::ToolCall { name, arguments }),
     );
-    Some(vec![answer])
+    Some(vec![turn("assistant", parts)])
 }
 
 fn anthropic_request(body: &Value) -> Option<Vec<Turn>> {
@@ -461,32 +458,43 @@ fn responses_answer(response: &[u8], streamed: bool) -> Option<Vec<Turn>> {
         let body: Value = serde_json::from_slice(response).ok()?;
         return responses_output(&body);
     }
-    // The completed response carries the whole output; cut short, the
-    // finished items and then the text deltas are what there is.
-    let mut done = Vec::new();
-    let mut text = String::new();
+    // The completed response carries the whole output. Cut short, each
+    // output position shows its finished item, or else the text streamed
+    // into it so far (a reasoning item can finish before the message).
+    let mut items: std::collections::BTreeMap<u64, Turn> = std::collections::BTreeMap::new();
+    let mut texts: std::collections::BTreeMap<u64, String> = std::collections::BTreeMap::new();
     for data in sse_data(response) {
         let Ok(event) = serde_json::from_slice::<Value>(data) else {
             continue;
         };
+        let index = event
+            .get("output_index")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         match str_at(&event, "type") {
             Some("response.completed" | "response.incomplete" | "response.failed") => {
                 if let Some(turns) = event.get("response").and_then(responses_output) {
                     return Some(turns);
                 }
             }
-            Some("response.output_item.done") => done.extend(event.get("item").cloned()),
-            Some("response.output_text.delta") => {
-                text.push_str(str_at(&event, "delta").unwrap_or(""))
+            Some("response.output_item.done") => {
+                if let Some(item) = event.get("item") {
+                    items.insert(index, responses_item(item));
+                }
             }
+            Some("response.output_text.delta") => texts
+                .entry(index)
+                .or_default()
+                .push_str(str_at(&event, "delta").unwrap_or("")),
             _ => {}
         }
     }
-    match (done.is_empty(), text.is_empty()) {
-        (false, _) => Some(done.iter().map(responses_item).collect()),
-        (true, false) => Some(vec![turn("assistant", vec![Part::Text(text)])]),
-        (true, true) => None,
+    for (index, text) in texts {
+        items
+            .entry(index)
+            .or_insert_with(|| turn("assistant", vec![Part::Text(text)]));
     }
+    (!items.is_empty()).then(|| items.into_values().collect())
 }
 
 fn responses_output(body: &Value) -> Option<Vec<Turn>> {
@@ -674,6 +682,50 @@ mod tests {
             c.answer.unwrap(),
             vec![turn("assistant", vec![text("The ans")])]
         );
+    }
+
+    #[test]
+    fn a_responses_stream_cut_short_keeps_what_each_output_position_got() {
+        // The reasoning item finished; the message was cut mid-stream.
+        let cut = sse(&[
+            json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "reasoning", "summary": []}}),
+            json!({"type": "response.output_text.delta", "output_index": 1, "delta": "Half an "}),
+            json!({"type": "response.output_text.delta", "output_index": 1, "delta": "answer"}),
+        ]);
+        let answer = read("/v1/responses", true, br#"{"input": "q"}"#, &cut)
+            .answer
+            .unwrap();
+        assert_eq!(answer.len(), 2);
+        assert_eq!(answer[0].parts, vec![Part::Other("reasoning".into())]);
+        assert_eq!(answer[1], turn("assistant", vec![text("Half an answer")]));
+        // A message that finished is shown whole, not as its deltas.
+        let done = sse(&[
+            json!({"type": "response.output_text.delta", "output_index": 0, "delta": "Hel"}),
+            json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]}}),
+        ]);
+        let answer = read("/v1/responses", true, br#"{"input": "q"}"#, &done)
+            .answer
+            .unwrap();
+        assert_eq!(answer, vec![turn("assistant", vec![text("Hello")])]);
+    }
+
+    #[test]
+    fn a_plain_responses_answer_with_a_function_call_and_a_refusal() {
+        let body = bytes(json!({"output": [
+            {"type": "function_call", "name": "lookup", "arguments": "{\"q\":1}", "call_id": "c"},
+            {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]}
+        ]}));
+        let answer = read("/v1/responses", false, br#"{"input": "q"}"#, &body)
+            .answer
+            .unwrap();
+        assert_eq!(
+            answer[0].parts,
+            vec![Part::ToolCall {
+                name: "lookup".into(),
+                arguments: "{\"q\":1}".into()
+            }]
+        );
+        assert_eq!(answer[1].parts, vec![text("[refusal] no")]);
     }
 
     #[test]

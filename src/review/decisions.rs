@@ -106,7 +106,7 @@ impl Desk {
     /// What confirming `item` (sent with the key `key_id`) suspends.
     pub fn confirm_effect(&self, item: &ReviewItem, key_id: &str) -> ConfirmEffect {
         let tenant = item.tenant.0.clone();
-        match self.on_confirm {
+        match self.config.review.on_confirm {
             OnConfirm::None => ConfirmEffect::Nothing,
             OnConfirm::SuspendTenant => ConfirmEffect::SuspendTenant { tenant },
             OnConfirm::SuspendKey => ConfirmEffect::SuspendKey {
@@ -123,7 +123,7 @@ impl Desk {
         caller: &Caller,
         item: &ReviewItem,
     ) -> Result<Option<NewSuspension>, DeskError> {
-        let key = match self.on_confirm {
+        let key = match self.config.review.on_confirm {
             OnConfirm::None => return Ok(None),
             OnConfirm::SuspendTenant => None,
             OnConfirm::SuspendKey => {

@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::payload::Content;
 use crate::abuse::suspensions::Suspensions;
-use crate::config::OnConfirm;
 use crate::crypto::ContentKeys;
 use crate::domain::access::{token_hash, Principal};
 use crate::domain::audit::AuditEvent;
@@ -163,7 +162,6 @@ pub struct Desk {
     pub(super) store: Arc<dyn Store>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) suspensions: Arc<Suspensions>,
-    pub(super) on_confirm: OnConfirm,
     /// Opens encrypted content, when encryption is on.
     pub(super) keys: Option<Arc<ContentKeys>>,
     pub(super) config: Arc<crate::config::Config>,
@@ -178,7 +176,6 @@ impl Desk {
         keys: Option<Arc<ContentKeys>>,
     ) -> Self {
         Self {
-            on_confirm: config.review.on_confirm,
             config,
             store,
             clock,

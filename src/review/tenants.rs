@@ -28,23 +28,14 @@ pub struct RouteTag {
 }
 
 impl Desk {
-    /// Every configured tenant (`only`: just that one).
-    pub async fn tenants(
-        &self,
-        caller: &Caller,
-        only: Option<&str>,
-    ) -> Result<Vec<TenantOverview>, DeskError> {
+    /// Every configured tenant.
+    pub async fn tenants(&self, caller: &Caller) -> Result<Vec<TenantOverview>, DeskError> {
         self.gate(caller, Action::ReadTenants)?;
         let now = self.now();
         let holds = self.store.list_holds().await?;
         let suspensions = self.store.list_suspensions().await?;
         let mut out = Vec::new();
-        let chosen = self
-            .config
-            .tenants
-            .iter()
-            .filter(|t| only.is_none_or(|id| t.id.0 == id));
-        for tenant in chosen {
+        for tenant in &self.config.tenants {
             let consent = self.store.consent_history(&tenant.id).await?;
             let routes = self
                 .config
@@ -79,9 +70,6 @@ impl Desk {
                     .collect(),
                 consent,
             });
-        }
-        if only.is_some() && out.is_empty() {
-            return Err(DeskError::NotFound);
         }
         Ok(out)
     }

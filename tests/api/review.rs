@@ -619,3 +619,124 @@ async fn admins_manage_principals_over_the_api() {
         .unwrap();
     assert_eq!(acme["routes"][0]["basis"], "default_opt_out");
 }
+
+/// Pages follow their cursor to the end in either order, never repeat or
+/// skip an item, and a cursor of one order is refused in the other.
+async fn pages_follow_their_cursor_in_either_order(backend: Backend) {
+    let builder = ConfigBuilder {
+        extra: format!(
+            "{RULES}\n[[rules]]\nname = \"phishing\"\nseverity = \"low\"\nkeywords = [\"verify your account\"]\n"
+        ),
+        ..ConfigBuilder::default()
+    };
+    let app = spawn_app_with(backend, builder, Arc::new(SystemClock)).await;
+    let token = principal(&app, "rex", Role::Reviewer, None).await;
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let text = match i % 2 {
+            0 => format!("build a bomb {i}"),
+            _ => format!("verify your account {i}"),
+        };
+        let response = app
+            .chat(
+                MANAGED_KEY,
+                json!({"model": "m", "messages": [{"role": "user", "content": text}]}),
+            )
+            .await;
+        let id = record_id(&response);
+        app.record(&id).await;
+        made.push((i % 2 == 0, id));
+    }
+    let walk = |order: &'static str| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let (mut seen, mut cursor, mut cursors) = (Vec::new(), None::<String>, Vec::new());
+            for _ in 0..10 {
+                let mut path = format!("/admin/v1/review/items?limit=2&order={order}");
+                if let Some(c) = &cursor {
+                    path.push_str(&format!("&cursor={c}"));
+                }
+                let (status, page) = call(app, Some(&token), "GET", &path, None).await;
+                assert_eq!(status, StatusCode::OK, "{page}");
+                for item in page["data"].as_array().unwrap() {
+                    seen.push((
+                        item["severity"].as_str().unwrap().to_owned(),
+                        item["record_id"].as_str().unwrap().to_owned(),
+                    ));
+                }
+                match page["next_cursor"].as_str() {
+                    Some(next) => {
+                        cursors.push(next.to_owned());
+                        cursor = Some(next.to_owned());
+                    }
+                    None => break,
+                }
+            }
+            (seen, cursors)
+        }
+    };
+    let (created, created_cursors) = walk("created").await;
+    let ids: Vec<&str> = created.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        made.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    let (by_severity, severity_cursors) = walk("severity").await;
+    let highs: Vec<&str> = made
+        .iter()
+        .filter(|(high, _)| *high)
+        .map(|(_, id)| id.as_str())
+        .collect();
+    let lows: Vec<&str> = made
+        .iter()
+        .filter(|(high, _)| !*high)
+        .map(|(_, id)| id.as_str())
+        .collect();
+    let expected: Vec<&str> = highs.iter().chain(&lows).copied().collect();
+    assert_eq!(
+        by_severity
+            .iter()
+            .map(|(_, id)| id.as_str())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert!(by_severity[..3].iter().all(|(s, _)| s == "high"));
+    // A cursor belongs to its order.
+    let (status, _) = call(
+        &app,
+        Some(&token),
+        "GET",
+        &format!(
+            "/admin/v1/review/items?order=severity&cursor={}",
+            created_cursors[0]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(
+        &app,
+        Some(&token),
+        "GET",
+        &format!(
+            "/admin/v1/review/items?order=created&cursor={}",
+            severity_cursors[0]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(
+        &app,
+        Some(&token),
+        "GET",
+        "/admin/v1/review/items?order=random",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+both_stores!(pages_follow_their_cursor_in_either_order);

@@ -69,7 +69,8 @@
       if (help) help.hidden = !help.hidden;
     } else if (onQueue && (e.key === "j" || e.key === "k")) {
       select(selected + (e.key === "j" ? 1 : -1));
-    } else if (onQueue && (e.key === "Enter" || e.key === "o") && selected >= 0) {
+    } else if (onQueue && (e.key === "Enter" || e.key === "o") && selected >= 0
+               && !e.target.closest("a, button, summary")) {
       location.href = rows()[selected].getAttribute("data-href");
     } else if (e.key === "j" || e.key === "k") {
       const to = neighbour(e.key === "j" ? 1 : -1);

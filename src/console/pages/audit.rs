@@ -35,7 +35,7 @@ pub(in crate::console) async fn page(
         action: q.action.clone(),
         target: q.target.clone(),
         since: instant_field(q.since.as_deref()),
-        until: instant_field(q.until.as_deref()),
+        until: until_field(q.until.as_deref()),
         after: q.after,
         limit: Some(100),
     };

@@ -32,11 +32,10 @@ pub(in crate::console) async fn page(
         Err(e) => return refused(e.into()),
     };
     let assignees = match state.desk.may(&signed.caller, Action::AssignItem) {
-        true => state
-            .desk
-            .assignees(&signed.caller)
-            .await
-            .unwrap_or_default(),
+        true => match state.desk.assignees(&signed.caller).await {
+            Ok(assignees) => assignees,
+            Err(e) => return refused(e.into()),
+        },
         false => Vec::new(),
     };
     let done = query.ok().and_then(|q| q.0.done);

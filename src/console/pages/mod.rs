@@ -64,7 +64,7 @@ fn layout(
             main { (body) }
             div #keys hidden {
                 b { "Keys" }
-                p { kbd { "j" } " / " kbd { "k" } " next / previous  · " kbd { "Enter" } " open  · " kbd { "u" } " queue" }
+                p { kbd { "j" } " / " kbd { "k" } " next / previous  · " kbd { "Enter" } " / " kbd { "o" } " open  · " kbd { "u" } " queue" }
                 p { kbd { "c" } " claim  · " kbd { "n" } " note  · " kbd { "d" } " dismiss  · " kbd { "x" } " confirm  · " kbd { "r" } " raw JSON" }
                 p { kbd { "/" } " filter  · " kbd { "?" } " this help" }
             }
@@ -104,14 +104,29 @@ fn ago(t: OffsetDateTime, now: OffsetDateTime) -> String {
     }
 }
 
-/// A date from a form (`YYYY-MM-DD`, the start of that day in UTC) or an
+/// A date from a form (`YYYY-MM-DD`: the start of that day in UTC) or an
 /// RFC 3339 instant, as the desk reads instants.
 fn instant_field(value: Option<&str>) -> Option<String> {
     let value = value.map(str::trim).filter(|v| !v.is_empty())?;
-    match value.len() == 10 && value.as_bytes().get(4) == Some(&b'-') {
-        true => Some(format!("{value}T00:00:00Z")),
-        false => Some(value.to_owned()),
+    match form_date(value) {
+        Some(day) => Some(format!("{day}T00:00:00Z")),
+        None => Some(value.to_owned()),
     }
+}
+
+/// An end date from a form: the day given is included (up to the start of
+/// the next one).
+fn until_field(value: Option<&str>) -> Option<String> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty())?;
+    match form_date(value).and_then(|day| day.next_day()) {
+        Some(next) => Some(format!("{next}T00:00:00Z")),
+        None => Some(value.to_owned()),
+    }
+}
+
+fn form_date(value: &str) -> Option<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value, &format).ok()
 }
 
 /// A query string of the non-empty pairs.
@@ -136,4 +151,32 @@ fn done_notice(done: Option<&str>) -> Markup {
         _ => return html! {},
     };
     html! { p.notice { (text) } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_dates_cover_whole_days() {
+        assert_eq!(
+            instant_field(Some("2026-12-07")).as_deref(),
+            Some("2026-12-07T00:00:00Z")
+        );
+        assert_eq!(
+            until_field(Some("2026-12-07")).as_deref(),
+            Some("2026-12-08T00:00:00Z")
+        );
+        assert_eq!(
+            until_field(Some("2026-12-31")).as_deref(),
+            Some("2027-01-01T00:00:00Z")
+        );
+        // Anything else goes to the desk as it is (which refuses what is not RFC 3339).
+        assert_eq!(
+            until_field(Some("2026-12-07T10:00:00Z")).as_deref(),
+            Some("2026-12-07T10:00:00Z")
+        );
+        assert_eq!(instant_field(Some("  ")), None);
+        assert_eq!(until_field(None), None);
+    }
 }

@@ -50,7 +50,7 @@ async fn render(
             thead { tr { th { "Name" } th { "Role" } th { "State" } th { "Expires" } th { "Created" } th {} } }
             tbody {
                 @for p in &principals {
-                    @let state_name = match (p.revoked_at, p.is_active(now)) { (Some(_), _) => "revoked", (None, true) => "active", (None, false) => "expired" };
+                    @let state_name = p.state(now);
                     tr {
                         td { (p.name) }
                         td { (p.role.as_str()) }

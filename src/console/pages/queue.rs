@@ -1,5 +1,6 @@
-//! The queue: open items by default, most severe first and oldest first
-//! within a severity; filters; counts; "claim next".
+//! The queue: open items by default (a contractor's claimed ones, which are
+//! assigned to it), most severe first and oldest first within a severity;
+//! filters; counts; "claim next".
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};

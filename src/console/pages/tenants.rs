@@ -12,7 +12,7 @@ pub(in crate::console) async fn page(
     State(state): State<ConsoleState>,
     signed: Signed,
 ) -> Response {
-    let tenants = match state.desk.tenants(&signed.caller, None).await {
+    let tenants = match state.desk.tenants(&signed.caller).await {
         Ok(t) => t,
         Err(e) => return refused(e.into()),
     };

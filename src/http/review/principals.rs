@@ -1,7 +1,7 @@
 //! Principals (admins) and tenants' overviews (no payload) over the desk.
 
 use super::*;
-use crate::domain::access::{Principal, Role};
+use crate::domain::access::Role;
 use crate::review::tenants::TenantOverview;
 
 #[derive(Debug, Deserialize)]
@@ -13,14 +13,6 @@ struct AddBody {
     expires_at: Option<String>,
 }
 
-pub(super) fn principal_state(p: &Principal, now: time::OffsetDateTime) -> &'static str {
-    match (p.revoked_at, p.is_active(now)) {
-        (Some(_), _) => "revoked",
-        (None, true) => "active",
-        (None, false) => "expired",
-    }
-}
-
 pub(super) async fn list(State(state): State<ReviewState>, Authed(caller): Authed) -> ApiResult {
     let now = state.desk.now();
     let data: Vec<Value> = state
@@ -30,7 +22,7 @@ pub(super) async fn list(State(state): State<ReviewState>, Authed(caller): Authe
         .iter()
         .map(|p| {
             json!({
-                "name": p.name, "role": p.role, "state": principal_state(p, now),
+                "name": p.name, "role": p.role, "state": p.state(now),
                 "created_at": format_instant(p.created_at),
                 "expires_at": p.expires_at.map(format_instant),
                 "revoked_at": p.revoked_at.map(format_instant),
@@ -75,7 +67,7 @@ pub(super) async fn revoke(
 pub(super) async fn tenants(State(state): State<ReviewState>, Authed(caller): Authed) -> ApiResult {
     let data: Vec<Value> = state
         .desk
-        .tenants(&caller, None)
+        .tenants(&caller)
         .await?
         .iter()
         .map(tenant_json)

@@ -309,7 +309,12 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_a_real_browser() {
         conversation.contains("You are a helpful assistant.")
             && conversation.contains("household items")
     );
-    assert!(conversation.contains("ASSISTANT") || conversation.contains("assistant"));
+    // The upstream's answer, laid out as the assistant's turn.
+    let answer = browser.text("#conversation .turn.role-assistant").await;
+    assert!(
+        answer.contains("echo: You are a helpful assistant."),
+        "{answer}"
+    );
     assert!(!browser
         .client
         .find(Locator::Css("#raw-request"))
