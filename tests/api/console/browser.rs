@@ -191,6 +191,14 @@ impl Chrome {
         self.wait_for_path(|p| p == "/console/").await;
     }
 
+    /// The queue's rows, as the page shows them.
+    async fn queue_rows(&self) -> Vec<fantoccini::elements::Element> {
+        self.client
+            .find_all(Locator::Css("#queue tbody tr"))
+            .await
+            .unwrap()
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -249,11 +257,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_a_real_browser() {
     browser.sign_in(&app.admin, &token).await;
 
     // The queue: most severe first, counts at the top.
-    let rows = browser
-        .client
-        .find_all(Locator::Css("#queue tbody tr"))
-        .await
-        .unwrap();
+    let rows = browser.queue_rows().await;
     let mut order = Vec::new();
     for row in &rows {
         order.push(row.attr("data-href").await.unwrap().unwrap());
@@ -272,11 +276,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_a_real_browser() {
         .await;
     browser.click("form.filters button[type=submit]").await;
     browser.wait_for_path(|p| p.contains("severity=high")).await;
-    let rows = browser
-        .client
-        .find_all(Locator::Css("#queue tbody tr"))
-        .await
-        .unwrap();
+    let rows = browser.queue_rows().await;
     assert_eq!(rows.len(), 1);
 
     // Keyboard: j moves to the next row, k back, Enter opens it.
@@ -416,8 +416,8 @@ async fn a_contractor_sees_its_items_redacted_until_its_access_ends() {
     )
     .await;
     let theirs = flagged(&app, "someone else's").await;
-    let api = reqwest::Client::new();
-    let assigned = api
+    let assigned = app
+        .client
         .post(format!("{}/admin/v1/review/items/{mine}/assign", app.admin))
         .bearer_auth(&admin)
         .json(&json!({"assignee": "cora"}))
@@ -428,11 +428,7 @@ async fn a_contractor_sees_its_items_redacted_until_its_access_ends() {
 
     let browser = chrome().await;
     browser.sign_in(&app.admin, &token).await;
-    let rows = browser
-        .client
-        .find_all(Locator::Css("#queue tbody tr"))
-        .await
-        .unwrap();
+    let rows = browser.queue_rows().await;
     assert_eq!(rows.len(), 1);
     browser.press('\u{E007}').await;
     browser
@@ -474,7 +470,8 @@ async fn an_auditor_sees_the_audit_log_and_no_payload_anywhere() {
     let reviewer = principal_in(app.store.as_ref(), "rex", Role::Reviewer, None).await;
     let auditor = principal_in(app.store.as_ref(), "aud", Role::Auditor, None).await;
     let id = flagged(&app, "secret-payload-words").await;
-    let read = reqwest::Client::new()
+    let read = app
+        .client
         .get(format!("{}/admin/v1/review/items/{id}", app.admin))
         .bearer_auth(&reviewer)
         .send()
